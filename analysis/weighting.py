@@ -36,8 +36,6 @@ __all__ = ["Raking", "rake", "kish_n_eff", "resolve_base_weights"]
 _SHARE_TOL = 1e-6
 # Margins given as totals must agree to this relative tolerance.
 _TOTAL_RTOL = 1e-6
-# Outer rounds of trim-then-re-rake before giving up on the bounds.
-_MAX_TRIM_ROUNDS = 100
 
 
 def kish_n_eff(weights: np.ndarray) -> float:
@@ -201,18 +199,34 @@ def _targets(margins: Mapping, base_total: float) -> dict:
     }
 
 
-def _ipf(w, codes, targets, *, max_iter, tol):
-    """Deming-Stephan sweeps until every margin holds to ``tol`` (relative)."""
+def _margin_error(w, codes, targets) -> float:
+    return max(
+        float(np.max(np.abs(np.bincount(c, weights=w, minlength=t.size) / t - 1.0)))
+        for c, t in zip(codes, targets)
+    )
+
+
+def _ipf(w, codes, targets, *, max_iter, tol, lower=None, upper=None):
+    """Deming-Stephan sweeps until every margin holds to ``tol`` (relative).
+
+    With bounds, each margin step rescales and clips repeatedly, so units stuck at a
+    bound keep it and the others absorb the rest of the adjustment.
+    """
     w = w.copy()
     err = np.inf
+    inner = 1 if lower is None else 100
     for iteration in range(1, max_iter + 1):
         for c, t in zip(codes, targets):
-            sums = np.bincount(c, weights=w, minlength=t.size)
-            w *= (t / sums)[c]
-        err = max(
-            float(np.max(np.abs(np.bincount(c, weights=w, minlength=t.size) / t - 1.0)))
-            for c, t in zip(codes, targets)
-        )
+            for _ in range(inner):
+                sums = np.bincount(c, weights=w, minlength=t.size)
+                factor = t / sums
+                w *= factor[c]
+                if lower is None:
+                    break
+                np.clip(w, lower, upper, out=w)
+                if np.max(np.abs(factor - 1.0)) <= tol:
+                    break
+        err = _margin_error(w, codes, targets)
         if err <= tol:
             return w, iteration, True, err
     return w, max_iter, False, err
@@ -249,10 +263,12 @@ def rake(
     tol : float
         Relative tolerance on every margin.
     trim : (float, float), optional
-        Bounds ``(low, high)`` on the ratio raked / base weight. Weights outside are
-        clipped to the bounds, then re-raked, and so on until the bounds hold or 100
-        rounds have passed; the final step is always a rake, so margins hold exactly
-        and the bounds may be exceeded slightly (see ``min_weight``/``max_weight``).
+        Bounds ``(low, high)`` on the ratio raked / base weight (bounded raking). At each
+        margin step the weights are rescaled, clipped to the bounds and rescaled again
+        until the margin holds, so trimmed weight is redistributed over the other units
+        of the category by re-raking; the result meets every margin to ``tol`` and
+        every bound exactly. Bounds that cannot hold with the margins raise
+        ``ValueError``.
 
     Returns
     -------
@@ -285,18 +301,20 @@ def rake(
     codes = [_codes(frame, column, cats) for column, cats in margins.items()]
     targets = [np.fromiter(cats.values(), dtype=float) for cats in totals.values()]
 
-    w, iterations, converged, err = _ipf(d, codes, targets, max_iter=max_iter, tol=tol)
-    if trim is not None:
+    if trim is None:
+        w, iterations, converged, err = _ipf(d, codes, targets, max_iter=max_iter, tol=tol)
+    else:
         low, high = trim
         if not (0 < low <= 1 <= high):
             raise ValueError(f"trim must be (low, high) with 0 < low <= 1 <= high, got {trim!r}")
-        for _ in range(_MAX_TRIM_ROUNDS):
-            ratio = w / d
-            # A little slack avoids endless rounds over weights that sit on a bound.
-            if ratio.min() >= low * (1 - 1e-9) and ratio.max() <= high * (1 + 1e-9):
-                break
-            w = d * np.clip(ratio, low, high)
-            w, iterations, converged, err = _ipf(w, codes, targets, max_iter=max_iter, tol=tol)
+        w, iterations, converged, err = _ipf(
+            d, codes, targets, max_iter=max_iter, tol=tol, lower=low * d, upper=high * d
+        )
+        if not converged:
+            raise ValueError(
+                f"trim bounds {trim!r} cannot hold with these margins (still off by "
+                f"{err:.2%} after {max_iter} sweeps); widen the bounds or collapse categories"
+            )
     if not converged:
         worst_col, worst_cat, worst = None, None, -1.0
         for (column, cats), c, t in zip(totals.items(), codes, targets):

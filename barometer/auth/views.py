@@ -1,0 +1,49 @@
+"""Staff login and logout."""
+
+from urllib.parse import urlsplit
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required, login_user, logout_user
+
+from ..extensions import limiter
+from . import bp
+from .forms import LoginForm, LogoutForm
+from .services import authenticate
+
+
+def _safe_next(target: str | None) -> str:
+    # Only local paths: an open redirect would let a phishing link borrow our login.
+    if target and urlsplit(target).netloc == "" and target.startswith("/") and not target.startswith("//"):
+        return target
+    return url_for("reports.list_services")
+
+
+@bp.route("/connexion", methods=["GET", "POST"])
+@limiter.limit("10 per minute", methods=["POST"])
+def login():
+    """Sign a member of staff in."""
+    if current_user.is_authenticated:
+        return redirect(url_for("reports.list_services"))
+    form = LoginForm()
+    status = 200
+    if form.validate_on_submit():
+        user = authenticate(form.email.data, form.password.data)
+        if user is not None:
+            login_user(user)
+            return redirect(_safe_next(request.args.get("next")))
+        form.password.errors = [_("Adresse e-mail ou mot de passe incorrect.")]
+        status = 422
+    elif request.method == "POST":
+        status = 422
+    return render_template("auth/login.html", form=form), status
+
+
+@bp.route("/deconnexion", methods=["POST"])
+@login_required
+def logout():
+    """Sign out."""
+    if LogoutForm().validate_on_submit():
+        logout_user()
+        flash(_("Vous êtes déconnecté(e)."))
+    return redirect(url_for("auth.login"))

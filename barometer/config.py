@@ -1,0 +1,76 @@
+"""Settings, read from the environment (every one is documented in the README)."""
+
+import os
+from pathlib import Path
+
+INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
+
+
+def _bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on", "oui"}
+
+
+def _database_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        return f"sqlite:///{INSTANCE_DIR / 'barometre.sqlite3'}"
+    # Hosting platforms often hand out postgres:// URLs; SQLAlchemy wants a driver.
+    if url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgres://")
+    elif url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+def _secret_key() -> str | None:
+    key = os.environ.get("SECRET_KEY")
+    if key:
+        return key
+    # `make run` writes a random key here once, so that every worker shares it.
+    path = INSTANCE_DIR / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    return None
+
+
+class Config:
+    """Settings for a real deployment; no default for SECRET_KEY."""
+
+    SECRET_KEY = _secret_key()
+    SQLALCHEMY_DATABASE_URI = _database_url()
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    BABEL_DEFAULT_LOCALE = "fr"
+    LANGUAGES = ("fr", "en")
+    BABEL_TRANSLATION_DIRECTORIES = str(Path(__file__).parent / "translations")
+    #: Limit on survey submissions per client address (Flask-Limiter syntax).
+    SURVEY_RATE_LIMIT = os.environ.get("SURVEY_RATE_LIMIT", "20 per minute;200 per hour")
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
+    RATELIMIT_HEADERS_ENABLED = True
+    #: How long a survey form may stay open before it must be reloaded (seconds).
+    SURVEY_TOKEN_MAX_AGE = int(os.environ.get("SURVEY_TOKEN_MAX_AGE", str(24 * 3600)))
+    #: Number of reverse proxies in front of the app whose X-Forwarded-* to trust.
+    PROXY_COUNT = int(os.environ.get("PROXY_COUNT", "0"))
+    #: Public base URL used in QR codes and posters (default: the request's host).
+    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "").rstrip("/")
+    WTF_CSRF_TIME_LIMIT = SURVEY_TOKEN_MAX_AGE
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", False)
+    REMEMBER_COOKIE_HTTPONLY = True
+    #: Seconds a service's survey definition is cached in each worker.
+    SURVEY_CACHE_SECONDS = int(os.environ.get("SURVEY_CACHE_SECONDS", "30"))
+
+
+class TestConfig(Config):
+    """Settings for the test suite: a throw-away key and database."""
+
+    TESTING = True
+    SECRET_KEY = "test-secret-key-not-for-production"
+    SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL", "sqlite://")
+    RATELIMIT_ENABLED = True
+    RATELIMIT_STORAGE_URI = "memory://"
+    SURVEY_CACHE_SECONDS = 0

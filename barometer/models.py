@@ -1,0 +1,283 @@
+"""The nouns of the product, as SQLAlchemy 2.0 typed models."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .extensions import db
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class OrganisationKind(enum.StrEnum):
+    commune = "commune"
+    epci = "epci"
+    departement = "departement"
+    region = "region"
+
+
+class Channel(enum.StrEnum):
+    """How a resident reached the survey."""
+
+    qr = "qr"
+    link = "link"
+    sms = "sms"
+    email = "email"
+    kiosk = "kiosk"
+    api = "api"
+
+
+class Role(enum.StrEnum):
+    admin = "admin"
+    director = "director"
+    manager = "manager"
+
+
+class Organisation(db.Model):
+    """A collectivité; every service belongs to one."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Stable identifier from the services file.
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[OrganisationKind] = mapped_column(Enum(OrganisationKind, native_enum=False, length=20))
+    #: The areas (quartiers) residents choose from: [{"code", "label": {"fr", "en"}}].
+    areas: Mapped[list] = mapped_column(JSON, default=list)
+
+    services: Mapped[list[Service]] = relationship(back_populates="organisation")
+
+
+class Domain(db.Model):
+    """One of the 9 domains of local public action."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    #: Display order, as in the catalogue.
+    position: Mapped[int] = mapped_column(default=0)
+
+    policies: Mapped[list[Policy]] = relationship(back_populates="domain", order_by="Policy.position")
+
+
+class Policy(db.Model):
+    """A public policy within a domain (about 55 in all)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domain.id"))
+    position: Mapped[int] = mapped_column(default=0)
+
+    domain: Mapped[Domain] = relationship(back_populates="policies")
+
+
+class Questionnaire(db.Model):
+    """A questionnaire; its content lives in immutable versions."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(80), unique=True)
+
+    versions: Mapped[list[QuestionnaireVersion]] = relationship(
+        back_populates="questionnaire", order_by="QuestionnaireVersion.number"
+    )
+
+    @property
+    def current(self) -> QuestionnaireVersion:
+        return self.versions[-1]
+
+
+class QuestionnaireVersion(db.Model):
+    """A questionnaire's content at one time; frozen once it has a response."""
+
+    __table_args__ = (UniqueConstraint("questionnaire_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    questionnaire_id: Mapped[int] = mapped_column(ForeignKey("questionnaire.id"))
+    #: 1, 2, 3 ... in order of creation.
+    number: Mapped[int]
+    #: SHA-256 of the canonical definition, to tell whether a file changed.
+    checksum: Mapped[str] = mapped_column(String(64))
+    #: The resolved definition (core questions included), as plain JSON.
+    definition: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    questionnaire: Mapped[Questionnaire] = relationship(back_populates="versions")
+
+
+class Service(db.Model):
+    """A public service residents use (a pool, a library, the civil registry ...)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Appears in the survey's URL: /s/<slug>.
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisation.id"))
+    policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id"))
+    questionnaire_id: Mapped[int] = mapped_column(ForeignKey("questionnaire.id"))
+    #: A closed survey says so instead of taking answers.
+    is_open: Mapped[bool] = mapped_column(default=True)
+
+    organisation: Mapped[Organisation] = relationship(back_populates="services")
+    policy: Mapped[Policy] = relationship()
+    questionnaire: Mapped[Questionnaire] = relationship()
+    sites: Mapped[list[Site]] = relationship(back_populates="service", order_by="Site.code")
+
+
+class Site(db.Model):
+    """A counter or place where a service's QR code hangs."""
+
+    __table_args__ = (UniqueConstraint("service_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id"))
+    code: Mapped[str] = mapped_column(String(80))
+    name: Mapped[str] = mapped_column(String(200))
+
+    service: Mapped[Service] = relationship(back_populates="sites")
+
+
+class Response(db.Model):
+    """One resident's submitted questionnaire. No IP address, no identifier."""
+
+    __table_args__ = (Index("ix_response_service_submitted", "service_id", "submitted_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    #: The one-time token of the form: a retry with the same token is the same response.
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("questionnaire_version.id"))
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    channel: Mapped[Channel] = mapped_column(Enum(Channel, native_enum=False, length=10))
+    #: Profile answers used for weighting and segments (codes of the core questionnaire).
+    age_band: Mapped[str | None] = mapped_column(String(20))
+    sex: Mapped[str | None] = mapped_column(String(20))
+    area: Mapped[str | None] = mapped_column(String(40))
+    frequency: Mapped[str | None] = mapped_column(String(20))
+
+    answers: Mapped[list[Answer]] = relationship(back_populates="response")
+
+
+class Answer(db.Model):
+    """One answer: a number, a choice code or a text, under a stable question key."""
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    response_id: Mapped[int] = mapped_column(BigId, ForeignKey("response.id", ondelete="CASCADE"), index=True)
+    question_key: Mapped[str] = mapped_column(String(64))
+    #: Scale points, 0-10, yes (1) / no (0); NULL for "non concerné".
+    value: Mapped[float | None] = mapped_column(Float)
+    #: A choice code (one row per code chosen for a multiple choice), or "na".
+    choice: Mapped[str | None] = mapped_column(String(64))
+    #: Free text, with e-mail addresses and phone numbers already masked.
+    text: Mapped[str | None] = mapped_column(Text)
+
+    response: Mapped[Response] = relationship(back_populates="answers")
+
+
+class Allocation(db.Model):
+    """What a service costs and serves in a year."""
+
+    __table_args__ = (UniqueConstraint("service_id", "year"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id"))
+    year: Mapped[int]
+    #: Operating budget in euros.
+    budget_eur: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    #: Staff in full-time equivalents.
+    staff_fte: Mapped[Decimal] = mapped_column(Numeric(8, 2))
+    #: Visits, users or files handled in the year.
+    volume: Mapped[int | None]
+
+
+class Priority(db.Model):
+    """The strategic framework: a policy's priority, floor and target."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id"), unique=True)
+    #: 1 (highest) to 3.
+    level: Mapped[int]
+    #: Minimum allocation in euros below which the policy cannot go.
+    floor_eur: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    #: Target share of satisfied residents (0-1).
+    satisfaction_target: Mapped[float | None]
+    deadline: Mapped[date | None] = mapped_column(Date)
+
+
+class PopulationMargin(db.Model):
+    """A population share used for raking (age band, sex, area)."""
+
+    __table_args__ = (UniqueConstraint("organisation_id", "dimension", "category"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisation.id"))
+    dimension: Mapped[str] = mapped_column(String(20))
+    category: Mapped[str] = mapped_column(String(40))
+    share: Mapped[float]
+
+
+user_service = Table(
+    "user_service",
+    db.metadata,
+    Column("user_id", ForeignKey("account.id", ondelete="CASCADE"), primary_key=True),
+    Column("service_id", ForeignKey("service.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class User(UserMixin, db.Model):
+    """Staff who read reports; managers see the services in their scope."""
+
+    __tablename__ = "account"  # "user" is reserved in PostgreSQL
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisation.id"))
+    active: Mapped[bool] = mapped_column(default=True)
+
+    services: Mapped[list[Service]] = relationship(secondary=user_service)
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive accounts
+        return self.active
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    def can_see(self, service: Service) -> bool:
+        """Admins and directors see their organisation; managers their services."""
+        if self.role == Role.manager:
+            return any(s.id == service.id for s in self.services)
+        return self.organisation_id is None or self.organisation_id == service.organisation_id

@@ -1,0 +1,154 @@
+"""The resident's survey: finding a service's survey, tokens, storing an answer."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from surveys.schema import Choice, Questionnaire, Text, questionnaire_from_dict
+
+from ..extensions import db
+from ..models import Channel, Questionnaire as QuestionnaireRow, Service, Site
+from ..storage import Submission, store_response
+
+
+@dataclass(frozen=True)
+class SurveyContext:
+    """What the survey page needs about a service, read once and cached per worker."""
+
+    service_id: int
+    service_slug: str
+    service_name: str
+    organisation_name: str
+    is_open: bool
+    site_id: int | None
+    site_code: str | None
+    site_name: str | None
+    version_id: int
+    questionnaire: Questionnaire
+    areas: tuple[Choice, ...]
+
+
+_cache: dict[tuple[str, str | None], tuple[float, SurveyContext | None]] = {}
+
+
+def get_survey(slug: str, site_code: str | None = None) -> SurveyContext | None:
+    """The survey of a service (and site), or None when either is unknown."""
+    ttl = current_app.config["SURVEY_CACHE_SECONDS"]
+    key = (slug, site_code)
+    hit = _cache.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < ttl:
+        return hit[1]
+    context = _read_survey(slug, site_code)
+    if ttl > 0:
+        _cache[key] = (now, context)
+    return context
+
+
+def clear_cache() -> None:
+    _cache.clear()
+
+
+def _read_survey(slug: str, site_code: str | None) -> SurveyContext | None:
+    service = db.session.execute(
+        select(Service)
+        .where(Service.slug == slug)
+        .options(
+            selectinload(Service.organisation),
+            selectinload(Service.questionnaire).selectinload(QuestionnaireRow.versions),
+        )
+    ).scalar_one_or_none()
+    if service is None:
+        return None
+    site = None
+    if site_code is not None:
+        site = db.session.execute(
+            select(Site).where(Site.service_id == service.id, Site.code == site_code)
+        ).scalar_one_or_none()
+        if site is None:
+            return None
+    version = service.questionnaire.current
+    areas = tuple(
+        Choice(code=a["code"], label=Text(**a["label"])) for a in service.organisation.areas or ()
+    )
+    return SurveyContext(
+        service_id=service.id,
+        service_slug=service.slug,
+        service_name=service.name,
+        organisation_name=service.organisation.name,
+        is_open=service.is_open,
+        site_id=site.id if site else None,
+        site_code=site.code if site else None,
+        site_name=site.name if site else None,
+        version_id=version.id,
+        questionnaire=_questionnaire(version),
+        areas=areas,
+    )
+
+
+_questionnaires: dict[tuple[int, str], Questionnaire] = {}
+
+
+def _questionnaire(version) -> Questionnaire:
+    # A version only changes in place until its first response; the checksum says so.
+    key = (version.id, version.checksum)
+    q = _questionnaires.get(key)
+    if q is None:
+        q = _questionnaires[key] = questionnaire_from_dict(version.definition)
+    return q
+
+
+# ------------------------------------------------------------------------ tokens
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="survey-submission")
+
+
+def new_token(service_slug: str) -> str:
+    """A one-time token for one display of a service's form."""
+    return _serializer().dumps([service_slug, secrets.token_urlsafe(16)])
+
+
+class TokenError(Exception):
+    """The form's token is missing, forged, for another service, or expired."""
+
+    def __init__(self, expired: bool):
+        self.expired = expired
+
+
+def read_token(token: str, service_slug: str) -> str:
+    """The nonce of a valid token; the nonce identifies the response once stored."""
+    try:
+        slug, nonce = _serializer().loads(token, max_age=current_app.config["SURVEY_TOKEN_MAX_AGE"])
+    except SignatureExpired as exc:
+        raise TokenError(expired=True) from exc
+    except (BadSignature, ValueError, TypeError) as exc:
+        raise TokenError(expired=False) from exc
+    if slug != service_slug:
+        raise TokenError(expired=False)
+    return nonce
+
+
+def submit(context: SurveyContext, nonce: str, answers: dict[str, Any], channel: str) -> bool:
+    """Store a cleaned response once; False when this token was already stored."""
+    _, created = store_response(
+        Submission(
+            service_id=context.service_id,
+            site_id=context.site_id,
+            version_id=context.version_id,
+            token=nonce,
+            questionnaire=context.questionnaire,
+            answers=answers,
+            channel=Channel(channel) if channel in Channel.__members__ else Channel.link,
+        )
+    )
+    return created

@@ -1,0 +1,107 @@
+"""The one write path for residents' responses (web form, API, demo, imports)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from surveys.schema import NOT_APPLICABLE, PROFILE_KEYS, Questionnaire
+
+from .extensions import db
+from .models import Answer, Channel, Response, utcnow
+from .privacy import mask_personal_data
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A response ready to store; `answers` come from `Questionnaire.clean`."""
+
+    service_id: int
+    version_id: int
+    token: str
+    questionnaire: Questionnaire
+    answers: Mapping[str, Any]
+    site_id: int | None = None
+    channel: Channel = Channel.link
+    submitted_at: datetime = field(default_factory=utcnow)
+
+
+def _answer_rows(response_id: int, sub: Submission) -> list[dict]:
+    rows = []
+    types = sub.questionnaire.types
+    for key, value in sub.answers.items():
+        if key in PROFILE_KEYS:
+            continue
+        row = {"response_id": response_id, "question_key": key, "value": None, "choice": None, "text": None}
+        if value == NOT_APPLICABLE:
+            rows.append({**row, "choice": NOT_APPLICABLE})
+        elif isinstance(value, tuple):
+            rows.extend({**row, "choice": code} for code in value)
+        elif isinstance(value, int):
+            rows.append({**row, "value": float(value)})
+        elif types[key] == "text":
+            rows.append({**row, "text": mask_personal_data(value)})
+        else:
+            rows.append({**row, "choice": value})
+    return rows
+
+
+def _response_row(sub: Submission) -> dict:
+    row = {
+        "token": sub.token,
+        "service_id": sub.service_id,
+        "site_id": sub.site_id,
+        "version_id": sub.version_id,
+        "submitted_at": sub.submitted_at,
+        "channel": Channel(sub.channel),
+    }
+    for key in PROFILE_KEYS:
+        row[key] = sub.answers.get(key)
+    return row
+
+
+def store_response(sub: Submission) -> tuple[int, bool]:
+    """Store one response once; returns (response id, created).
+
+    A token seen before (double tap, refresh, retry after a lost reply) returns the
+    stored response's id and ``created=False``; nothing is written twice.
+    """
+    session = db.session
+    try:
+        response_id = session.execute(
+            insert(Response).returning(Response.id), [_response_row(sub)]
+        ).scalar_one()
+        rows = _answer_rows(response_id, sub)
+        if rows:
+            session.execute(insert(Answer), rows)
+        session.commit()
+        return response_id, True
+    except IntegrityError:
+        session.rollback()
+        existing = session.execute(select(Response.id).where(Response.token == sub.token)).scalar()
+        if existing is None:
+            raise
+        return existing, False
+
+
+def store_responses(subs: Sequence[Submission], *, batch: int = 5000) -> int:
+    """Store many new responses in bulk transactions; returns how many were stored."""
+    session = db.session
+    stored = 0
+    for start in range(0, len(subs), batch):
+        chunk = subs[start:start + batch]
+        ids = session.execute(
+            insert(Response).returning(Response.id, sort_by_parameter_order=True),
+            [_response_row(s) for s in chunk],
+        ).scalars().all()
+        rows = [r for rid, s in zip(ids, chunk, strict=True) for r in _answer_rows(rid, s)]
+        if rows:
+            session.execute(insert(Answer), rows)
+        session.commit()
+        stored += len(chunk)
+    return stored

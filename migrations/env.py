@@ -1,0 +1,51 @@
+"""Alembic environment, run through Flask-Migrate (`flask db ...`)."""
+
+import logging
+from logging.config import fileConfig
+
+from alembic import context
+from flask import current_app
+
+config = context.config
+# Tests run migrations in-process: keep their loggers as the test runner set them.
+if config.config_file_name is not None and not current_app.testing:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+logger = logging.getLogger("alembic.env")
+
+db = current_app.extensions["migrate"].db
+config.set_main_option("sqlalchemy.url", db.engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+target_metadata = db.metadata
+
+
+def run_migrations_offline():
+    """Emit SQL to the script output instead of running it."""
+    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online():
+    """Run migrations against the configured database."""
+
+    def process_revision_directives(context, revision, directives):
+        # An autogenerate with no change writes no empty file.
+        if getattr(config.cmd_opts, "autogenerate", False):
+            script = directives[0]
+            if script.upgrade_ops.is_empty():
+                directives[:] = []
+                logger.info("No changes in schema detected.")
+
+    conf_args = dict(current_app.extensions["migrate"].configure_args)
+    conf_args.setdefault("process_revision_directives", process_revision_directives)
+    # SQLite cannot ALTER most things: batch mode rebuilds the table instead.
+    conf_args.setdefault("render_as_batch", db.engine.dialect.name == "sqlite")
+    with db.engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata, **conf_args)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,244 @@
+"""The resident's survey over HTTP: stored once, refused clearly, never doubled."""
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from barometer.extensions import db
+from barometer.models import Answer, Channel, Response, Site
+from tests.helpers import errors, form_tokens
+
+
+def count(app, model=Response) -> int:
+    with app.app_context():
+        return db.session.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def open_form(client, url="/s/piscine", **headers):
+    page = client.get(url, headers=headers)
+    assert page.status_code == 200
+    return page.get_data(as_text=True), form_tokens(page.get_data(as_text=True))
+
+
+VALID = {
+    "overall": "4", "courtesy": "5", "waiting_time": "2", "clarity": "na", "recommend": "8",
+    "important_attributes": ["waiting_time", "ease"], "comment": "Écrivez-moi : marie.curie@example.fr ou 06 11 22 33 44",
+    "crowding": "1", "crowding_time": "evening", "age_band": "a30_44", "sex": "f", "area": "nord",
+    "frequency": "regular",
+}
+
+
+def test_a_valid_submission_is_stored_with_its_answers(surveys, client):
+    _, tokens = open_form(client, "/s/piscine/bassin-nord?c=qr")
+    page = client.post("/s/piscine/bassin-nord?c=qr", data={**VALID, **tokens, "channel": "qr"})
+    assert page.status_code == 200
+    assert "Merci !" in page.get_data(as_text=True)
+    with surveys.app_context():
+        response = db.session.execute(select(Response)).scalar_one()
+        site = db.session.get(Site, response.site_id)
+        stored = {(a.question_key, a.value, a.choice, a.text) for a in response.answers}
+        assert response.channel == Channel.qr
+        assert site.code == "bassin-nord"
+        assert (response.age_band, response.sex, response.area, response.frequency) == ("a30_44", "f", "nord", "regular")
+    assert stored == {
+        ("overall", 4.0, None, None), ("courtesy", 5.0, None, None), ("waiting_time", 2.0, None, None),
+        ("clarity", None, "na", None), ("recommend", 8.0, None, None),
+        ("important_attributes", None, "waiting_time", None), ("important_attributes", None, "ease", None),
+        ("comment", None, None, "Écrivez-moi : [e-mail masqué] ou [téléphone masqué]"),
+        ("crowding", 1.0, None, None), ("crowding_time", None, "evening", None),
+    }
+
+
+def test_only_overall_is_required(surveys, client):
+    _, tokens = open_form(client, "/s/etat-civil")
+    assert client.post("/s/etat-civil", data={"overall": "3", **tokens}).status_code == 200
+    assert count(surveys) == 1 and count(surveys, Answer) == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        ({}, "overall", "Veuillez répondre à cette question."),
+        ({"overall": "6"}, "overall", "Choisissez une valeur entre 1 et 5."),
+        ({"overall": "0"}, "overall", "Choisissez une valeur entre 1 et 5."),
+        ({"overall": "4", "recommend": "11"}, "recommend", "Choisissez une valeur entre 0 et 10."),
+        ({"overall": "4", "age_band": "a12_14"}, "age_band", "Choisissez une des réponses proposées."),
+        ({"overall": "4", "area": "ailleurs"}, "area", "Choisissez une des réponses proposées."),
+        ({"overall": "4", "comment": "x" * 1001}, "comment", "Votre texte dépasse 1000 caractères : raccourcissez-le."),
+        ({"overall": "4", "important_attributes": ["ease", "clarity", "courtesy", "fairness"]},
+         "important_attributes", "Choisissez au plus 3 réponses."),
+    ],
+    ids=["missing-overall", "above-scale", "below-scale", "nps-out-of-range", "unknown-choice",
+         "unknown-area", "text-too-long", "too-many-choices"],
+)
+def test_an_invalid_answer_is_explained_and_the_others_kept(surveys, client, data, field, message):
+    _, tokens = open_form(client)
+    kept = {"courtesy": "5", "comment": "Bassin agréable", "sex": "m"}
+    if "comment" in data:
+        kept.pop("comment")
+    page = client.post("/s/piscine", data={**kept, **data, **tokens})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 422
+    assert errors(html) == [message]
+    assert f'href="#{field}' in html  # the summary links to the field in error
+    assert 'role="alert"' in html
+    assert 'name="courtesy" id="courtesy-4" value="5" checked' in html
+    assert 'name="sex" id="sex-1" value="m" checked' in html
+    if "comment" in kept:
+        assert ">Bassin agréable</textarea>" in html
+    assert count(surveys) == 0
+
+
+def test_english_messages_with_lang_en(surveys, client):
+    html, tokens = open_form(client, "/s/piscine?lang=en")
+    assert '<html lang="en">' in html and "Overall, how satisfied are you" in html
+    page = client.post("/s/piscine?lang=en", data={"overall": "9", **tokens})
+    assert errors(page.get_data(as_text=True)) == ["Choose a value between 1 and 5."]
+
+
+def test_browser_language_is_followed_and_french_is_the_default(surveys, client):
+    html, _ = open_form(client, "/s/piscine", **{"Accept-Language": "en-GB,en;q=0.9"})
+    assert '<html lang="en">' in html
+    html, _ = open_form(client, "/s/piscine", **{"Accept-Language": "de-DE"})
+    assert '<html lang="fr">' in html and "Globalement, êtes-vous satisfait(e) de ce service ?" in html
+
+
+def test_double_tap_refresh_and_retry_store_one_response(surveys, client):
+    _, tokens = open_form(client)
+    data = {**VALID, **tokens}
+    pages = [client.post("/s/piscine", data=data) for _ in range(3)]
+    assert [p.status_code for p in pages] == [200, 200, 200]
+    assert all("Merci !" in p.get_data(as_text=True) for p in pages)
+    assert count(surveys) == 1
+    assert count(surveys, Answer) == 10
+
+
+def test_a_replayed_token_with_other_answers_changes_nothing(surveys, client):
+    _, tokens = open_form(client)
+    client.post("/s/piscine", data={"overall": "5", **tokens})
+    page = client.post("/s/piscine", data={"overall": "1", "comment": "autre", **tokens})
+    assert "Merci !" in page.get_data(as_text=True)
+    assert count(surveys) == 1
+    with surveys.app_context():
+        assert db.session.execute(select(Answer.value).where(Answer.question_key == "overall")).scalar_one() == 5.0
+
+
+def test_two_forms_make_two_responses(surveys, client):
+    for _ in range(2):
+        _, tokens = open_form(client)
+        client.post("/s/piscine", data={"overall": "4", **tokens})
+    assert count(surveys) == 2
+
+
+def test_a_forged_token_is_refused_and_answers_kept(surveys, client):
+    _, tokens = open_form(client)
+    page = client.post("/s/piscine", data={"overall": "4", "courtesy": "3", **tokens, "token": "forged"})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 400
+    assert "Le formulaire n'a pas pu être vérifié" in html
+    assert 'value="3" checked' in html
+    assert count(surveys) == 0
+
+
+def test_a_token_of_another_service_is_refused(surveys, client):
+    _, tokens = open_form(client, "/s/etat-civil")
+    page = client.post("/s/piscine", data={"overall": "4", **tokens})
+    assert page.status_code == 400 and count(surveys) == 0
+
+
+def test_an_expired_form_keeps_answers(surveys, app_factory):
+    app = app_factory(SURVEY_TOKEN_MAX_AGE=-1)
+    client = app.test_client()
+    _, tokens = open_form(client)
+    page = client.post("/s/piscine", data={"overall": "2", **tokens})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 400
+    assert "Le formulaire a expiré. Vos réponses sont conservées" in html
+    assert 'value="2" checked' in html
+    assert count(app) == 0
+
+
+def test_without_csrf_nothing_is_stored(surveys, app_factory):
+    app = app_factory(WTF_CSRF_ENABLED=True)
+    client = app.test_client()
+    _, tokens = open_form(client)
+    page = client.post("/s/piscine", data={"overall": "4", "token": tokens["token"]})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 400
+    assert "Le formulaire a expiré" in html and 'value="4" checked' in html
+    assert count(app) == 0
+
+
+def test_a_filled_honeypot_is_refused(surveys, client):
+    _, tokens = open_form(client)
+    page = client.post("/s/piscine", data={"overall": "4", "website": "http://spam.example", **tokens})
+    assert page.status_code == 400
+    assert "Votre réponse n'a pas été enregistrée" in page.get_data(as_text=True)
+    assert count(surveys) == 0
+
+
+def test_submissions_are_rate_limited_with_a_french_page(surveys, app_factory):
+    app = app_factory(SURVEY_RATE_LIMIT="3 per minute")
+    client = app.test_client()
+    statuses = []
+    for _ in range(4):
+        _, tokens = open_form(client)
+        statuses.append(client.post("/s/piscine", data={"overall": "4", **tokens}))
+    assert [p.status_code for p in statuses] == [200, 200, 200, 429]
+    html = statuses[-1].get_data(as_text=True)
+    assert "Trop de réponses ont été envoyées depuis cette connexion" in html
+    assert count(app) == 3
+    # Reading the survey is not limited.
+    assert client.get("/s/piscine").status_code == 200
+
+
+def test_no_ip_address_is_stored(surveys, client):
+    _, tokens = open_form(client)
+    client.post("/s/piscine", data={"overall": "4", **tokens}, environ_base={"REMOTE_ADDR": "203.0.113.77"})
+    columns = {c.name for c in Response.__table__.columns} | {c.name for c in Answer.__table__.columns}
+    assert not {"ip", "ip_address", "remote_addr", "user_agent"} & columns
+    with surveys.app_context():
+        row = db.session.execute(select(Response)).scalar_one()
+        assert "203.0.113.77" not in repr([getattr(row, c) for c in columns if hasattr(row, c)])
+
+
+def test_unknown_service_or_site_gets_a_friendly_404(surveys, client):
+    for url in ("/s/inconnu", "/s/piscine/inconnu"):
+        page = client.get(url)
+        assert page.status_code == 404
+        assert "Ce questionnaire ou cette page n'existe pas" in page.get_data(as_text=True)
+
+
+def test_a_closed_survey_says_so_and_takes_nothing(surveys, client):
+    page = client.get("/s/archives")
+    assert page.status_code == 410
+    assert "Cette enquête est close" in page.get_data(as_text=True)
+    _, tokens = open_form(client)
+    assert client.post("/s/archives", data={"overall": "4", **tokens}).status_code == 410
+    assert count(surveys) == 0
+
+
+def test_page_is_accessible_markup_without_javascript(surveys, client):
+    html, _ = open_form(client)
+    # every radio group is a fieldset with a legend; every input has a label
+    assert html.count("<fieldset") == html.count("<legend>") > 10
+    ids = re.findall(r'<input type="(?:radio|checkbox)" name="[^"]+" id="([^"]+)"', html)
+    assert ids and all(f'id="{i}"' in html for i in ids)
+    assert all(re.search(rf'<label class="opt[^"]*"><input [^>]*id="{i}"', html) for i in ids)
+    assert '<label class="ql" for="comment">' in html
+    # follow-up questions are on the page, with the condition in words
+    assert "Si vous avez répondu « Oui » à la question précédente." in html
+
+
+def test_qr_code_and_poster(surveys, client):
+    svg = client.get("/s/piscine/qr.svg")
+    assert svg.status_code == 200 and svg.mimetype == "image/svg+xml"
+    assert svg.get_data(as_text=True).lstrip().startswith("<svg")
+    site_svg = client.get("/s/creche/les-lutins/qr.svg")
+    assert site_svg.status_code == 200 and site_svg.data != client.get("/s/creche/qr.svg").data
+    poster = client.get("/s/creche/les-lutins/poster").get_data(as_text=True)
+    assert "Crèches municipales" in poster and "Crèche Les Lutins" in poster
+    assert "/s/creche/les-lutins/qr.svg" in poster
+    assert "http://localhost/s/creche/les-lutins?c=qr" in poster
+    assert client.get("/s/inconnu/qr.svg").status_code == 404

@@ -1,0 +1,97 @@
+"""Fixtures shared by the whole suite: an app on a real database, a client, a runner.
+
+The database is SQLite (a temporary file) by default, or the PostgreSQL of
+TEST_DATABASE_URL. Its schema is built once per session by the Alembic migrations,
+and every table is emptied after each test.
+"""
+
+import os
+
+import matplotlib
+import pytest
+from sqlalchemy import text
+
+matplotlib.use("Agg")
+
+from barometer import create_app  # noqa: E402
+from barometer.config import TestConfig  # noqa: E402
+from barometer.extensions import db  # noqa: E402
+from barometer.respond import services as respond_services  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+
+
+def _make_app(database_url, **overrides):
+    config = {
+        key: getattr(TestConfig, key) for key in dir(TestConfig) if key.isupper()
+    }
+    config.update(SQLALCHEMY_DATABASE_URI=database_url, **overrides)
+    return create_app(config)
+
+
+@pytest.fixture(scope="session")
+def _schema(database_url):
+    from flask_migrate import upgrade
+
+    app = _make_app(database_url)
+    with app.app_context():
+        with db.engine.begin() as conn:
+            db.metadata.drop_all(conn)
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        upgrade()
+    return database_url
+
+
+@pytest.fixture
+def app_factory(_schema):
+    """Build an app on the test database with extra settings; tables emptied afterwards."""
+    made = []
+
+    def make(**overrides):
+        app = _make_app(_schema, **overrides)
+        made.append(app)
+        return app
+
+    yield make
+    if made:
+        with made[0].app_context():
+            db.session.remove()
+            with db.engine.begin() as conn:
+                for table in reversed(db.metadata.sorted_tables):
+                    conn.execute(table.delete())
+            db.engine.dispose()
+    respond_services.clear_cache()
+
+
+@pytest.fixture
+def app(app_factory):
+    """The app, with no context pushed: each request gets its own, as in production."""
+    return app_factory()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def surveys(app):
+    """The project's own survey definitions, loaded."""
+    from barometer.loader import load_surveys
+    from surveys.schema import DEFAULT_ROOT
+
+    with app.app_context():
+        load_surveys(DEFAULT_ROOT)
+    return app
+

@@ -1,0 +1,3 @@
+from barometer import create_app
+
+app = create_app()

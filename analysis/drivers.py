@@ -59,6 +59,7 @@ __all__ = [
     "lmg_from_corr",
     "ordinal_logit",
     "penalty_reward",
+    "grouped_importance",
     "relative_importance",
     "relative_weights_from_corr",
     "subset_r2",
@@ -100,8 +101,7 @@ def _complete(frame: pd.DataFrame, outcome, drivers, weights, *, min_extra: int 
     n, p = len(data), len(drivers)
     if n < p + min_extra:
         raise ValueError(
-            f"only {n} complete rows for outcome {outcome!r} and {p} drivers; "
-            f"at least {p + min_extra} are needed"
+            f"only {n} complete rows for outcome {outcome!r} and {p} drivers; at least {p + min_extra} are needed"
         )
     for c in cols:
         v = data[c].to_numpy()
@@ -201,8 +201,7 @@ def lmg_from_corr(corr: np.ndarray) -> np.ndarray:
     p = corr.shape[-1] - 1
     if p > MAX_EXACT_DRIVERS:
         raise ValueError(
-            f"exact LMG is limited to {MAX_EXACT_DRIVERS} drivers ({p} given); "
-            "use method='relative_weights'"
+            f"exact LMG is limited to {MAX_EXACT_DRIVERS} drivers ({p} given); use method='relative_weights'"
         )
     return subset_r2(corr) @ _shapley_matrix(p)
 
@@ -272,8 +271,7 @@ def relative_importance(
     data, drivers, w = _complete(frame, outcome, drivers, weights)
     if method == "lmg" and len(drivers) > MAX_EXACT_DRIVERS:
         raise ValueError(
-            f"exact LMG is limited to {MAX_EXACT_DRIVERS} drivers ({len(drivers)} given); "
-            "use method='relative_weights'"
+            f"exact LMG is limited to {MAX_EXACT_DRIVERS} drivers ({len(drivers)} given); use method='relative_weights'"
         )
     corr = weighted_corr(data.to_numpy(dtype=float), w)
     _check_collinear(corr, drivers)
@@ -284,6 +282,80 @@ def relative_importance(
     return out
 
 
+def grouped_importance(
+    frame: pd.DataFrame,
+    outcome,
+    drivers,
+    by,
+    *,
+    method: str = "lmg",
+    weights=None,
+) -> pd.DataFrame:
+    """Relative importance of the drivers in every group of ``by`` (e.g. every service).
+
+    The same estimator as :func:`relative_importance`, per group: one pass over the rows
+    builds each group's weighted cross-product matrix (listwise complete rows), and LMG
+    (or relative weights) is then computed for all groups in one batched call. Groups
+    whose correlation matrix is singular (a constant driver, too few rows) get missing
+    importances rather than an error, so one small service does not stop the report.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Long format: the ``by`` columns, ``driver, importance, share, r2, n``.
+    """
+    keys = [by] if isinstance(by, str) else list(by)
+    for k in keys:
+        if k not in frame.columns:
+            raise ValueError(f"grouping column {k!r} is not in the frame")
+    drivers = list(drivers)
+    if outcome not in frame.columns:
+        raise ValueError(f"outcome {outcome!r} is not in the frame")
+    for d in drivers:
+        if d not in frame.columns:
+            raise ValueError(f"driver {d!r} is not in the frame")
+    cols = [outcome, *drivers]
+    z = frame[cols].to_numpy(dtype=float)
+    w = resolve_base_weights(frame, weights).to_numpy(dtype=float)
+    keep = ~np.isnan(z).any(axis=1) & frame[keys].notna().all(axis=1).to_numpy()
+    grouped = frame.loc[keep, keys].groupby(keys, sort=True, observed=True)
+    gid = grouped.ngroup().to_numpy()
+    index = grouped.size().index
+    n_groups = len(index)
+    z, w = z[keep], w[keep]
+    order = np.argsort(gid, kind="stable")
+    bounds = np.searchsorted(gid[order], np.arange(n_groups + 1))
+    q = len(cols)
+    corr = np.full((n_groups, q, q), np.nan)
+    counts = np.diff(bounds)
+    for g in range(n_groups):
+        rows = order[bounds[g] : bounds[g + 1]]
+        if rows.size < len(drivers) + 2:
+            continue
+        zg, wg = z[rows], w[rows]
+        if np.any(zg.max(axis=0) == zg.min(axis=0)):
+            continue
+        centred = zg - (wg @ zg) / wg.sum()
+        cov = (centred * wg[:, None]).T @ centred
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sd = np.sqrt(np.diag(cov))
+            corr[g] = cov / np.outer(sd, sd)
+    ok = np.isfinite(corr).all(axis=(1, 2))
+    ok[ok] = np.linalg.eigvalsh(corr[ok][:, 1:, 1:]).min(axis=1) > 1e-10
+    imp = np.full((n_groups, len(drivers)), np.nan)
+    if ok.any():
+        imp[ok] = lmg_from_corr(corr[ok]) if method == "lmg" else relative_weights_from_corr(corr[ok])
+    r2 = imp.sum(axis=1)
+    out = index.to_frame(index=False).loc[np.repeat(np.arange(n_groups), len(drivers))].reset_index(drop=True)
+    out["driver"] = np.tile(drivers, n_groups)
+    out["importance"] = imp.ravel()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["share"] = (imp / r2[:, None]).ravel()
+    out["r2"] = np.repeat(r2, len(drivers))
+    out["n"] = np.repeat(counts, len(drivers))
+    return out
+
+
 def _check_collinear(corr: np.ndarray, drivers) -> None:
     rxx = corr[1:, 1:]
     evals = np.linalg.eigvalsh(rxx)
@@ -291,8 +363,7 @@ def _check_collinear(corr: np.ndarray, drivers) -> None:
         # Name the driver best explained by the others (largest diagonal of the inverse).
         vif = np.diag(np.linalg.pinv(rxx))
         raise ValueError(
-            f"drivers are perfectly collinear (e.g. {drivers[int(np.argmax(vif))]!r}); "
-            "drop or merge one of them"
+            f"drivers are perfectly collinear (e.g. {drivers[int(np.argmax(vif))]!r}); drop or merge one of them"
         )
 
 
@@ -393,9 +464,7 @@ def ordinal_logit(
         check_scale(frame[outcome], scale, column=outcome)
     data, drivers, w = _complete(frame, outcome, drivers, weights)
     levels = np.sort(data[outcome].unique())
-    endog = pd.Series(
-        pd.Categorical(data[outcome], categories=levels, ordered=True), index=data.index, name=outcome
-    )
+    endog = pd.Series(pd.Categorical(data[outcome], categories=levels, ordered=True), index=data.index, name=outcome)
     exog = data[drivers].astype(float)
     if w is None:
         model = OrderedModel(endog, exog, distr="logit")
@@ -416,7 +485,7 @@ def ordinal_logit(
         bread = np.linalg.inv(model.hessian(params))
         se = np.sqrt(np.diag(bread @ meat @ bread))[:p]
     thresholds = model.transform_threshold_params(params)[1:-1]
-    labels = [f"{a:g}|{b:g}" for a, b in zip(levels[:-1], levels[1:])]
+    labels = [f"{a:g}|{b:g}" for a, b in zip(levels[:-1], levels[1:], strict=True)]
     return OrdinalLogitResult(
         coef=pd.Series(params[:p], index=pd.Index(drivers, name="driver"), name="coef"),
         se=pd.Series(se, index=pd.Index(drivers, name="driver"), name="se"),

@@ -304,8 +304,9 @@ def mean(
     value, u, s2, n, n_eff = _ratio_parts(design, yy, dom)
     se = float(np.sqrt(design.variance(u)[0])) if n else np.nan
     c = design.critical(level)
-    return _finish(value, se, value - c * se, value + c * se, n, n_eff,
-                   s2 / n if n else np.nan, rules, design.df, level)
+    return _finish(
+        value, se, value - c * se, value + c * se, n, n_eff, s2 / n if n else np.nan, rules, design.df, level
+    )
 
 
 def proportion(
@@ -364,7 +365,11 @@ def proportion(
 
 
 def _success_set(success, scale, column) -> list:
-    succ = list(success) if isinstance(success, (Sequence, set, frozenset, np.ndarray)) and not isinstance(success, str) else [success]
+    succ = (
+        list(success)
+        if isinstance(success, (Sequence, set, frozenset, np.ndarray)) and not isinstance(success, str)
+        else [success]
+    )
     if not succ:
         raise ValueError(f"success for column {column!r} is empty")
     if scale is not None:
@@ -408,8 +413,7 @@ def total(
     _, _, s2, _, _ = _ratio_parts(design, yy, dom)
     var_srs = w.sum() ** 2 * s2 / n if n else np.nan
     c = design.critical(level)
-    return _finish(value, se, value - c * se, value + c * se, n, n_eff, var_srs,
-                   rules, design.df, level)
+    return _finish(value, se, value - c * se, value + c * se, n, n_eff, var_srs, rules, design.df, level)
 
 
 def _grouped(frame, y, notna, by, weights, rules, level, binary):
@@ -456,8 +460,15 @@ def _grouped(frame, y, notna, by, weights, rules, level, binary):
     rse = _rse(value, se)
     out = g.index.to_frame(index=False)
     out = out.assign(
-        value=value, se=se, ci_low=lo, ci_high=hi, n=n.astype(np.int64), n_eff=n_eff,
-        deff=deff, rse=rse, flag=(rules or DEFAULT_RULES).flags(n, n_eff, rse),
+        value=value,
+        se=se,
+        ci_low=lo,
+        ci_high=hi,
+        n=n.astype(np.int64),
+        n_eff=n_eff,
+        deff=deff,
+        rse=rse,
+        flag=(rules or DEFAULT_RULES).flags(n, n_eff, rse),
     )
     return out
 

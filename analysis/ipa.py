@@ -30,6 +30,7 @@ Hall, ch. 13 (percentile intervals).
 
 from __future__ import annotations
 
+import contextlib
 from types import MappingProxyType
 
 import numpy as np
@@ -135,9 +136,7 @@ def quadrants(
         if len(lacking):
             raise ValueError(f"ci has no row for attribute {lacking[0]!r}")
         c = ci.reindex(perf.index)
-        crosses = ((c["perf_low"] < x0) & (x0 <= c["perf_high"])) | (
-            (c["imp_low"] < y0) & (y0 <= c["imp_high"])
-        )
+        crosses = ((c["perf_low"] < x0) & (x0 <= c["perf_high"])) | ((c["imp_low"] < y0) & (y0 <= c["imp_high"]))
         quadrant[crosses.to_numpy()] = "uncertain"
     out = pd.DataFrame({"performance": perf, "importance": imp, "quadrant": quadrant}, index=perf.index)
     out.attrs["crosshairs"] = (x0, y0)
@@ -163,12 +162,10 @@ def _batch_lmg(corr: np.ndarray) -> np.ndarray:
         return lmg_from_corr(corr)
     except np.linalg.LinAlgError:
         # A degenerate resample (a driver constant in it) has no LMG; leave it out.
-        out = np.full(corr.shape[:-1][:-1] + (corr.shape[-1] - 1,), np.nan)
+        out = np.full((corr.shape[0], corr.shape[-1] - 1), np.nan)
         for b in range(corr.shape[0]):
-            try:
+            with contextlib.suppress(np.linalg.LinAlgError):
                 out[b] = lmg_from_corr(corr[b])
-            except np.linalg.LinAlgError:
-                pass
         return out
 
 

@@ -154,6 +154,22 @@ def segment_gaps(
         (out["gap"] < 0) & (out["p_adjusted"] < alpha) & ~out["flag"].isin(["suppressed", "hidden"])
     ).to_numpy()
     return out[
-        ["column", "category", "n", "n_eff", "estimate", "se", "flag", "rest_estimate", "rest_se",
-         "gap", "gap_se", "ci_low", "ci_high", "p", "p_adjusted", "under_served"]
+        [
+            "column",
+            "category",
+            "n",
+            "n_eff",
+            "estimate",
+            "se",
+            "flag",
+            "rest_estimate",
+            "rest_se",
+            "gap",
+            "gap_se",
+            "ci_low",
+            "ci_high",
+            "p",
+            "p_adjusted",
+            "under_served",
+        ]
     ]

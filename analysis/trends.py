@@ -174,8 +174,11 @@ def trend(
     x = _period_numbers(data[period])
     if np.all(x == x[0]):
         raise ValueError(f"period column {period!r} has a single value")
-    model = sm.WLS(data[value].to_numpy(dtype=float), sm.add_constant(x, has_constant="add"),
-                   weights=1.0 / data[se].to_numpy(dtype=float) ** 2)
+    model = sm.WLS(
+        data[value].to_numpy(dtype=float),
+        sm.add_constant(x, has_constant="add"),
+        weights=1.0 / data[se].to_numpy(dtype=float) ** 2,
+    )
     fit = model.fit(cov_type="fixed scale") if known_variance else model.fit()
     slope = float(fit.params[1])
     s = float(fit.bse[1])
@@ -291,7 +294,11 @@ def trends(
     p = np.where(ok, 2 * stats.t.sf(np.abs(np.where(ok, stat, 0.0)), dfo), np.nan)
     out = g.size().index.to_frame(index=False)
     out = out.assign(
-        slope=slope, se=s, ci_low=slope - q * s, ci_high=slope + q * s, p=p,
+        slope=slope,
+        se=s,
+        ci_low=slope - q * s,
+        ci_high=slope + q * s,
+        p=p,
         n_periods=t.astype(np.int64),
     )
     adj = adjust(out["p"], method=method, alpha=alpha)

@@ -128,9 +128,7 @@ class Raking:
         blocks = []
         for column, cats in self.targets.items():
             values = self.variables[column].to_numpy()
-            blocks.append(
-                np.column_stack([values == cat for cat in cats]).astype(float)
-            )
+            blocks.append(np.column_stack([values == cat for cat in cats]).astype(float))
         return np.hstack(blocks)
 
     @property
@@ -154,8 +152,7 @@ def _codes(frame: pd.DataFrame, column, cats: Mapping) -> np.ndarray:
     for cat in present:
         if cat not in lookup:
             raise ValueError(
-                f"raking column {column!r}: sample category {cat!r} has no population "
-                "target in the margins"
+                f"raking column {column!r}: sample category {cat!r} has no population target in the margins"
             )
     present_set = set(present.tolist())
     for cat in keys:
@@ -175,10 +172,7 @@ def _targets(margins: Mapping, base_total: float) -> dict:
             raise ValueError(f"margin {column!r} must be a non-empty {{category: target}}")
         for cat, t in cats.items():
             if not np.isfinite(t) or t <= 0:
-                raise ValueError(
-                    f"margin {column!r}: category {cat!r} has target {t!r}; "
-                    "targets must be positive"
-                )
+                raise ValueError(f"margin {column!r}: category {cat!r} has target {t!r}; targets must be positive")
         sums[column] = float(sum(cats.values()))
     all_shares = all(abs(s - 1.0) <= _SHARE_TOL for s in sums.values())
     if all_shares:
@@ -193,16 +187,13 @@ def _targets(margins: Mapping, base_total: float) -> dict:
                     f"but {column!r} sums to {sums[column]:g}"
                 )
         scale = 1.0
-    return {
-        column: {cat: float(t) * scale for cat, t in cats.items()}
-        for column, cats in margins.items()
-    }
+    return {column: {cat: float(t) * scale for cat, t in cats.items()} for column, cats in margins.items()}
 
 
 def _margin_error(w, codes, targets) -> float:
     return max(
         float(np.max(np.abs(np.bincount(c, weights=w, minlength=t.size) / t - 1.0)))
-        for c, t in zip(codes, targets)
+        for c, t in zip(codes, targets, strict=True)
     )
 
 
@@ -216,7 +207,7 @@ def _ipf(w, codes, targets, *, max_iter, tol, lower=None, upper=None):
     err = np.inf
     inner = 1 if lower is None else 100
     for iteration in range(1, max_iter + 1):
-        for c, t in zip(codes, targets):
+        for c, t in zip(codes, targets, strict=True):
             for _ in range(inner):
                 sums = np.bincount(c, weights=w, minlength=t.size)
                 factor = t / sums
@@ -317,7 +308,7 @@ def rake(
             )
     if not converged:
         worst_col, worst_cat, worst = None, None, -1.0
-        for (column, cats), c, t in zip(totals.items(), codes, targets):
+        for (column, cats), c, t in zip(totals.items(), codes, targets, strict=True):
             rel = np.abs(np.bincount(c, weights=w, minlength=t.size) / t - 1.0)
             j = int(np.argmax(rel))
             if rel[j] > worst:

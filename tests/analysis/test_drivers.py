@@ -12,7 +12,7 @@ from statsmodels.miscmodels.ordinal_model import OrderedModel
 
 from analysis.drivers import ordinal_logit, penalty_reward, relative_importance
 
-from conftest import ATTRIBUTES, make_survey
+from .synthetic import ATTRIBUTES, make_survey
 
 
 def _random_frame(n=300, p=6, seed=0):
@@ -86,8 +86,9 @@ def test_non_concerne_is_dropped_listwise(survey):
     result = relative_importance(survey, "overall", ATTRIBUTES)
     complete = survey[["overall", *ATTRIBUTES]].dropna()
     assert result.attrs["n"] == len(complete)
-    assert_allclose(result["importance"].to_numpy(),
-                    relative_importance(complete, "overall", ATTRIBUTES)["importance"].to_numpy())
+    assert_allclose(
+        result["importance"].to_numpy(), relative_importance(complete, "overall", ATTRIBUTES)["importance"].to_numpy()
+    )
     assert list(result.index) == ATTRIBUTES
 
 
@@ -157,11 +158,17 @@ def test_penalty_reward_classifies_asymmetric_effects():
     basic = rng.integers(1, 6, n)
     excite = rng.integers(1, 6, n)
     linear = rng.integers(1, 6, n)
-    y = (3 - 1.0 * np.isin(basic, [1, 2]) + 0.1 * (basic == 5)
-         + 1.0 * (excite == 5) - 0.1 * np.isin(excite, [1, 2])
-         + 0.5 * (linear == 5) - 0.5 * np.isin(linear, [1, 2]) + rng.normal(0, 0.5, n))
-    frame = pd.DataFrame({"basic": basic, "excite": excite, "linear": linear,
-                          "overall": np.clip(np.round(y), 1, 5)})
+    y = (
+        3
+        - 1.0 * np.isin(basic, [1, 2])
+        + 0.1 * (basic == 5)
+        + 1.0 * (excite == 5)
+        - 0.1 * np.isin(excite, [1, 2])
+        + 0.5 * (linear == 5)
+        - 0.5 * np.isin(linear, [1, 2])
+        + rng.normal(0, 0.5, n)
+    )
+    frame = pd.DataFrame({"basic": basic, "excite": excite, "linear": linear, "overall": np.clip(np.round(y), 1, 5)})
     result = penalty_reward(frame, "overall", ["basic", "excite", "linear"])
     assert result.loc["basic", "category"] == "basic"
     assert result.loc["excite", "category"] == "excitement"
@@ -174,3 +181,17 @@ def test_penalty_reward_outside_scale(survey):
     bad = survey.assign(clarity=survey["clarity"].replace(5.0, 7.0))
     with pytest.raises(ValueError, match="'clarity'"):
         penalty_reward(bad, "overall", ATTRIBUTES)
+
+
+def test_grouped_importance_equals_relative_importance_per_group():
+    from analysis.drivers import grouped_importance
+
+    frame = make_survey(2400, seed=10)
+    frame.loc[frame["area"] == "sud", "clarity"] = 3.0  # a constant driver in one group
+    table = grouped_importance(frame, "overall", ATTRIBUTES, "area", weights="weight")
+    for area in ("centre", "nord"):
+        part = table[table["area"] == area].set_index("driver")
+        one = relative_importance(frame[frame["area"] == area], "overall", ATTRIBUTES, weights="weight")
+        assert_allclose(part["importance"].to_numpy(), one["importance"].to_numpy(), rtol=1e-9)
+        assert part["n"].iloc[0] == one.attrs["n"]
+    assert table.loc[table["area"] == "sud", "importance"].isna().all()

@@ -17,7 +17,7 @@ from analysis.estimates import (
 )
 from analysis.weighting import rake
 
-from conftest import make_survey
+from .synthetic import make_survey
 
 MARGINS = {"age_band": {"18-34": 0.28, "35-64": 0.47, "65+": 0.25}, "sex": {"F": 0.52, "M": 0.48}}
 
@@ -120,10 +120,10 @@ def test_grouped_proportions_equal_proportion_per_group():
     frame = make_survey(2000, seed=4)
     table = grouped_proportions(frame, "overall", "age_band", success=[4, 5], weights="weight")
     for row in table.itertuples():
-        est = proportion(frame[frame["age_band"] == row.age_band], "overall", success=[4, 5],
-                         weights="weight")
-        assert_allclose([row.value, row.se, row.ci_low, row.ci_high],
-                        [est.value, est.se, est.ci_low, est.ci_high], rtol=1e-9)
+        est = proportion(frame[frame["age_band"] == row.age_band], "overall", success=[4, 5], weights="weight")
+        assert_allclose(
+            [row.value, row.se, row.ci_low, row.ci_high], [est.value, est.se, est.ci_low, est.ci_high], rtol=1e-9
+        )
 
 
 def test_suppression_rules_defaults():
@@ -134,8 +134,7 @@ def test_suppression_rules_defaults():
     assert rules.flag(45, 45, 0.01) == "caution"
     assert rules.flag(200, 150, 0.35) == "caution"
     assert rules.flag(200, 150, 0.05) == "ok"
-    assert list(rules.flags([5, 40, 500], [5, 40, 500], [0.1, 0.1, 0.1])) == [
-        "hidden", "caution", "ok"]
+    assert list(rules.flags([5, 40, 500], [5, 40, 500], [0.1, 0.1, 0.1])) == ["hidden", "caution", "ok"]
 
 
 def test_flag_of_a_small_domain(survey):
@@ -178,7 +177,9 @@ def test_property_weight_scale_invariance(seed, factor):
     for fn, kw in ((mean, {}), (proportion, {"success": [4, 5]})):
         a = fn(frame, "courtesy", weights="weight", cluster="site", **kw)
         b = fn(scaled, "courtesy", weights="weight", cluster="site", **kw)
-        assert_allclose([a.value, a.se, a.ci_low, a.ci_high, a.n_eff], [b.value, b.se, b.ci_low, b.ci_high, b.n_eff], rtol=1e-9)
+        assert_allclose(
+            [a.value, a.se, a.ci_low, a.ci_high, a.n_eff], [b.value, b.se, b.ci_low, b.ci_high, b.n_eff], rtol=1e-9
+        )
 
 
 @settings(max_examples=30, deadline=None)

@@ -6,7 +6,7 @@ from numpy.testing import assert_allclose
 from analysis.drivers import relative_importance
 from analysis.ipa import QUADRANT_LABELS, bootstrap_ci, quadrants
 
-from conftest import ATTRIBUTES, make_survey
+from .synthetic import ATTRIBUTES, make_survey
 
 
 def _series(values):
@@ -38,7 +38,7 @@ def test_uncertain_when_ci_crosses_a_crosshair():
     imp = _series([0.4, 0.4, 0.1, 0.1])
     ci = pd.DataFrame(
         {
-            "perf_low": [1.5, 2.5, 1.5, 3.0],   # b crosses x0 = 3; d starts on it: not crossing
+            "perf_low": [1.5, 2.5, 1.5, 3.0],  # b crosses x0 = 3; d starts on it: not crossing
             "perf_high": [2.5, 4.5, 2.9, 4.5],
             "imp_low": [0.3, 0.3, 0.05, 0.05],
             "imp_high": [0.5, 0.5, 0.26, 0.2],  # c crosses y0 = 0.25

@@ -1,5 +1,4 @@
 import numpy as np
-import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
@@ -8,7 +7,7 @@ from analysis.segments import segment_gaps
 from analysis.trends import adjust
 from analysis.weighting import rake
 
-from conftest import make_survey
+from .synthetic import make_survey
 
 
 def _frame(seed=0, n=3000):
@@ -57,8 +56,9 @@ def test_clustered_and_raked_segments():
     frame = _frame(seed=3)
     r = rake(frame, {"sex": {"F": 0.5, "M": 0.5}}, base_weights="weight")
     table = segment_gaps(frame, "overall", "age_band", weights=r, cluster="site")
-    seg = mean(frame.assign(overall=frame["overall"].where(frame["age_band"] == "65+")),
-               "overall", weights=r, cluster="site")
+    seg = mean(
+        frame.assign(overall=frame["overall"].where(frame["age_band"] == "65+")), "overall", weights=r, cluster="site"
+    )
     row = table.set_index("category").loc["65+"]
     assert_allclose([row["estimate"], row["se"]], [seg.value, seg.se])
 

@@ -54,8 +54,11 @@ def test_trends_vectorised_equals_trend_per_series():
     table = trends(frame, by="service")
     for row in table.itertuples():
         one = trend(frame[frame["service"] == row.service])
-        assert_allclose([row.slope, row.se, row.ci_low, row.ci_high, row.p],
-                        [one.slope, one.se, one.ci_low, one.ci_high, one.p], rtol=1e-8)
+        assert_allclose(
+            [row.slope, row.se, row.ci_low, row.ci_high, row.p],
+            [one.slope, one.se, one.ci_low, one.ci_high, one.p],
+            rtol=1e-8,
+        )
         assert row.n_periods == one.n_periods
     assert_allclose(table["p_adjusted"], adjust(table["p"])["p_adjusted"])
     assert table["significant"].dtype == bool

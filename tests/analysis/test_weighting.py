@@ -1,4 +1,3 @@
-import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -7,7 +6,7 @@ from numpy.testing import assert_allclose
 
 from analysis.weighting import rake
 
-from conftest import make_survey
+from .synthetic import make_survey
 
 MARGINS = {
     "age_band": {"18-34": 0.28, "35-64": 0.47, "65+": 0.25},

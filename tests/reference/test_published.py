@@ -14,9 +14,7 @@ from analysis.weighting import rake
 
 REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
 
-needs_reference = pytest.mark.skipif(
-    not REFERENCE.is_dir(), reason="the shared reference data folder is absent"
-)
+needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="the shared reference data folder is absent")
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +88,23 @@ def test_apiclus1_fixed_weights_se_differs(apiclus1, raked):
 def test_benjamini_hochberg_paper():
     # Benjamini & Hochberg (1995), JRSS B 57(1), p. 296: 15 p-values; at q = 0.05
     # BH rejects 4 hypotheses, Bonferroni and Holm reject 3.
-    p = [0.0001, 0.0004, 0.0019, 0.0095, 0.0201, 0.0278, 0.0298, 0.0344, 0.0459,
-         0.3240, 0.4262, 0.5719, 0.6528, 0.7590, 1.000]
+    p = [
+        0.0001,
+        0.0004,
+        0.0019,
+        0.0095,
+        0.0201,
+        0.0278,
+        0.0298,
+        0.0344,
+        0.0459,
+        0.3240,
+        0.4262,
+        0.5719,
+        0.6528,
+        0.7590,
+        1.000,
+    ]
     bh = adjust(p, method="fdr_bh", alpha=0.05)
     assert bh["reject"].sum() == 4
     assert bh["reject"].iloc[:4].all()

@@ -128,7 +128,7 @@ def _period_numbers(values: pd.Series) -> np.ndarray:
     return values.to_numpy(dtype=float)
 
 
-def _clean_periods(frame, period, value, se, min_periods):
+def _clean_periods(frame, period, value, se):
     for c in (period, value, se):
         if c not in frame.columns:
             raise ValueError(f"column {c!r} is not in the frame")
@@ -166,7 +166,7 @@ def trend(
     ----------
     Draper & Smith (1998), ch. 9.
     """
-    data = _clean_periods(frame, period, value, se, 3)
+    data = _clean_periods(frame, period, value, se)
     t = len(data)
     need = 2 if known_variance else 3
     if t < need:
@@ -257,7 +257,7 @@ def trends(
     for k in keys:
         if k not in frame.columns:
             raise ValueError(f"column {k!r} is not in the frame")
-    data = _clean_periods(frame, period, value, se, 3)
+    data = _clean_periods(frame, period, value, se)
     data = pd.concat([frame.loc[data.index, keys], data], axis=1)
     x = _period_numbers(data[period])
     y = data[value].to_numpy(dtype=float)

@@ -57,6 +57,9 @@ class Config:
     #: Public base URL used in QR codes and posters (default: the request's host).
     PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "").rstrip("/")
     WTF_CSRF_TIME_LIMIT = SURVEY_TOKEN_MAX_AGE
+    # Every message a form shows is our own (French first, translated by Babel), so
+    # WTForms' built-in catalogues need not be loaded on each request.
+    WTF_I18N_ENABLED = False
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", False)

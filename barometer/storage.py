@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from surveys.schema import NOT_APPLICABLE, PROFILE_KEYS, Questionnaire
@@ -15,6 +15,9 @@ from surveys.schema import NOT_APPLICABLE, PROFILE_KEYS, Questionnaire
 from .extensions import db
 from .models import Answer, Channel, Response, utcnow
 from .privacy import mask_personal_data
+
+_RESPONSES = Response.__table__
+_ANSWERS = Answer.__table__
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def _response_row(sub: Submission) -> dict:
         "site_id": sub.site_id,
         "version_id": sub.version_id,
         "submitted_at": sub.submitted_at,
-        "channel": Channel(sub.channel),
+        "channel": Channel(sub.channel).value,
     }
     for key in PROFILE_KEYS:
         row[key] = sub.answers.get(key)
@@ -72,13 +75,16 @@ def store_response(sub: Submission) -> tuple[int, bool]:
     stored response's id and ``created=False``; nothing is written twice.
     """
     session = db.session
+    # Plain Core inserts on the session's connection: this is the hot path of the
+    # product, and the ORM's unit of work adds nothing for append-only rows.
+    connection = session.connection()
     try:
-        response_id = session.execute(
-            insert(Response).returning(Response.id), [_response_row(sub)]
+        response_id = connection.execute(
+            _RESPONSES.insert().returning(_RESPONSES.c.id), _response_row(sub)
         ).scalar_one()
         rows = _answer_rows(response_id, sub)
         if rows:
-            session.execute(insert(Answer), rows)
+            connection.execute(_ANSWERS.insert(), rows)
         session.commit()
         return response_id, True
     except IntegrityError:
@@ -95,13 +101,14 @@ def store_responses(subs: Sequence[Submission], *, batch: int = 5000) -> int:
     stored = 0
     for start in range(0, len(subs), batch):
         chunk = subs[start:start + batch]
-        ids = session.execute(
-            insert(Response).returning(Response.id, sort_by_parameter_order=True),
+        connection = session.connection()
+        ids = connection.execute(
+            _RESPONSES.insert().returning(_RESPONSES.c.id, sort_by_parameter_order=True),
             [_response_row(s) for s in chunk],
         ).scalars().all()
         rows = [r for rid, s in zip(ids, chunk, strict=True) for r in _answer_rows(rid, s)]
         if rows:
-            session.execute(insert(Answer), rows)
+            connection.execute(_ANSWERS.insert(), rows)
         session.commit()
         stored += len(chunk)
     return stored

@@ -182,9 +182,8 @@ class Questionnaire:
         # A follow-up answered while its condition is not met is dropped, not refused:
         # without JavaScript every follow-up is on the page.
         for q in self.questions:
-            if q.show_if and q.key in answers:
-                if answers.get(q.show_if.question) not in q.show_if.values:
-                    del answers[q.key]
+            if q.show_if and q.key in answers and answers.get(q.show_if.question) not in q.show_if.values:
+                del answers[q.key]
         return answers, errors
 
 
@@ -229,7 +228,8 @@ def _clean_value(q: Question, value: Any, areas: tuple[Choice, ...]) -> Any:
             raise _Invalid("out_of_range", low=0, high=10)
         return number
     if q.type == "yesno":
-        mapping = {"1": 1, "0": 0, "yes": 1, "no": 0, "oui": 1, "non": 0, 1: 1, 0: 0, True: 1, False: 0}
+        # True and False hash as 1 and 0, so they are covered too.
+        mapping = {"1": 1, "0": 0, "yes": 1, "no": 0, "oui": 1, "non": 0, 1: 1, 0: 0}
         key = value.strip().lower() if isinstance(value, str) else value
         if key not in mapping:
             raise _Invalid("unknown_choice")

@@ -15,7 +15,8 @@ from sqlalchemy.orm import selectinload
 from surveys.schema import Choice, Questionnaire, Text, questionnaire_from_dict
 
 from ..extensions import db
-from ..models import Channel, Questionnaire as QuestionnaireRow, Service, Site
+from ..models import Channel, Service, Site
+from ..models import Questionnaire as QuestionnaireRow
 from ..storage import Submission, store_response
 
 

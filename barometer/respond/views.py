@@ -3,10 +3,12 @@
 import io
 
 import segno
-from flask import abort, current_app, render_template, request, url_for
+from flask import abort, current_app, make_response, render_template, request, url_for
 from flask_babel import get_locale
+from flask_wtf.csrf import generate_csrf
 
 from ..extensions import csrf, limiter
+from ..models import Channel
 from . import bp
 from .forms import condition_label, survey_form
 from .services import TokenError, get_survey, new_token, read_token, submit
@@ -33,29 +35,75 @@ def answer_survey(slug: str, site: str | None = None):
     lang = str(get_locale())
     if not context.is_open:
         return render_template("respond/closed.html", context=context, lang=lang), 410
+    if request.method == "GET":
+        return _fresh_form(context, lang, request.args.get("c", "link"))
     form = survey_form(context, lang)
-    status, notice = 200, None
-    if request.method == "POST":
-        if form.website.data:
-            return render_template("respond/refused.html", context=context, lang=lang), 400
-        if form.validate():
-            try:
-                nonce = read_token(form.token.data or "", context.service_slug)
-            except TokenError as exc:
-                status, notice = 400, "expired" if exc.expired else "token"
-            else:
-                submit(context, nonce, form.answers, form.channel.data or "link")
-                return render_template("respond/thanks.html", context=context, lang=lang)
+    if form.website.data:
+        return render_template("respond/refused.html", context=context, lang=lang), 400
+    if form.validate():
+        try:
+            nonce = read_token(form.token.data or "", context.service_slug)
+        except TokenError as exc:
+            status, notice = 400, "expired" if exc.expired else "token"
         else:
-            status, notice = (400, "csrf") if form.csrf_failed else (422, None)
+            submit(context, nonce, form.answers, form.channel.data or "link")
+            return _thanks(context, lang)
     else:
-        form.channel.data = request.args.get("c", "link")
+        status, notice = (400, "csrf") if form.csrf_failed else (422, None)
     # Every display of the form gets a fresh token; the answers typed are kept.
     form.token.data = new_token(context.service_slug)
-    return render_template(
+    return _no_store(render_template(
         "respond/survey.html", form=form, context=context, lang=lang, notice=notice,
         condition_label=lambda q: condition_label(context, q, lang),
-    ), status
+    ), status)
+
+
+_CSRF_SLOT, _TOKEN_SLOT = "\x00csrf\x00", "\x00token\x00"
+_blank_pages: dict[tuple, str] = {}
+
+
+def _fresh_form(context, lang: str, channel: str):
+    """The empty form, rendered once per survey, language and channel, then reused.
+
+    Only the two tokens differ between residents, so they are slotted into a page
+    rendered earlier: the page a phone waits for costs no template rendering.
+    """
+    channel = channel if channel in Channel.__members__ else Channel.link.value
+    key = (id(context), lang, channel)
+    page = _blank_pages.get(key)
+    if page is None:
+        if len(_blank_pages) > 512:  # contexts are re-read every few seconds; stay bounded
+            _blank_pages.clear()
+        form = survey_form(context, lang)
+        form.channel.data, form.token.data = channel, _TOKEN_SLOT
+        page = _blank_pages[key] = render_template(
+            "respond/survey.html", form=form, context=context, lang=lang, notice=None, csrf_value=_CSRF_SLOT,
+            condition_label=lambda q: condition_label(context, q, lang),
+        )
+    html = page.replace(_CSRF_SLOT, generate_csrf(), 1).replace(_TOKEN_SLOT, new_token(context.service_slug), 1)
+    return _no_store(html, 200)
+
+
+_thanks_pages: dict[tuple, str] = {}
+
+
+def _thanks(context, lang: str):
+    """The thank-you page: the same for every resident of a survey and language."""
+    key = (id(context), lang)
+    page = _thanks_pages.get(key)
+    if page is None:
+        if len(_thanks_pages) > 512:
+            _thanks_pages.clear()
+        page = _thanks_pages[key] = render_template("respond/thanks.html", context=context, lang=lang)
+    return _no_store(page, 200)
+
+
+def _no_store(html: str, status: int):
+    response = make_response(html, status)
+    # The page carries one-time tokens and follows the browser's language.
+    response.headers["Cache-Control"] = "no-store"
+    response.vary.add("Accept-Language")
+    return response
 
 
 def _survey_url(context) -> str:

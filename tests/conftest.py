@@ -60,13 +60,18 @@ def app_factory(_schema):
 
     yield make
     if made:
-        with made[0].app_context():
-            db.session.remove()
-            with db.engine.begin() as conn:
-                for table in reversed(db.metadata.sorted_tables):
-                    conn.execute(table.delete())
-            db.engine.dispose()
+        empty_tables(made[0])
     respond_services.clear_cache()
+
+
+def empty_tables(app) -> None:
+    """Delete every row, children first, and close the app's connections."""
+    with app.app_context():
+        db.session.remove()
+        with db.engine.begin() as conn:
+            for table in reversed(db.metadata.sorted_tables):
+                conn.execute(table.delete())
+        db.engine.dispose()
 
 
 @pytest.fixture

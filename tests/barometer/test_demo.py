@@ -1,0 +1,109 @@
+"""The demo command: realistic data written like real responses, planted effects found.
+
+The analyses of analysis/ must find every effect the command's help lists, and flag
+none of the services it lists as without effect.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+from analysis.estimates import grouped_means
+from analysis.ipa import bootstrap_ci, quadrants
+from analysis.segments import segment_gaps
+from analysis.trends import adjust, trends
+from barometer import demo
+from barometer.extensions import db
+from barometer.frames import responses_frame
+from barometer.models import Allocation, PopulationMargin, Response, Service, User
+from tests.conftest import _make_app, empty_tables
+
+FLAGGED_QUADRANTS = {"possible_overkill", "concentrate_here"}
+
+
+@pytest.fixture(scope="module")
+def demo_app(_schema):
+    """One demo history (24 months, 1,500 responses a month) shared by this module."""
+    app = _make_app(_schema)
+    result = app.test_cli_runner().invoke(args=["barometer", "demo", "--seed", "1", "--per-month", "1500"])
+    assert result.exit_code == 0, result.output
+    yield app, result.output
+    empty_tables(app)
+
+
+def test_demo_fills_history_budgets_margins_and_accounts(demo_app):
+    app, output = demo_app
+    with app.app_context():
+        assert responses_frame(keys=["overall"])["period"].nunique() == 24
+        total = db.session.execute(select(func.count()).select_from(Response)).scalar_one()
+        assert 24 * 1300 < total < 24 * 1700
+        n_services = db.session.execute(select(func.count()).select_from(Service)).scalar_one()
+        assert db.session.execute(select(func.count()).select_from(Allocation)).scalar_one() == 3 * n_services
+        assert db.session.execute(select(func.count()).select_from(PopulationMargin)).scalar_one() == 12
+        assert db.session.execute(select(func.count()).select_from(User)).scalar_one() == 3
+    assert f"{total} réponses enregistrées sur 24 mois" in output
+    # A second run refuses to add to a database that already has responses.
+    again = app.test_cli_runner().invoke(args=["barometer", "demo"])
+    assert again.exit_code == 1 and "déjà des réponses" in again.output
+
+
+def test_analyses_find_every_planted_effect_and_nothing_else(demo_app):
+    app, _ = demo_app
+    with app.app_context():
+        frame = responses_frame()
+    planted = {p.kind: p for p in demo.PLANTED}
+    controls = sorted(set(frame["service"]) - demo.PLANTED_SERVICES)
+    assert len(controls) >= 20
+
+    # Importance-performance: over-quality and under-served attributes.
+    flagged = {}
+    for service, rows in frame.groupby("service"):
+        drivers = demo_drivers(rows)
+        ci = bootstrap_ci(rows, "overall", drivers, n_boot=200, seed=1)
+        q = quadrants(ci["performance"], ci["importance"], ci=ci)
+        flagged[service] = set(q.index[q["quadrant"].isin(FLAGGED_QUADRANTS)])
+        if service == planted["over_quality"].service:
+            assert q.loc[planted["over_quality"].target, "quadrant"] == "possible_overkill"
+        if service == planted["under_served"].service:
+            assert q.loc[planted["under_served"].target, "quadrant"] == "concentrate_here"
+    assert {s: flagged[s] for s in controls if flagged[s]} == {}
+
+    # Trends: monthly means with SEs, WLS slope per service, BH across services.
+    monthly = grouped_means(frame, "overall", ["service", "period"])
+    slopes = trends(monthly, by="service").set_index("service")
+    declining = planted["declining_trend"].service
+    assert slopes.loc[declining, "significant"] and slopes.loc[declining, "slope"] < 0
+    assert not slopes.loc[controls, "significant"].any()
+
+    # Publics: every category of every profile column against the rest, in every
+    # service; the FDR is controlled over all these tests at once (services x publics).
+    gaps = pd.concat(
+        segment_gaps(rows, "overall", ["age_band", "sex", "area"]).assign(service=service)
+        for service, rows in frame.groupby("service")
+    ).reset_index(drop=True)
+    family = adjust(gaps["p"])
+    gaps["under_served"] = (gaps["gap"] < 0) & family["reject"].to_numpy() & ~gaps["flag"].isin(["suppressed", "hidden"])
+    public = planted["less_satisfied_public"]
+    hit = gaps[(gaps.service == public.service) & (gaps.column == public.dimension) & (gaps.category == public.target)]
+    assert hit["under_served"].item()
+    assert gaps[gaps.service.isin(controls) & gaps.under_served].empty
+
+
+def demo_drivers(rows: pd.DataFrame) -> list[str]:
+    """The driver attributes present in a service's frame (core and extension)."""
+    from surveys.schema import DEFAULT_ROOT, load_bundle
+
+    drivers = {d for q in load_bundle(DEFAULT_ROOT).questionnaires.values() for d in q.drivers}
+    return [c for c in rows.columns if c in drivers and rows[c].notna().any()]
+
+
+def test_frames_treat_not_applicable_and_prefer_not_to_say_as_missing(demo_app):
+    app, _ = demo_app
+    with app.app_context():
+        frame = responses_frame(services=["piscine"])
+    assert set(frame["service"]) == {"piscine"}
+    assert frame["courtesy"].isna().mean() == pytest.approx(0.05, abs=0.02)
+    assert "nsp" not in set(frame["age_band"].dropna())
+    assert frame["age_band"].isna().mean() == pytest.approx(0.05, abs=0.02)
+    assert set(np.unique(frame["overall"])) <= {1.0, 2.0, 3.0, 4.0, 5.0}

@@ -1,0 +1,125 @@
+"""Loading definitions: upsert, versions on change after responses, all-or-nothing."""
+
+import shutil
+
+import pytest
+import yaml
+from sqlalchemy import func, select
+
+from barometer.extensions import db
+from barometer.loader import load_surveys
+from barometer.models import (
+    Domain,
+    Policy,
+    PopulationMargin,
+    Questionnaire,
+    QuestionnaireVersion,
+    Response,
+    Service,
+    Site,
+)
+from surveys.schema import DEFAULT_ROOT, DefinitionError
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "surveys"
+    shutil.copytree(DEFAULT_ROOT, root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    return root
+
+
+def n(model) -> int:
+    return db.session.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def reword_courtesy(root, text):
+    path = root / "questionnaires" / "core.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    next(q for q in doc["questions"] if q["key"] == "courtesy")["label"]["fr"] = text
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+
+
+def answer_once(client, slug):
+    from tests.helpers import form_tokens
+
+    tokens = form_tokens(client.get(f"/s/{slug}").get_data(as_text=True))
+    assert client.post(f"/s/{slug}", data={"overall": "4", "courtesy": "5", **tokens}).status_code == 200
+
+
+def test_load_creates_everything_once(app, tree):
+    with app.app_context():
+        report = load_surveys(tree)
+        assert n(Domain) == 9 and n(Policy) == 56 and n(Service) == 31
+        assert n(Site) == 10 and n(PopulationMargin) == 12
+        assert n(QuestionnaireVersion) == n(Questionnaire) == 5
+        assert "créé : service piscine" in report.lines()
+        again = load_surveys(tree)
+        assert again.lines() == ["aucun changement"]
+        assert n(QuestionnaireVersion) == 5
+
+
+def test_a_change_before_any_response_updates_the_version_in_place(app, tree):
+    with app.app_context():
+        load_surveys(tree)
+        reword_courtesy(tree, "La qualité de l'accueil")
+        report = load_surveys(tree)
+        # Extensions carry the core's questions, so they change with it.
+        assert sorted(report.updated) == [f"questionnaire {k} v1" for k in ("core", "creche", "dechets", "mediatheque", "piscine")]
+        assert n(QuestionnaireVersion) == 5
+
+
+def test_a_change_after_responses_creates_a_new_version(app, tree):
+    client = app.test_client()
+    with app.app_context():
+        load_surveys(tree)
+    answer_once(client, "etat-civil")
+    with app.app_context():
+        reword_courtesy(tree, "La qualité de l'accueil")
+        report = load_surveys(tree)
+        assert report.new_versions == ["questionnaire core v2"]
+        core = db.session.execute(select(Questionnaire).where(Questionnaire.key == "core")).scalar_one()
+        v1, v2 = core.versions
+        old = db.session.execute(select(Response)).scalar_one()
+        # The old response stays tied to the version it answered; keys stay comparable.
+        assert old.version_id == v1.id
+        labels = {v.number: next(q for q in v.definition["questions"] if q["key"] == "courtesy")["label"]["fr"] for v in (v1, v2)}
+        assert labels == {1: "L'accueil et la courtoisie", 2: "La qualité de l'accueil"}
+    answer_once(client, "etat-civil")
+    with app.app_context():
+        versions = db.session.execute(select(Response.version_id).order_by(Response.id)).scalars().all()
+        assert versions == [v1.id, v2.id]
+        # Extensions without responses changed in place: one new version in all.
+        assert n(QuestionnaireVersion) == 6
+
+
+def test_a_bad_file_writes_nothing(app, tree):
+    path = tree / "services" / "demo-commune.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["services"][-1]["policy"] = "inconnue"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    with app.app_context():
+        with pytest.raises(DefinitionError):
+            load_surveys(tree)
+        assert n(Domain) == 0 and n(Service) == 0 and n(Questionnaire) == 0
+
+
+def test_load_surveys_command_names_file_key_and_problem(app, tree):
+    path = tree / "questionnaires" / "core.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    next(q for q in doc["questions"] if q["key"] == "ease")["type"] = "stars"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    result = app.test_cli_runner().invoke(args=["barometer", "load-surveys", str(tree)])
+    assert result.exit_code == 1
+    assert "définitions refusées, rien n'a été chargé" in result.output
+    assert "core.yaml: questions.ease.type: type de question inconnu 'stars'" in result.output
+    ok = app.test_cli_runner().invoke(args=["barometer", "load-surveys"])
+    assert ok.exit_code == 0 and "créé : service piscine" in ok.output
+
+
+def test_demo_help_lists_the_planted_effects(runner):
+    from barometer import demo
+
+    result = runner.invoke(args=["barometer", "demo", "--help"])
+    for planted in demo.PLANTED:
+        assert planted.service in result.output and planted.detail in result.output
+    assert "aucun effet introduit" in result.output

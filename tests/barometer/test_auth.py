@@ -1,0 +1,95 @@
+"""Staff sign-in, scopes on the reports page, sign-out."""
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from barometer.extensions import db
+from barometer.models import Organisation, Role, Service, User
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def accounts(surveys):
+    with surveys.app_context():
+        org = db.session.execute(select(Organisation)).scalar_one()
+        piscine = db.session.execute(select(Service).where(Service.slug == "piscine")).scalar_one()
+        for email, role in (("dgs@example.fr", Role.director), ("piscine@example.fr", Role.manager)):
+            user = User(email=email, role=role, organisation_id=org.id)
+            user.set_password(PASSWORD)
+            if role == Role.manager:
+                user.services = [piscine]
+            db.session.add(user)
+        db.session.commit()
+    return surveys
+
+
+def csrf(client, url="/connexion"):
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', client.get(url).get_data(as_text=True)).group(1)
+
+
+def login(client, email, password=PASSWORD, next_url=None):
+    url = "/connexion" + (f"?next={next_url}" if next_url else "")
+    return client.post(url, data={"email": email, "password": password, "csrf_token": csrf(client)})
+
+
+def test_reports_need_a_login(accounts):
+    page = accounts.test_client().get("/rapports/")
+    assert page.status_code == 302 and page.location.startswith("/connexion")
+
+
+def test_wrong_password_is_refused_with_a_message(accounts):
+    client = accounts.test_client()
+    page = login(client, "dgs@example.fr", "wrong password")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 422
+    assert "Adresse e-mail ou mot de passe incorrect." in html
+    assert 'role="alert"' in html
+    assert client.get("/rapports/").status_code == 302
+
+
+def test_director_sees_every_service_and_manager_only_theirs(accounts):
+    director = accounts.test_client()
+    assert login(director, "DGS@example.fr").status_code == 302
+    html = director.get("/rapports/").get_data(as_text=True)
+    assert "Piscine municipale" in html and "Médiathèque" in html
+    manager = accounts.test_client()
+    login(manager, "piscine@example.fr")
+    html = manager.get("/rapports/").get_data(as_text=True)
+    assert "Piscine municipale" in html and "Médiathèque" not in html
+
+
+def test_next_is_followed_only_within_the_site(accounts):
+    client = accounts.test_client()
+    assert login(client, "dgs@example.fr", next_url="/rapports/").location == "/rapports/"
+    other = accounts.test_client()
+    assert login(other, "dgs@example.fr", next_url="https://evil.example/").location == "/rapports/"
+
+
+def test_logout_is_a_post_with_csrf(accounts):
+    client = accounts.test_client()
+    login(client, "dgs@example.fr")
+    assert client.get("/deconnexion").status_code == 405
+    assert client.post("/deconnexion").status_code == 400  # no CSRF token
+    token = csrf(client, "/rapports/")
+    assert client.post("/deconnexion", data={"csrf_token": token}).status_code == 302
+    assert client.get("/rapports/").status_code == 302
+
+
+def test_inactive_accounts_cannot_sign_in(accounts):
+    with accounts.app_context():
+        user = db.session.execute(select(User).where(User.email == "dgs@example.fr")).scalar_one()
+        user.active = False
+        db.session.commit()
+    assert login(accounts.test_client(), "dgs@example.fr").status_code == 422
+
+
+def test_create_user_command(accounts):
+    runner = accounts.test_cli_runner()
+    result = runner.invoke(args=["barometer", "create-user", "new@example.fr", "--role", "admin", "--password", "short"])
+    assert result.exit_code == 1 and "au moins 10 caractères" in result.output
+    result = runner.invoke(args=["barometer", "create-user", "new@example.fr", "--role", "admin", "--password", PASSWORD])
+    assert result.exit_code == 0
+    assert login(accounts.test_client(), "new@example.fr").status_code == 302

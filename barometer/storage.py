@@ -18,6 +18,10 @@ from .privacy import mask_personal_data
 
 _RESPONSES = Response.__table__
 _ANSWERS = Answer.__table__
+# Built once: a statement object caches its compiled form and cache key.
+_INSERT_RESPONSE = _RESPONSES.insert().returning(_RESPONSES.c.id)
+_INSERT_RESPONSES = _RESPONSES.insert().returning(_RESPONSES.c.id, sort_by_parameter_order=True)
+_INSERT_ANSWERS = _ANSWERS.insert()
 
 
 @dataclass(frozen=True)
@@ -79,12 +83,10 @@ def store_response(sub: Submission) -> tuple[int, bool]:
     # product, and the ORM's unit of work adds nothing for append-only rows.
     connection = session.connection()
     try:
-        response_id = connection.execute(
-            _RESPONSES.insert().returning(_RESPONSES.c.id), _response_row(sub)
-        ).scalar_one()
+        response_id = connection.execute(_INSERT_RESPONSE, _response_row(sub)).scalar_one()
         rows = _answer_rows(response_id, sub)
         if rows:
-            connection.execute(_ANSWERS.insert(), rows)
+            connection.execute(_INSERT_ANSWERS, rows)
         session.commit()
         return response_id, True
     except IntegrityError:
@@ -102,13 +104,10 @@ def store_responses(subs: Sequence[Submission], *, batch: int = 5000) -> int:
     for start in range(0, len(subs), batch):
         chunk = subs[start:start + batch]
         connection = session.connection()
-        ids = connection.execute(
-            _RESPONSES.insert().returning(_RESPONSES.c.id, sort_by_parameter_order=True),
-            [_response_row(s) for s in chunk],
-        ).scalars().all()
+        ids = connection.execute(_INSERT_RESPONSES, [_response_row(s) for s in chunk]).scalars().all()
         rows = [r for rid, s in zip(ids, chunk, strict=True) for r in _answer_rows(rid, s)]
         if rows:
-            connection.execute(_ANSWERS.insert(), rows)
+            connection.execute(_INSERT_ANSWERS, rows)
         session.commit()
         stored += len(chunk)
     return stored

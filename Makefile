@@ -31,11 +31,11 @@ node_modules/.installed: package.json package-lock.json
 e2e-deps: node_modules/.installed
 
 translations: install
-	$(BIN)/pybabel compile -q -d barometer/translations
+	$(BIN)/pybabel compile -d barometer/translations
 
 translations-update: install-dev
-	$(BIN)/pybabel extract -q -F babel.cfg -k _l -k lazy_gettext --ignore-dirs ".* node_modules __pycache__" -o messages.pot .
-	$(BIN)/pybabel update -q -i messages.pot -d barometer/translations
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --ignore-dirs ".* .venv node_modules __pycache__" -o messages.pot .
+	$(BIN)/pybabel update -i messages.pot -d barometer/translations
 	rm -f messages.pot
 
 instance/secret_key:

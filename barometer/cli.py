@@ -20,8 +20,9 @@ def barometer_cli():
 
 @barometer_cli.command("load-surveys")
 @click.argument("path", required=False, type=click.Path(file_okay=False, path_type=str))
+@click.option("--verbose", "-v", is_flag=True, help="Liste chaque élément créé.")
 @with_appcontext
-def load_surveys_command(path):
+def load_surveys_command(path, verbose):
     """Validate and load the survey definitions of PATH (default: surveys/).
 
     A bad file is refused whole and nothing is written; a questionnaire changed after
@@ -31,7 +32,7 @@ def load_surveys_command(path):
         report = load_surveys(path or DEFAULT_ROOT)
     except DefinitionError as exc:
         raise click.ClickException(f"définitions refusées, rien n'a été chargé.\n{exc}") from exc
-    for line in report.lines():
+    for line in report.lines() if verbose else report.summary():
         click.echo(line)
 
 

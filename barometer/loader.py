@@ -38,6 +38,17 @@ class LoadReport:
         out += [f"nouvelle version : {x}" for x in self.new_versions]
         return out or ["aucun changement"]
 
+    def summary(self) -> list[str]:
+        """A few lines for the console: counts of what was created, then the rest."""
+        kinds: dict[str, int] = {}
+        for item in self.created:
+            kind = item.split(" ", 1)[0]
+            kinds[kind] = kinds.get(kind, 0) + 1
+        out = [f"créés : {', '.join(f'{n} × {kind}' for kind, n in kinds.items())}"] if kinds else []
+        out += [f"mis à jour : {x}" for x in self.updated]
+        out += [f"nouvelle version : {x}" for x in self.new_versions]
+        return out or ["aucun changement"]
+
 
 def load_surveys(root: Path | str) -> LoadReport:
     """Validate a whole surveys folder, then upsert it in one transaction.

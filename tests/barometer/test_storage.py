@@ -1,0 +1,60 @@
+"""The write path: atomic, idempotent, shared limits across workers."""
+
+import socket
+
+import pytest
+from sqlalchemy import func, select
+
+from barometer import storage
+from barometer.extensions import db
+from barometer.models import Answer, Response
+from tests.helpers import form_tokens
+
+
+def counts(app):
+    with app.app_context():
+        return tuple(db.session.execute(select(func.count()).select_from(m)).scalar_one() for m in (Response, Answer))
+
+
+def test_a_failure_mid_write_leaves_nothing_and_the_retry_stores_once(surveys, monkeypatch):
+    client = surveys.test_client()
+    tokens = form_tokens(client.get("/s/piscine").get_data(as_text=True))
+    data = {"overall": "4", "courtesy": "5", "comment": "Très bien", **tokens}
+    real = storage._answer_rows
+
+    def crash(*args):  # the worker dies after the response row, before its answers
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setattr(storage, "_answer_rows", crash)
+    surveys.config["PROPAGATE_EXCEPTIONS"] = False
+    assert client.post("/s/piscine", data=data).status_code == 500
+    assert counts(surveys) == (0, 0)
+    monkeypatch.setattr(storage, "_answer_rows", real)
+    assert client.post("/s/piscine", data=data).status_code == 200
+    assert client.post("/s/piscine", data=data).status_code == 200
+    assert counts(surveys) == (1, 3)
+
+
+def _redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379 to share the limits")
+def test_two_workers_share_the_rate_limit_through_redis(surveys, app_factory):
+    import redis
+
+    redis.Redis.from_url("redis://127.0.0.1:6379/15").flushdb()
+    settings = {"RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/15", "SURVEY_RATE_LIMIT": "3 per minute"}
+    workers = [app_factory(**settings).test_client() for _ in range(2)]
+    statuses = []
+    for i in range(4):
+        client = workers[i % 2]
+        tokens = form_tokens(client.get("/s/piscine").get_data(as_text=True))
+        statuses.append(client.post("/s/piscine", data={"overall": "4", **tokens}).status_code)
+    assert statuses == [200, 200, 200, 429]
+    assert counts(surveys)[0] == 3
+    redis.Redis.from_url("redis://127.0.0.1:6379/15").flushdb()

@@ -110,7 +110,7 @@ def urls_command(base):
         from flask import url_for
 
         if service is not None:
-            click.echo(f"Questionnaire : {url_for('respond.answer_survey', slug=service.slug, _external=True)}")
+            click.echo(f"Questionnaire : {url_for('respond.show_survey', slug=service.slug, _external=True)}")
             click.echo(f"Affiche et QR : {url_for('respond.show_poster', slug=service.slug, _external=True)}")
         click.echo(f"Rapports      : {url_for('reports.list_services', _external=True)}")
         click.echo(f"Connexion     : {url_for('auth.login', _external=True)}")

@@ -25,18 +25,31 @@ def _submission_limit() -> str:
     return current_app.config["SURVEY_RATE_LIMIT"]
 
 
-@bp.route("/s/<slug>", methods=["GET", "POST"])
-@bp.route("/s/<slug>/<site>", methods=["GET", "POST"])
-@limiter.limit(_submission_limit, methods=["POST"])
-@csrf.exempt  # the form checks its own CSRF token, so a failure keeps the answers
-def answer_survey(slug: str, site: str | None = None):
-    """Show a service's survey and take a resident's answers."""
+def _open_survey(slug: str, site: str | None):
+    """The survey's context and language, or the page to show instead."""
     context = _context_or_404(slug, site)
     lang = str(get_locale())
-    if not context.is_open:
-        return render_template("respond/closed.html", context=context, lang=lang), 410
-    if request.method == "GET":
-        return _fresh_form(context, lang, request.args.get("c", "link"))
+    closed = None if context.is_open else (render_template("respond/closed.html", context=context, lang=lang), 410)
+    return context, lang, closed
+
+
+@bp.get("/s/<slug>")
+@bp.get("/s/<slug>/<site>")
+def show_survey(slug: str, site: str | None = None):
+    """Show a service's survey, blank, with fresh tokens."""
+    context, lang, closed = _open_survey(slug, site)
+    return closed or _fresh_form(context, lang, request.args.get("c", "link"))
+
+
+@bp.post("/s/<slug>")
+@bp.post("/s/<slug>/<site>")
+@limiter.limit(_submission_limit)
+@csrf.exempt  # the form checks its own CSRF token, so a failure keeps the answers
+def submit_survey(slug: str, site: str | None = None):
+    """Take a resident's answers: store them once, or show what to correct."""
+    context, lang, closed = _open_survey(slug, site)
+    if closed:
+        return closed
     form = survey_form(context, lang)
     if form.website.data:
         return render_template("respond/refused.html", context=context, lang=lang), 400
@@ -108,9 +121,9 @@ def _no_store(html: str, status: int):
 
 def _survey_url(context) -> str:
     base = current_app.config["PUBLIC_BASE_URL"]
-    path = url_for("respond.answer_survey", slug=context.service_slug, site=context.site_code, c="qr")
+    path = url_for("respond.show_survey", slug=context.service_slug, site=context.site_code, c="qr")
     return (base + path) if base else url_for(
-        "respond.answer_survey", slug=context.service_slug, site=context.site_code, c="qr", _external=True
+        "respond.show_survey", slug=context.service_slug, site=context.site_code, c="qr", _external=True
     )
 
 

@@ -54,10 +54,14 @@ def _demo_help() -> str:
 @with_appcontext
 def demo_command(seed, months, per_month):
     if demo.has_responses():
-        raise click.ClickException("la base contient déjà des réponses : la démonstration ne s'ajoute qu'à une base vide.")
+        raise click.ClickException(
+            "la base contient déjà des réponses : la démonstration ne s'ajoute qu'à une base vide."
+        )
     load_surveys(DEFAULT_ROOT)
     with click.progressbar(length=months, label="Réponses de démonstration", show_pos=True) as bar:
-        stored = demo.generate(seed=seed, months=months, per_month=per_month, progress=lambda done, total: bar.update(1))
+        stored = demo.generate(
+            seed=seed, months=months, per_month=per_month, progress=lambda done, total: bar.update(1)
+        )
     demo.add_budgets(seed=seed)
     click.echo(f"{stored} réponses enregistrées sur {months} mois ; budgets sur 3 ans ; marges de population chargées.")
     click.echo("Comptes de démonstration (mot de passe affiché une seule fois) :")
@@ -105,7 +109,9 @@ def urls_command(base):
     """Print the main URLs: a survey, the reports and the login page."""
     from .models import Service
 
-    service = db.session.execute(select(Service).where(Service.is_open.is_(True)).order_by(Service.slug)).scalars().first()
+    service = (
+        db.session.execute(select(Service).where(Service.is_open.is_(True)).order_by(Service.slug)).scalars().first()
+    )
     with current_app.test_request_context(base_url=base):
         from flask import url_for
 

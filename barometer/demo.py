@@ -50,10 +50,26 @@ class Planted:
 
 #: The planted effects, in one place: the command's help and the tests read them.
 PLANTED = (
-    Planted("over_quality", "etat-civil", "accueil très bien noté mais sans effet sur la satisfaction globale", target="courtesy"),
-    Planted("under_served", "urbanisme", "délais mal notés alors qu'ils pèsent le plus sur la satisfaction", target="waiting_time"),
+    Planted(
+        "over_quality",
+        "etat-civil",
+        "accueil très bien noté mais sans effet sur la satisfaction globale",
+        target="courtesy",
+    ),
+    Planted(
+        "under_served",
+        "urbanisme",
+        "délais mal notés alors qu'ils pèsent le plus sur la satisfaction",
+        target="waiting_time",
+    ),
     Planted("declining_trend", "piscine", "satisfaction globale en baisse régulière sur toute la période"),
-    Planted("less_satisfied_public", "france-services", "les 75 ans et plus nettement moins satisfaits", target="a75_plus", dimension="age_band"),
+    Planted(
+        "less_satisfied_public",
+        "france-services",
+        "les 75 ans et plus nettement moins satisfaits",
+        target="a75_plus",
+        dimension="age_band",
+    ),
 )
 PLANTED_SERVICES = frozenset(p.service for p in PLANTED)
 
@@ -127,10 +143,15 @@ def generate(
     rng = np.random.default_rng(seed)
     org = db.session.execute(select(Organisation).where(Organisation.slug == DEMO_ORGANISATION)).scalar_one_or_none()
     if org is None:
-        raise ValueError("la commune de démonstration n'est pas chargée : lancez d'abord `flask barometer load-surveys`")
-    services = [s for s in db.session.execute(
-        select(Service).where(Service.organisation_id == org.id, Service.is_open.is_(True)).order_by(Service.slug)
-    ).scalars()]
+        raise ValueError(
+            "la commune de démonstration n'est pas chargée : lancez d'abord `flask barometer load-surveys`"
+        )
+    services = [
+        s
+        for s in db.session.execute(
+            select(Service).where(Service.organisation_id == org.id, Service.is_open.is_(True)).order_by(Service.slug)
+        ).scalars()
+    ]
     contexts = {s.slug: get_survey(s.slug) for s in services}
     site_ids = {s.slug: [site.id for site in s.sites] for s in services}
     area_codes = [a["code"] for a in org.areas]
@@ -149,10 +170,21 @@ def generate(
         for s_index, service in enumerate(services):
             n = int(rng.poisson(lam[s_index]))
             if n:
-                subs.extend(_service_month(
-                    rng, service, contexts[service.slug], designs[service.slug], site_ids[service.slug],
-                    n, month, m_index, len(month_list), areas, area_p,
-                ))
+                subs.extend(
+                    _service_month(
+                        rng,
+                        service,
+                        contexts[service.slug],
+                        designs[service.slug],
+                        site_ids[service.slug],
+                        n,
+                        month,
+                        m_index,
+                        len(month_list),
+                        areas,
+                        area_p,
+                    )
+                )
         stored += store_responses(subs)
         if progress:
             progress(m_index + 1, len(month_list))
@@ -194,8 +226,14 @@ def _service_month(rng, service, context, design, sites, n, month, m_index, n_mo
     subs = []
     start = datetime(month.year, month.month, 1, tzinfo=UTC)
     for i in range(n):
-        raw = {"overall": int(overall[i]), "recommend": int(recommend[i]),
-               "age_band": age[i], "sex": sex[i], "area": area[i], "frequency": frequency[i]}
+        raw = {
+            "overall": int(overall[i]),
+            "recommend": int(recommend[i]),
+            "age_band": age[i],
+            "sex": sex[i],
+            "area": area[i],
+            "frequency": frequency[i],
+        }
         for j, key in enumerate(drivers):
             raw[key] = NOT_APPLICABLE if na[i, j] else int(ratings[i, j])
         if stated_p is not None and rng.random() < 0.6:
@@ -212,16 +250,18 @@ def _service_month(rng, service, context, design, sites, n, month, m_index, n_mo
         answers, errors = q.clean(raw, areas=context.areas)
         if errors:  # the generator must respect the definition like anyone else
             raise ValueError(f"réponse de démonstration invalide pour {service.slug} : {errors}")
-        subs.append(Submission(
-            service_id=context.service_id,
-            site_id=sites[site_pick[i]] if sites else None,
-            version_id=context.version_id,
-            token=secrets.token_urlsafe(16),
-            questionnaire=q,
-            answers=answers,
-            channel=CHANNELS[channel[i]],
-            submitted_at=start + timedelta(seconds=float(offsets[i])),
-        ))
+        subs.append(
+            Submission(
+                service_id=context.service_id,
+                site_id=sites[site_pick[i]] if sites else None,
+                version_id=context.version_id,
+                token=secrets.token_urlsafe(16),
+                questionnaire=q,
+                answers=answers,
+                channel=CHANNELS[channel[i]],
+                submitted_at=start + timedelta(seconds=float(offsets[i])),
+            )
+        )
     return subs
 
 
@@ -260,7 +300,11 @@ def add_budgets(*, seed: int = 1, years: int = 3, last_year: int | None = None) 
     rng = np.random.default_rng(seed + 1000)
     last_year = last_year or datetime.now(UTC).year
     org = db.session.execute(select(Organisation).where(Organisation.slug == DEMO_ORGANISATION)).scalar_one()
-    services = db.session.execute(select(Service).where(Service.organisation_id == org.id).order_by(Service.slug)).scalars().all()
+    services = (
+        db.session.execute(select(Service).where(Service.organisation_id == org.id).order_by(Service.slug))
+        .scalars()
+        .all()
+    )
     db.session.execute(delete(Allocation).where(Allocation.service_id.in_([s.id for s in services])))
     for s in services:
         base = float(rng.uniform(150_000, 2_500_000))
@@ -270,18 +314,28 @@ def add_budgets(*, seed: int = 1, years: int = 3, last_year: int | None = None) 
         volume = int(rng.uniform(2_000, 60_000))
         for k, year in enumerate(range(last_year - years + 1, last_year + 1)):
             drift = (1 + rng.normal(0.01, 0.02)) ** k
-            db.session.add(Allocation(
-                service_id=s.id, year=year, budget_eur=Decimal(f"{base * drift:.2f}"),
-                staff_fte=Decimal(f"{fte * drift:.2f}"), volume=int(volume * drift),
-            ))
+            db.session.add(
+                Allocation(
+                    service_id=s.id,
+                    year=year,
+                    budget_eur=Decimal(f"{base * drift:.2f}"),
+                    staff_fte=Decimal(f"{fte * drift:.2f}"),
+                    volume=int(volume * drift),
+                )
+            )
     policy_ids = {s.policy_id for s in services}
     for pid in sorted(policy_ids):
         if db.session.execute(select(Priority).where(Priority.policy_id == pid)).scalar_one_or_none() is None:
             policy = db.session.get(Policy, pid)
-            db.session.add(Priority(
-                policy_id=policy.id, level=int(rng.integers(1, 4)), floor_eur=Decimal("100000.00"),
-                satisfaction_target=0.8, deadline=date(last_year + 1, 12, 31),
-            ))
+            db.session.add(
+                Priority(
+                    policy_id=policy.id,
+                    level=int(rng.integers(1, 4)),
+                    floor_eur=Decimal("100000.00"),
+                    satisfaction_target=0.8,
+                    deadline=date(last_year + 1, 12, 31),
+                )
+            )
     db.session.commit()
 
 

@@ -38,4 +38,6 @@ limiter = Limiter(key_func=get_remote_address)
 def _reads_are_not_limited() -> bool:
     # Only submissions are limited: page views skip the limiter's work entirely.
     return request.method in ("GET", "HEAD", "OPTIONS")
+
+
 babel = Babel()

@@ -26,8 +26,12 @@ def responses_frame(*, services: Sequence[str] | None = None, keys: Sequence[str
     """
     rquery = (
         select(
-            Response.id.label("response_id"), Service.slug.label("service"), Site.code.label("site"),
-            Response.submitted_at, Response.channel, *(getattr(Response, k) for k in PROFILE_KEYS),
+            Response.id.label("response_id"),
+            Service.slug.label("service"),
+            Site.code.label("site"),
+            Response.submitted_at,
+            Response.channel,
+            *(getattr(Response, k) for k in PROFILE_KEYS),
         )
         .join(Service, Service.id == Response.service_id)
         .outerjoin(Site, Site.id == Response.site_id)

@@ -100,16 +100,26 @@ def _upsert(bundle: Bundle, report: LoadReport) -> None:
         for s in o.services:
             service = _get_or_new(Service, report, f"service {s.slug}", slug=s.slug)
             service.name, service.organisation = s.name, org
-            service.policy, service.questionnaire, service.is_open = policies[s.policy], questionnaires[s.questionnaire], s.open
+            service.policy, service.questionnaire, service.is_open = (
+                policies[s.policy],
+                questionnaires[s.questionnaire],
+                s.open,
+            )
             db.session.flush()
             for site_def in s.sites:
-                site = _get_or_new(Site, report, f"site {s.slug}/{site_def.code}", service_id=service.id, code=site_def.code)
+                site = _get_or_new(
+                    Site, report, f"site {s.slug}/{site_def.code}", service_id=service.id, code=site_def.code
+                )
                 site.name = site_def.name
         for dim, shares in o.margins.items():
             for category, share in shares.items():
                 m = _get_or_new(
-                    PopulationMargin, report, f"marge {o.slug} {dim}={category}",
-                    organisation_id=org.id, dimension=dim, category=category,
+                    PopulationMargin,
+                    report,
+                    f"marge {o.slug} {dim}={category}",
+                    organisation_id=org.id,
+                    dimension=dim,
+                    category=category,
                 )
                 m.share = share
 
@@ -119,12 +129,18 @@ def _upsert_version(q: Questionnaire, definition, report: LoadReport) -> None:
     latest = q.versions[-1] if q.versions else None
     if latest is not None and latest.checksum == checksum:
         return
-    has_responses = latest is not None and db.session.execute(
-        select(func.count()).select_from(Response).where(Response.version_id == latest.id)
-    ).scalar_one() > 0
+    has_responses = (
+        latest is not None
+        and db.session.execute(
+            select(func.count()).select_from(Response).where(Response.version_id == latest.id)
+        ).scalar_one()
+        > 0
+    )
     if latest is None or has_responses:
         number = 1 if latest is None else latest.number + 1
-        version = QuestionnaireVersion(questionnaire=q, number=number, checksum=checksum, definition=definition.to_dict())
+        version = QuestionnaireVersion(
+            questionnaire=q, number=number, checksum=checksum, definition=definition.to_dict()
+        )
         db.session.add(version)
         if latest is not None:
             report.new_versions.append(f"questionnaire {q.key} v{number}")

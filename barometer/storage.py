@@ -102,7 +102,7 @@ def store_responses(subs: Sequence[Submission], *, batch: int = 5000) -> int:
     session = db.session
     stored = 0
     for start in range(0, len(subs), batch):
-        chunk = subs[start:start + batch]
+        chunk = subs[start : start + batch]
         connection = session.connection()
         ids = connection.execute(_INSERT_RESPONSES, [_response_row(s) for s in chunk]).scalars().all()
         rows = [r for rid, s in zip(ids, chunk, strict=True) for r in _answer_rows(rid, s)]

@@ -30,10 +30,22 @@ sys.path.insert(0, str(ROOT))
 SECRET = "bench-secret-key"
 SERVICE = "etat-civil"
 ANSWERS = {
-    "overall": "4", "courtesy": "5", "waiting_time": "3", "clarity": "4", "ease": "na",
-    "opening_hours": "4", "competence": "5", "outcome": "4", "fairness": "5", "recommend": "8",
-    "important_attributes": "waiting_time", "comment": "Accueil rapide, merci.",
-    "age_band": "a30_44", "sex": "f", "area": "centre", "frequency": "occasional",
+    "overall": "4",
+    "courtesy": "5",
+    "waiting_time": "3",
+    "clarity": "4",
+    "ease": "na",
+    "opening_hours": "4",
+    "competence": "5",
+    "outcome": "4",
+    "fairness": "5",
+    "recommend": "8",
+    "important_attributes": "waiting_time",
+    "comment": "Accueil rapide, merci.",
+    "age_band": "a30_44",
+    "sex": "f",
+    "area": "centre",
+    "frequency": "occasional",
 }
 
 # Each wrk thread walks its own share of the token list, so every request is new.
@@ -80,8 +92,18 @@ def wait_for(port: int, timeout: float = 30) -> None:
 
 def gunicorn(app: str, port: int, workers: int, env: dict, log: Path) -> subprocess.Popen:
     cmd = [
-        sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
-        "--access-logfile", str(log), "--access-logformat", '%(m)s %(U)s %(s)s', app,
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers",
+        str(workers),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--access-logfile",
+        str(log),
+        "--access-logformat",
+        "%(m)s %(U)s %(s)s",
+        app,
     ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(port)
@@ -93,7 +115,9 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
-def run_wrk(url: str, seconds: int, connections: int, script: Path | None = None, args: list[str] | None = None) -> dict:
+def run_wrk(
+    url: str, seconds: int, connections: int, script: Path | None = None, args: list[str] | None = None
+) -> dict:
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if script:
         cmd += ["-s", str(script)]
@@ -111,7 +135,9 @@ def run_wrk(url: str, seconds: int, connections: int, script: Path | None = None
 
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": latency("50"), "p99": latency("99"), "requests": total,
+        "p50": latency("50"),
+        "p99": latency("99"),
+        "requests": total,
         "ok": total - (int(non2xx.group(1)) if non2xx else 0),
         "socket_errors": errors.group(1) if errors else "none",
     }
@@ -167,7 +193,9 @@ def main() -> None:
     tokens = prepare_database(db_path, opts.tokens)
     print(f"préparation : base migrée et {len(tokens)} jetons en {time.perf_counter() - t0:.1f} s")
     env = {
-        **os.environ, "SECRET_KEY": SECRET, "DATABASE_URL": f"sqlite:///{db_path}",
+        **os.environ,
+        "SECRET_KEY": SECRET,
+        "DATABASE_URL": f"sqlite:///{db_path}",
         # The limiter stays on (its cost is part of a submission) but cannot trip here.
         "SURVEY_RATE_LIMIT": "100000000 per minute",
     }
@@ -195,7 +223,10 @@ def main() -> None:
         post_script.write_text(LUA_POST)
         before = sum(1 for line in log.read_text().splitlines() if line.startswith("POST"))
         results["submission (POST)"] = run_wrk(
-            f"{base}/s/{SERVICE}", opts.seconds, opts.connections, post_script,
+            f"{base}/s/{SERVICE}",
+            opts.seconds,
+            opts.connections,
+            post_script,
             [str(token_file), "2", cookie, body],
         )
     finally:
@@ -212,20 +243,30 @@ def main() -> None:
 
     bare = results["bare Flask hello"]["rps"]
     print()
-    print(f"machine : {os.cpu_count()} cœurs ; gunicorn {opts.workers} workers (sync) ; SQLite WAL ; "
-          f"wrk 2 threads, {opts.connections} connexions, {opts.seconds} s par cas")
+    print(
+        f"machine : {os.cpu_count()} cœurs ; gunicorn {opts.workers} workers (sync) ; SQLite WAL ; "
+        f"wrk 2 threads, {opts.connections} connexions, {opts.seconds} s par cas"
+    )
     print(f"{'cas':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'ratio':>8}{'2xx':>9}{'autres':>8}")
     for name, r in results.items():
-        print(f"{name:<22}{r['rps']:>10.0f}{r['p50']:>10.2f}{r['p99']:>10.2f}{r['rps'] / bare:>8.2f}"
-              f"{r['ok']:>9}{r['requests'] - r['ok']:>8}")
+        print(
+            f"{name:<22}{r['rps']:>10.0f}{r['p50']:>10.2f}{r['p99']:>10.2f}{r['rps'] / bare:>8.2f}"
+            f"{r['ok']:>9}{r['requests'] - r['ok']:>8}"
+        )
     print()
-    print(f"soumissions : 2xx reçus par wrk {post['ok']}, 2xx envoyés par le serveur {server_ok}, "
-          f"POST traités {server_posts}, lignes en base {rows} (jetons distincts {distinct})")
+    print(
+        f"soumissions : 2xx reçus par wrk {post['ok']}, 2xx envoyés par le serveur {server_ok}, "
+        f"POST traités {server_posts}, lignes en base {rows} (jetons distincts {distinct})"
+    )
     verdict = "OK" if rows == server_ok == distinct else "ÉCART"
-    print(f"intégrité : lignes = 2xx du serveur = jetons distincts -> {verdict} "
-          f"(wrk coupe à la fin {server_ok - post['ok']} réponses déjà envoyées)")
-    print(f"poids de la page : HTML {html_bytes} o + CSS {css_bytes} o = {html_bytes + css_bytes} o "
-          f"({(html_bytes + css_bytes) / 1024:.1f} Kio, non compressé)")
+    print(
+        f"intégrité : lignes = 2xx du serveur = jetons distincts -> {verdict} "
+        f"(wrk coupe à la fin {server_ok - post['ok']} réponses déjà envoyées)"
+    )
+    print(
+        f"poids de la page : HTML {html_bytes} o + CSS {css_bytes} o = {html_bytes + css_bytes} o "
+        f"({(html_bytes + css_bytes) / 1024:.1f} Kio, non compressé)"
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -270,11 +270,7 @@ def choices_for(q: Question, areas: tuple[Choice, ...] = ()) -> tuple[Choice, ..
 
 def _plain(obj: Any, skip: frozenset | set = frozenset()) -> Any:
     if hasattr(obj, "__dataclass_fields__"):
-        return {
-            name: _plain(getattr(obj, name))
-            for name in obj.__dataclass_fields__
-            if name not in skip
-        }
+        return {name: _plain(getattr(obj, name)) for name in obj.__dataclass_fields__ if name not in skip}
     if isinstance(obj, tuple | list):
         return [_plain(v) for v in obj]
     if isinstance(obj, Mapping):
@@ -317,7 +313,9 @@ class _Reader:
 
     def key(self, node: Any, where: str, pattern: re.Pattern = KEY_PATTERN) -> str:
         if not isinstance(node, str) or not pattern.match(node):
-            raise self.fail(where, f"identifiant invalide {node!r} (minuscules, chiffres, {'_' if pattern is KEY_PATTERN else '-'})")
+            raise self.fail(
+                where, f"identifiant invalide {node!r} (minuscules, chiffres, {'_' if pattern is KEY_PATTERN else '-'})"
+            )
         return node
 
     def unknown_fields(self, node: Mapping, allowed: set[str], where: str) -> None:
@@ -362,8 +360,21 @@ def _parse_scales(r: _Reader, node: Any) -> dict[str, Scale]:
 
 
 _QUESTION_FIELDS = {
-    "key", "type", "label", "hint", "required", "section", "role", "scale", "display",
-    "not_applicable", "choices", "choices_from", "max_choices", "max_length", "show_if",
+    "key",
+    "type",
+    "label",
+    "hint",
+    "required",
+    "section",
+    "role",
+    "scale",
+    "display",
+    "not_applicable",
+    "choices",
+    "choices_from",
+    "max_choices",
+    "max_length",
+    "show_if",
 }
 
 
@@ -588,18 +599,24 @@ class OrganisationDef:
     margins: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
-def parse_organisation(doc: Any, source: str, *, catalogue: Catalogue, questionnaires: Mapping[str, Questionnaire]) -> OrganisationDef:
+def parse_organisation(
+    doc: Any, source: str, *, catalogue: Catalogue, questionnaires: Mapping[str, Questionnaire]
+) -> OrganisationDef:
     r = _Reader(source)
     doc = r.mapping(doc, "racine")
     r.unknown_fields(doc, {"organisation", "areas", "services", "margins"}, "racine")
     org = r.mapping(doc.get("organisation"), "organisation")
     kind = org.get("kind")
     if kind not in ORGANISATION_KINDS:
-        raise r.fail("organisation.kind", f"type de collectivité inconnu {kind!r} (attendu : {', '.join(ORGANISATION_KINDS)})")
+        raise r.fail(
+            "organisation.kind", f"type de collectivité inconnu {kind!r} (attendu : {', '.join(ORGANISATION_KINDS)})"
+        )
     areas = []
     for i, a in enumerate(r.seq(doc.get("areas", []), "areas")):
         a = r.mapping(a, f"areas[{i}]")
-        areas.append(Choice(code=r.key(a.get("code"), f"areas[{i}].code"), label=r.text(a.get("label"), f"areas[{i}].label")))
+        areas.append(
+            Choice(code=r.key(a.get("code"), f"areas[{i}].code"), label=r.text(a.get("label"), f"areas[{i}].label"))
+        )
     if len({a.code for a in areas}) != len(areas):
         raise r.fail("areas", "code de quartier en double")
     services = []
@@ -625,17 +642,26 @@ def parse_organisation(doc: Any, source: str, *, catalogue: Catalogue, questionn
             if any(x.code == code for x in sites):
                 raise r.fail(f"{sw}.sites", f"site en double {code!r}")
             sites.append(SiteDef(code=code, name=_name(r, site, f"{sw}.sites.{code}")))
-        services.append(ServiceDef(
-            slug=slug, name=_name(r, s, sw), policy=s["policy"], questionnaire=s["questionnaire"],
-            sites=tuple(sites), open=bool(s.get("open", True)),
-        ))
+        services.append(
+            ServiceDef(
+                slug=slug,
+                name=_name(r, s, sw),
+                policy=s["policy"],
+                questionnaire=s["questionnaire"],
+                sites=tuple(sites),
+                open=bool(s.get("open", True)),
+            )
+        )
     if any(q.choices_from == "areas" for q in _used(questionnaires, services)) and not areas:
         raise r.fail("areas", "les questionnaires demandent le quartier : la liste areas est obligatoire")
     margins = _parse_margins(r, doc.get("margins"), areas)
     return OrganisationDef(
         slug=r.key(org.get("slug"), "organisation.slug", SLUG_PATTERN),
-        name=_name(r, org, "organisation"), kind=kind, areas=tuple(areas),
-        services=tuple(services), margins=margins,
+        name=_name(r, org, "organisation"),
+        kind=kind,
+        areas=tuple(areas),
+        services=tuple(services),
+        margins=margins,
     )
 
 
@@ -697,8 +723,10 @@ def load_bundle(root: Path | str) -> Bundle:
         progressed = False
         for path, doc in list(pending.items()):
             parent = doc.get("extends") if isinstance(doc, Mapping) else None
-            if parent and parent not in questionnaires and any(
-                isinstance(d, Mapping) and d.get("key") == parent for d in pending.values()
+            if (
+                parent
+                and parent not in questionnaires
+                and any(isinstance(d, Mapping) and d.get("key") == parent for d in pending.values())
             ):
                 continue
             q = parse_questionnaire(doc, str(path), parents=questionnaires)
@@ -717,7 +745,9 @@ def load_bundle(root: Path | str) -> Bundle:
     slugs = [s.slug for o in organisations for s in o.services]
     dupes = {s for s in slugs if slugs.count(s) > 1}
     if dupes:
-        raise DefinitionError(str(root / "services"), "services", f"service présent dans deux fichiers : {', '.join(sorted(dupes))}")
+        raise DefinitionError(
+            str(root / "services"), "services", f"service présent dans deux fichiers : {', '.join(sorted(dupes))}"
+        )
     return Bundle(catalogue=catalogue, questionnaires=questionnaires, organisations=organisations)
 
 
@@ -739,20 +769,30 @@ def questionnaire_from_dict(d: Mapping[str, Any]) -> Questionnaire:
     def question(x):
         show_if = x.get("show_if")
         return Question(
-            key=x["key"], type=x["type"], label=text(x["label"]), hint=text(x.get("hint")),
-            required=x["required"], section=x.get("section"), role=x.get("role"),
-            scale=scale(x.get("scale")), display=x.get("display", "text"),
+            key=x["key"],
+            type=x["type"],
+            label=text(x["label"]),
+            hint=text(x.get("hint")),
+            required=x["required"],
+            section=x.get("section"),
+            role=x.get("role"),
+            scale=scale(x.get("scale")),
+            display=x.get("display", "text"),
             not_applicable=x.get("not_applicable", False),
             choices=tuple(Choice(code=c["code"], label=text(c["label"])) for c in x.get("choices", ())),
-            choices_from=x.get("choices_from"), max_choices=x.get("max_choices"),
+            choices_from=x.get("choices_from"),
+            max_choices=x.get("max_choices"),
             max_length=x.get("max_length", TEXT_MAX_LENGTH),
             show_if=ShowIf(question=show_if["question"], values=tuple(show_if["values"])) if show_if else None,
         )
 
     questions = tuple(question(q) for q in d["questions"])
     return Questionnaire(
-        key=d["key"], title=text(d["title"]), intro=text(d.get("intro")),
+        key=d["key"],
+        title=text(d["title"]),
+        intro=text(d.get("intro")),
         sections=tuple(Section(key=s["key"], title=text(s["title"])) for s in d["sections"]),
-        questions=questions, extends=d.get("extends"),
+        questions=questions,
+        extends=d.get("extends"),
         scales={q.scale.key: q.scale for q in questions if q.scale},
     )

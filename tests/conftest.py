@@ -28,9 +28,7 @@ def database_url(tmp_path_factory):
 
 
 def _make_app(database_url, **overrides):
-    config = {
-        key: getattr(TestConfig, key) for key in dir(TestConfig) if key.isupper()
-    }
+    config = {key: getattr(TestConfig, key) for key in dir(TestConfig) if key.isupper()}
     config.update(SQLALCHEMY_DATABASE_URI=database_url, **overrides)
     return create_app(config)
 
@@ -99,4 +97,3 @@ def surveys(app):
     with app.app_context():
         load_surveys(DEFAULT_ROOT)
     return app
-

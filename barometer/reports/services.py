@@ -35,6 +35,5 @@ def services_in_scope(user: User) -> list[ServiceRow]:
     elif user.organisation_id is not None:
         query = query.where(Service.organisation_id == user.organisation_id)
     return [
-        ServiceRow(s.slug, s.name, s.policy.name, s.is_open, n, last)
-        for s, n, last in db.session.execute(query).all()
+        ServiceRow(s.slug, s.name, s.policy.name, s.is_open, n, last) for s, n, last in db.session.execute(query).all()
     ]

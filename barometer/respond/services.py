@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from flask import current_app
@@ -78,9 +78,7 @@ def _read_survey(slug: str, site_code: str | None) -> SurveyContext | None:
         if site is None:
             return None
     version = service.questionnaire.current
-    areas = tuple(
-        Choice(code=a["code"], label=Text(**a["label"])) for a in service.organisation.areas or ()
-    )
+    areas = tuple(Choice(code=a["code"], label=Text(**a["label"])) for a in service.organisation.areas or ())
     return SurveyContext(
         service_id=service.id,
         service_slug=service.slug,

@@ -65,10 +65,17 @@ def submit_survey(slug: str, site: str | None = None):
         status, notice = (400, "csrf") if form.csrf_failed else (422, None)
     # Every display of the form gets a fresh token; the answers typed are kept.
     form.token.data = new_token(context.service_slug)
-    return _no_store(render_template(
-        "respond/survey.html", form=form, context=context, lang=lang, notice=notice,
-        condition_label=lambda q: condition_label(context, q, lang),
-    ), status)
+    return _no_store(
+        render_template(
+            "respond/survey.html",
+            form=form,
+            context=context,
+            lang=lang,
+            notice=notice,
+            condition_label=lambda q: condition_label(context, q, lang),
+        ),
+        status,
+    )
 
 
 _CSRF_SLOT, _TOKEN_SLOT = "\x00csrf\x00", "\x00token\x00"
@@ -90,7 +97,12 @@ def _fresh_form(context, lang: str, channel: str):
         form = survey_form(context, lang)
         form.channel.data, form.token.data = channel, _TOKEN_SLOT
         page = _blank_pages[key] = render_template(
-            "respond/survey.html", form=form, context=context, lang=lang, notice=None, csrf_value=_CSRF_SLOT,
+            "respond/survey.html",
+            form=form,
+            context=context,
+            lang=lang,
+            notice=None,
+            csrf_value=_CSRF_SLOT,
             condition_label=lambda q: condition_label(context, q, lang),
         )
     html = page.replace(_CSRF_SLOT, generate_csrf(), 1).replace(_TOKEN_SLOT, new_token(context.service_slug), 1)
@@ -122,8 +134,10 @@ def _no_store(html: str, status: int):
 def _survey_url(context) -> str:
     base = current_app.config["PUBLIC_BASE_URL"]
     path = url_for("respond.show_survey", slug=context.service_slug, site=context.site_code, c="qr")
-    return (base + path) if base else url_for(
-        "respond.show_survey", slug=context.service_slug, site=context.site_code, c="qr", _external=True
+    return (
+        (base + path)
+        if base
+        else url_for("respond.show_survey", slug=context.service_slug, site=context.site_code, c="qr", _external=True)
     )
 
 

@@ -27,7 +27,9 @@ def accounts(surveys):
 
 
 def csrf(client, url="/connexion"):
-    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', client.get(url).get_data(as_text=True)).group(1)
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', client.get(url).get_data(as_text=True)).group(
+        1
+    )
 
 
 def login(client, email, password=PASSWORD, next_url=None):
@@ -88,8 +90,12 @@ def test_inactive_accounts_cannot_sign_in(accounts):
 
 def test_create_user_command(accounts):
     runner = accounts.test_cli_runner()
-    result = runner.invoke(args=["barometer", "create-user", "new@example.fr", "--role", "admin", "--password", "short"])
+    result = runner.invoke(
+        args=["barometer", "create-user", "new@example.fr", "--role", "admin", "--password", "short"]
+    )
     assert result.exit_code == 1 and "au moins 10 caractères" in result.output
-    result = runner.invoke(args=["barometer", "create-user", "new@example.fr", "--role", "admin", "--password", PASSWORD])
+    result = runner.invoke(
+        args=["barometer", "create-user", "new@example.fr", "--role", "admin", "--password", PASSWORD]
+    )
     assert result.exit_code == 0
     assert login(accounts.test_client(), "new@example.fr").status_code == 302

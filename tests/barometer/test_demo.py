@@ -83,7 +83,9 @@ def test_analyses_find_every_planted_effect_and_nothing_else(demo_app):
         for service, rows in frame.groupby("service")
     ).reset_index(drop=True)
     family = adjust(gaps["p"])
-    gaps["under_served"] = (gaps["gap"] < 0) & family["reject"].to_numpy() & ~gaps["flag"].isin(["suppressed", "hidden"])
+    gaps["under_served"] = (
+        (gaps["gap"] < 0) & family["reject"].to_numpy() & ~gaps["flag"].isin(["suppressed", "hidden"])
+    )
     public = planted["less_satisfied_public"]
     hit = gaps[(gaps.service == public.service) & (gaps.column == public.dimension) & (gaps.category == public.target)]
     assert hit["under_served"].item()

@@ -64,7 +64,9 @@ def test_a_change_before_any_response_updates_the_version_in_place(app, tree):
         reword_courtesy(tree, "La qualité de l'accueil")
         report = load_surveys(tree)
         # Extensions carry the core's questions, so they change with it.
-        assert sorted(report.updated) == [f"questionnaire {k} v1" for k in ("core", "creche", "dechets", "mediatheque", "piscine")]
+        assert sorted(report.updated) == [
+            f"questionnaire {k} v1" for k in ("core", "creche", "dechets", "mediatheque", "piscine")
+        ]
         assert n(QuestionnaireVersion) == 5
 
 
@@ -82,7 +84,10 @@ def test_a_change_after_responses_creates_a_new_version(app, tree):
         old = db.session.execute(select(Response)).scalar_one()
         # The old response stays tied to the version it answered; keys stay comparable.
         assert old.version_id == v1.id
-        labels = {v.number: next(q for q in v.definition["questions"] if q["key"] == "courtesy")["label"]["fr"] for v in (v1, v2)}
+        labels = {
+            v.number: next(q for q in v.definition["questions"] if q["key"] == "courtesy")["label"]["fr"]
+            for v in (v1, v2)
+        }
         assert labels == {1: "L'accueil et la courtoisie", 2: "La qualité de l'accueil"}
     answer_once(client, "etat-civil")
     with app.app_context():
@@ -114,7 +119,10 @@ def test_load_surveys_command_names_file_key_and_problem(app, tree):
     assert "core.yaml: questions.ease.type: type de question inconnu 'stars'" in result.output
     ok = app.test_cli_runner().invoke(args=["barometer", "load-surveys"])
     assert ok.exit_code == 0
-    assert "créés : 9 × domaine, 56 × politique, 5 × questionnaire, 1 × collectivité, 31 × service, 10 × site, 12 × marge" in ok.output
+    assert (
+        "créés : 9 × domaine, 56 × politique, 5 × questionnaire, 1 × collectivité, 31 × service, 10 × site, 12 × marge"
+        in ok.output
+    )
 
 
 def test_demo_help_lists_the_planted_effects(runner):

@@ -23,8 +23,12 @@ def test_emails_and_phone_numbers_are_masked(text, expected):
 
 @pytest.mark.parametrize(
     "text",
-    ["Ouvert de 9h à 12h30, bassin de 25 m", "Attendu 45 minutes le 12/03/2025", "J'ai 2 enfants de 3 et 5 ans",
-     "Dossier n° 2024-118"],
+    [
+        "Ouvert de 9h à 12h30, bassin de 25 m",
+        "Attendu 45 minutes le 12/03/2025",
+        "J'ai 2 enfants de 3 et 5 ans",
+        "Dossier n° 2024-118",
+    ],
 )
 def test_ordinary_numbers_are_kept(text):
     assert mask_personal_data(text) == text

@@ -22,9 +22,18 @@ def open_form(client, url="/s/piscine", **headers):
 
 
 VALID = {
-    "overall": "4", "courtesy": "5", "waiting_time": "2", "clarity": "na", "recommend": "8",
-    "important_attributes": ["waiting_time", "ease"], "comment": "Écrivez-moi : marie.curie@example.fr ou 06 11 22 33 44",
-    "crowding": "1", "crowding_time": "evening", "age_band": "a30_44", "sex": "f", "area": "nord",
+    "overall": "4",
+    "courtesy": "5",
+    "waiting_time": "2",
+    "clarity": "na",
+    "recommend": "8",
+    "important_attributes": ["waiting_time", "ease"],
+    "comment": "Écrivez-moi : marie.curie@example.fr ou 06 11 22 33 44",
+    "crowding": "1",
+    "crowding_time": "evening",
+    "age_band": "a30_44",
+    "sex": "f",
+    "area": "nord",
     "frequency": "regular",
 }
 
@@ -40,13 +49,23 @@ def test_a_valid_submission_is_stored_with_its_answers(surveys, client):
         stored = {(a.question_key, a.value, a.choice, a.text) for a in response.answers}
         assert response.channel == Channel.qr
         assert site.code == "bassin-nord"
-        assert (response.age_band, response.sex, response.area, response.frequency) == ("a30_44", "f", "nord", "regular")
+        assert (response.age_band, response.sex, response.area, response.frequency) == (
+            "a30_44",
+            "f",
+            "nord",
+            "regular",
+        )
     assert stored == {
-        ("overall", 4.0, None, None), ("courtesy", 5.0, None, None), ("waiting_time", 2.0, None, None),
-        ("clarity", None, "na", None), ("recommend", 8.0, None, None),
-        ("important_attributes", None, "waiting_time", None), ("important_attributes", None, "ease", None),
+        ("overall", 4.0, None, None),
+        ("courtesy", 5.0, None, None),
+        ("waiting_time", 2.0, None, None),
+        ("clarity", None, "na", None),
+        ("recommend", 8.0, None, None),
+        ("important_attributes", None, "waiting_time", None),
+        ("important_attributes", None, "ease", None),
         ("comment", None, None, "Écrivez-moi : [e-mail masqué] ou [téléphone masqué]"),
-        ("crowding", 1.0, None, None), ("crowding_time", None, "evening", None),
+        ("crowding", 1.0, None, None),
+        ("crowding_time", None, "evening", None),
     }
 
 
@@ -66,11 +85,22 @@ def test_only_overall_is_required(surveys, client):
         ({"overall": "4", "age_band": "a12_14"}, "age_band", "Choisissez une des réponses proposées."),
         ({"overall": "4", "area": "ailleurs"}, "area", "Choisissez une des réponses proposées."),
         ({"overall": "4", "comment": "x" * 1001}, "comment", "Votre texte dépasse 1000 caractères : raccourcissez-le."),
-        ({"overall": "4", "important_attributes": ["ease", "clarity", "courtesy", "fairness"]},
-         "important_attributes", "Choisissez au plus 3 réponses."),
+        (
+            {"overall": "4", "important_attributes": ["ease", "clarity", "courtesy", "fairness"]},
+            "important_attributes",
+            "Choisissez au plus 3 réponses.",
+        ),
     ],
-    ids=["missing-overall", "above-scale", "below-scale", "nps-out-of-range", "unknown-choice",
-         "unknown-area", "text-too-long", "too-many-choices"],
+    ids=[
+        "missing-overall",
+        "above-scale",
+        "below-scale",
+        "nps-out-of-range",
+        "unknown-choice",
+        "unknown-area",
+        "text-too-long",
+        "too-many-choices",
+    ],
 )
 def test_an_invalid_answer_is_explained_and_the_others_kept(surveys, client, data, field, message):
     _, tokens = open_form(client)

@@ -72,15 +72,35 @@ def test_definitions_round_trip_through_their_stored_form(bundle):
 def test_clean_keeps_valid_answers_and_words_errors_as_codes(bundle):
     q = bundle.questionnaires["piscine"]
     answers, errors = q.clean(
-        {"overall": "5", "courtesy": "na", "recommend": "10", "important_attributes": ["ease", "courtesy"],
-         "crowding": "0", "crowding_time": "lunch", "comment": "  Très bien  "}
+        {
+            "overall": "5",
+            "courtesy": "na",
+            "recommend": "10",
+            "important_attributes": ["ease", "courtesy"],
+            "crowding": "0",
+            "crowding_time": "lunch",
+            "comment": "  Très bien  ",
+        }
     )
     assert errors == {}
     # crowding_time is a follow-up of crowding = yes: dropped when the answer is no.
-    assert answers == {"overall": 5, "courtesy": NOT_APPLICABLE, "recommend": 10,
-                       "important_attributes": ("courtesy", "ease"), "crowding": 0, "comment": "Très bien"}
-    _, errors = q.clean({"courtesy": "6", "recommend": "11", "age_band": "a99", "comment": "x" * 1001,
-                         "important_attributes": ["ease", "clarity", "courtesy", "fairness"]})
+    assert answers == {
+        "overall": 5,
+        "courtesy": NOT_APPLICABLE,
+        "recommend": 10,
+        "important_attributes": ("courtesy", "ease"),
+        "crowding": 0,
+        "comment": "Très bien",
+    }
+    _, errors = q.clean(
+        {
+            "courtesy": "6",
+            "recommend": "11",
+            "age_band": "a99",
+            "comment": "x" * 1001,
+            "important_attributes": ["ease", "clarity", "courtesy", "fairness"],
+        }
+    )
     assert errors == {
         "overall": ("required", {}),
         "courtesy": ("out_of_range", {"low": 1, "high": 5}),
@@ -115,44 +135,121 @@ def _question(doc, key):
 @pytest.mark.parametrize(
     ("file", "change", "where", "problem"),
     [
-        ("questionnaires/core.yaml", lambda d: _question(d, "courtesy").update(type="slider"),
-         "questions.courtesy.type", "type de question inconnu 'slider'"),
-        ("questionnaires/core.yaml", lambda d: d["questions"].append(dict(_question(d, "clarity"))),
-         "questions.clarity", "clé de question en double 'clarity'"),
-        ("questionnaires/piscine.yaml", lambda d: d["questions"].append(
-            {"key": "clarity", "type": "yesno", "label": {"fr": "a", "en": "b"}}),
-         "questions.clarity", "clé de question en double"),
-        ("questionnaires/core.yaml", lambda d: d["scales"]["satisfaction5"].pop("points"),
-         "scales.satisfaction5", "une échelle doit avoir des libellés"),
-        ("questionnaires/core.yaml", lambda d: d["scales"]["satisfaction5"]["points"][0].pop("label"),
-         "scales.satisfaction5.points[0]", "label manquant"),
-        ("questionnaires/piscine.yaml", lambda d: _question(d, "crowding_time").update(show_if={"question": "nope", "equals": 1}),
-         "questions.crowding_time.show_if.question", "show_if porte sur une question inconnue"),
-        ("questionnaires/core.yaml", lambda d: _question(d, "overall").update(scale="satisfaction7"),
-         "questions.overall.scale", "échelle inconnue 'satisfaction7'"),
-        ("questionnaires/core.yaml", lambda d: _question(d, "overall").update(label={"fr": "Globalement ?"}),
-         "questions.overall.label", "libellé manquant dans la langue : en"),
-        ("questionnaires/core.yaml", lambda d: _question(d, "sex").update(choices=[]),
-         "questions.sex.choices", "une question à choix doit avoir des choix"),
-        ("questionnaires/piscine.yaml", lambda d: d.update(extends="base"),
-         "extends", "questionnaire de base inconnu 'base'"),
-        ("questionnaires/core.yaml", lambda d: d.update(questions=[q for q in d["questions"] if q["key"] != "overall"]),
-         "questions", "la question « overall »"),
-        ("services/demo-commune.yaml", lambda d: d["services"][0].update(policy="inexistante"),
-         "services.urbanisme.policy", "politique inconnue du catalogue 'inexistante'"),
-        ("services/demo-commune.yaml", lambda d: d["services"][0].update(questionnaire="nope"),
-         "services.urbanisme.questionnaire", "questionnaire inconnu 'nope'"),
-        ("services/demo-commune.yaml", lambda d: d["services"].append(dict(d["services"][0])),
-         "services.urbanisme", "service en double 'urbanisme'"),
-        ("services/demo-commune.yaml", lambda d: d["margins"]["sex"].update(f=0.6),
-         "margins.sex", "les parts doivent totaliser 1"),
-        ("catalogue.yaml", lambda d: d["domains"][1]["policies"].append({"slug": "tourisme", "name": "Encore"}),
-         "domains.developpement-economique.policies[6]", "politique en double 'tourisme'"),
+        (
+            "questionnaires/core.yaml",
+            lambda d: _question(d, "courtesy").update(type="slider"),
+            "questions.courtesy.type",
+            "type de question inconnu 'slider'",
+        ),
+        (
+            "questionnaires/core.yaml",
+            lambda d: d["questions"].append(dict(_question(d, "clarity"))),
+            "questions.clarity",
+            "clé de question en double 'clarity'",
+        ),
+        (
+            "questionnaires/piscine.yaml",
+            lambda d: d["questions"].append({"key": "clarity", "type": "yesno", "label": {"fr": "a", "en": "b"}}),
+            "questions.clarity",
+            "clé de question en double",
+        ),
+        (
+            "questionnaires/core.yaml",
+            lambda d: d["scales"]["satisfaction5"].pop("points"),
+            "scales.satisfaction5",
+            "une échelle doit avoir des libellés",
+        ),
+        (
+            "questionnaires/core.yaml",
+            lambda d: d["scales"]["satisfaction5"]["points"][0].pop("label"),
+            "scales.satisfaction5.points[0]",
+            "label manquant",
+        ),
+        (
+            "questionnaires/piscine.yaml",
+            lambda d: _question(d, "crowding_time").update(show_if={"question": "nope", "equals": 1}),
+            "questions.crowding_time.show_if.question",
+            "show_if porte sur une question inconnue",
+        ),
+        (
+            "questionnaires/core.yaml",
+            lambda d: _question(d, "overall").update(scale="satisfaction7"),
+            "questions.overall.scale",
+            "échelle inconnue 'satisfaction7'",
+        ),
+        (
+            "questionnaires/core.yaml",
+            lambda d: _question(d, "overall").update(label={"fr": "Globalement ?"}),
+            "questions.overall.label",
+            "libellé manquant dans la langue : en",
+        ),
+        (
+            "questionnaires/core.yaml",
+            lambda d: _question(d, "sex").update(choices=[]),
+            "questions.sex.choices",
+            "une question à choix doit avoir des choix",
+        ),
+        (
+            "questionnaires/piscine.yaml",
+            lambda d: d.update(extends="base"),
+            "extends",
+            "questionnaire de base inconnu 'base'",
+        ),
+        (
+            "questionnaires/core.yaml",
+            lambda d: d.update(questions=[q for q in d["questions"] if q["key"] != "overall"]),
+            "questions",
+            "la question « overall »",
+        ),
+        (
+            "services/demo-commune.yaml",
+            lambda d: d["services"][0].update(policy="inexistante"),
+            "services.urbanisme.policy",
+            "politique inconnue du catalogue 'inexistante'",
+        ),
+        (
+            "services/demo-commune.yaml",
+            lambda d: d["services"][0].update(questionnaire="nope"),
+            "services.urbanisme.questionnaire",
+            "questionnaire inconnu 'nope'",
+        ),
+        (
+            "services/demo-commune.yaml",
+            lambda d: d["services"].append(dict(d["services"][0])),
+            "services.urbanisme",
+            "service en double 'urbanisme'",
+        ),
+        (
+            "services/demo-commune.yaml",
+            lambda d: d["margins"]["sex"].update(f=0.6),
+            "margins.sex",
+            "les parts doivent totaliser 1",
+        ),
+        (
+            "catalogue.yaml",
+            lambda d: d["domains"][1]["policies"].append({"slug": "tourisme", "name": "Encore"}),
+            "domains.developpement-economique.policies[6]",
+            "politique en double 'tourisme'",
+        ),
     ],
-    ids=["unknown-type", "duplicate-key", "extension-duplicates-core-key", "scale-without-labels",
-         "scale-point-without-label", "show-if-unknown-question", "unknown-scale", "missing-translation",
-         "choice-without-choices", "unknown-parent", "no-overall", "unknown-policy",
-         "unknown-questionnaire", "duplicate-service", "margins-not-summing-to-one", "duplicate-policy"],
+    ids=[
+        "unknown-type",
+        "duplicate-key",
+        "extension-duplicates-core-key",
+        "scale-without-labels",
+        "scale-point-without-label",
+        "show-if-unknown-question",
+        "unknown-scale",
+        "missing-translation",
+        "choice-without-choices",
+        "unknown-parent",
+        "no-overall",
+        "unknown-policy",
+        "unknown-questionnaire",
+        "duplicate-service",
+        "margins-not-summing-to-one",
+        "duplicate-policy",
+    ],
 )
 def test_a_bad_file_is_refused_with_file_key_and_problem(tree, file, change, where, problem):
     _edit(tree / file, change)

@@ -222,6 +222,7 @@ def _service_month(rng, service, context, design, sites, n, month, m_index, n_mo
     channel = rng.choice(len(CHANNELS), n, p=CHANNEL_P)
     site_pick = rng.integers(0, max(len(sites), 1), n)
     stated_p = beta / beta.sum() if beta.sum() else None
+    stated_codes = _choice_codes(q, "important_attributes")
     extras = _extras(q)
     subs = []
     start = datetime(month.year, month.month, 1, tzinfo=UTC)
@@ -238,7 +239,7 @@ def _service_month(rng, service, context, design, sites, n, month, m_index, n_mo
             raw[key] = NOT_APPLICABLE if na[i, j] else int(ratings[i, j])
         if stated_p is not None and rng.random() < 0.6:
             chosen = rng.choice(k, size=min(3, k), replace=False, p=stated_p)
-            codes = [drivers[j] for j in chosen if drivers[j] in _choice_codes(q, "important_attributes")]
+            codes = [drivers[j] for j in chosen if drivers[j] in stated_codes]
             if codes:
                 raw["important_attributes"] = codes
         if has_comment[i]:

@@ -55,6 +55,10 @@ class Channel(enum.StrEnum):
     api = "api"
 
 
+#: Channels a resident can come through in a browser (the API is not one of them).
+WEB_CHANNELS = frozenset(c.value for c in Channel if c is not Channel.api)
+
+
 class Role(enum.StrEnum):
     admin = "admin"
     director = "director"

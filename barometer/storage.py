@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from surveys.schema import NOT_APPLICABLE, PROFILE_KEYS, Questionnaire
+from surveys.schema import PROFILE_KEYS, Questionnaire
 
 from .extensions import db
 from .models import Answer, Channel, Response, utcnow
@@ -45,15 +45,14 @@ def _answer_rows(response_id: int, sub: Submission) -> list[dict]:
         if key in PROFILE_KEYS:
             continue
         row = {"response_id": response_id, "question_key": key, "value": None, "choice": None, "text": None}
-        if value == NOT_APPLICABLE:
-            rows.append({**row, "choice": NOT_APPLICABLE})
+        kind = types[key]
+        if kind == "text":
+            rows.append({**row, "text": mask_personal_data(value)})
         elif isinstance(value, tuple):
             rows.extend({**row, "choice": code} for code in value)
         elif isinstance(value, int):
             rows.append({**row, "value": float(value)})
-        elif types[key] == "text":
-            rows.append({**row, "text": mask_personal_data(value)})
-        else:
+        else:  # a choice code, or NOT_APPLICABLE on a scale
             rows.append({**row, "choice": value})
     return rows
 

@@ -36,6 +36,8 @@ TEXT_MAX_LENGTH = 2000
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 ORGANISATION_KINDS = ("commune", "epci", "departement", "region")
+#: Removed from free text: every control character but tab and newline.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class DefinitionError(ValueError):
@@ -250,7 +252,8 @@ def _clean_value(q: Question, value: Any, areas: tuple[Choice, ...]) -> Any:
     if q.type == "text":
         if not isinstance(value, str):
             raise _Invalid("invalid")
-        text = value.strip()
+        # Control characters (NUL among them, which PostgreSQL refuses) carry nothing.
+        text = CONTROL_CHARACTERS.sub("", value).strip()
         if len(text) > q.max_length:
             raise _Invalid("too_long", max=q.max_length)
         return text
@@ -397,6 +400,8 @@ def _parse_question(r: _Reader, node: Any, where: str, scales: Mapping[str, Scal
     if node.get("role") not in (None, "driver", "profile", "outcome"):
         raise r.fail(f"{where}.role", f"rôle inconnu {node.get('role')!r}")
     section = node.get("section")
+    if section is None and sections:
+        raise r.fail(f"{where}.section", "section manquante (le questionnaire est découpé en sections)")
     if section is not None and section not in sections:
         raise r.fail(f"{where}.section", f"section inconnue {section!r}")
     kwargs["section"] = section
@@ -454,10 +459,23 @@ def _parse_show_if(r: _Reader, node: Any, where: str, earlier: dict[str, Questio
     target = node.get("question")
     if target not in earlier:
         raise r.fail(f"{where}.question", f"show_if porte sur une question inconnue ou placée après : {target!r}")
+    question = earlier[target]
+    if question.type in ("multiple", "text"):
+        raise r.fail(f"{where}.question", f"show_if ne peut porter que sur une question à réponse unique (type : {question.type})")
     values = node.get("in", [node["equals"]] if "equals" in node else None)
-    if not values:
-        raise r.fail(where, "show_if doit donner equals: ou in:")
-    return ShowIf(question=target, values=tuple(values))
+    if not values or not isinstance(values, list):
+        raise r.fail(where, "show_if doit donner equals: ou in: [liste]")
+    cleaned = []
+    for value in values:
+        if question.choices_from and isinstance(value, str):
+            cleaned.append(value)  # the organisation's areas are only known later
+            continue
+        try:
+            # Compare with answers as they are once cleaned (yes/no is 1/0, scales ints).
+            cleaned.append(_clean_value(question, value, ()))
+        except _Invalid:
+            raise r.fail(where, f"valeur impossible pour la question {target!r} : {value!r}") from None
+    return ShowIf(question=target, values=tuple(cleaned))
 
 
 def parse_questionnaire(doc: Any, source: str, *, parents: Mapping[str, Questionnaire] | None = None) -> Questionnaire:
@@ -494,6 +512,9 @@ def parse_questionnaire(doc: Any, source: str, *, parents: Mapping[str, Question
             raise r.fail(f"questions.{q.key}", f"clé de question en double {q.key!r}")
         if "show_if" in qnode:
             sw = f"questions.{q.key}.show_if"
+            if q.required:
+                # A hidden question that must be answered would block the resident.
+                raise r.fail(f"questions.{q.key}.required", "une question conditionnelle (show_if) ne peut pas être obligatoire")
             q = replace(q, show_if=_parse_show_if(r, qnode["show_if"], sw, questions))
         questions[q.key] = q
     # Extension questions join the end of their section, before the next section.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -16,7 +16,7 @@ from sqlalchemy.orm import selectinload
 from surveys.schema import Choice, Questionnaire, Text, questionnaire_from_dict
 
 from ..extensions import db
-from ..models import Channel, Service, Site
+from ..models import WEB_CHANNELS, Channel, Service, Site
 from ..models import Questionnaire as QuestionnaireRow
 from ..storage import Submission, store_response
 
@@ -36,9 +36,14 @@ class SurveyContext:
     version_id: int
     questionnaire: Questionnaire
     areas: tuple[Choice, ...]
+    #: Pages rendered for this context (blank form, thank-you page), by language and
+    #: channel; they are dropped with the context when it is read again.
+    pages: dict = field(default_factory=dict, compare=False, repr=False)
 
 
-_cache: dict[tuple[str, str | None], tuple[float, SurveyContext | None]] = {}
+_cache: dict[tuple[str, str | None], tuple[float, SurveyContext]] = {}
+#: Bound on cached surveys per worker (services x sites of every organisation served).
+CACHE_SIZE = 2048
 
 
 def get_survey(slug: str, site_code: str | None = None) -> SurveyContext | None:
@@ -50,7 +55,10 @@ def get_survey(slug: str, site_code: str | None = None) -> SurveyContext | None:
     if hit is not None and now - hit[0] < ttl:
         return hit[1]
     context = _read_survey(slug, site_code)
-    if ttl > 0:
+    # Unknown addresses are not cached: a crawler inventing them must not grow memory.
+    if ttl > 0 and context is not None:
+        if len(_cache) >= CACHE_SIZE:
+            _cache.clear()
         _cache[key] = (now, context)
     return context
 
@@ -153,7 +161,7 @@ def submit(context: SurveyContext, nonce: str, answers: dict[str, Any], channel:
             token=nonce,
             questionnaire=context.questionnaire,
             answers=answers,
-            channel=Channel(channel) if channel in Channel.__members__ else Channel.link,
+            channel=Channel(channel) if channel in WEB_CHANNELS else Channel.link,
         )
     )
     return created

@@ -8,7 +8,7 @@ from flask_babel import get_locale
 from flask_wtf.csrf import generate_csrf
 
 from ..extensions import csrf, limiter
-from ..models import Channel
+from ..models import WEB_CHANNELS, Channel
 from . import bp
 from .forms import condition_label, survey_form
 from .services import TokenError, get_survey, new_token, read_token, submit
@@ -79,7 +79,6 @@ def submit_survey(slug: str, site: str | None = None):
 
 
 _CSRF_SLOT, _TOKEN_SLOT = "\x00csrf\x00", "\x00token\x00"
-_blank_pages: dict[tuple, str] = {}
 
 
 def _fresh_form(context, lang: str, channel: str):
@@ -88,15 +87,13 @@ def _fresh_form(context, lang: str, channel: str):
     Only the two tokens differ between residents, so they are slotted into a page
     rendered earlier: the page a phone waits for costs no template rendering.
     """
-    channel = channel if channel in Channel.__members__ else Channel.link.value
-    key = (id(context), lang, channel)
-    page = _blank_pages.get(key)
+    channel = channel if channel in WEB_CHANNELS else Channel.link.value
+    key = ("form", lang, channel)
+    page = context.pages.get(key)
     if page is None:
-        if len(_blank_pages) > 512:  # contexts are re-read every few seconds; stay bounded
-            _blank_pages.clear()
         form = survey_form(context, lang)
         form.channel.data, form.token.data = channel, _TOKEN_SLOT
-        page = _blank_pages[key] = render_template(
+        page = context.pages[key] = render_template(
             "respond/survey.html",
             form=form,
             context=context,
@@ -109,17 +106,12 @@ def _fresh_form(context, lang: str, channel: str):
     return _no_store(html, 200)
 
 
-_thanks_pages: dict[tuple, str] = {}
-
-
 def _thanks(context, lang: str):
     """The thank-you page: the same for every resident of a survey and language."""
-    key = (id(context), lang)
-    page = _thanks_pages.get(key)
+    key = ("thanks", lang)
+    page = context.pages.get(key)
     if page is None:
-        if len(_thanks_pages) > 512:
-            _thanks_pages.clear()
-        page = _thanks_pages[key] = render_template("respond/thanks.html", context=context, lang=lang)
+        page = context.pages[key] = render_template("respond/thanks.html", context=context, lang=lang)
     return _no_store(page, 200)
 
 

@@ -272,3 +272,35 @@ def test_qr_code_and_poster(surveys, client):
     assert "/s/creche/les-lutins/qr.svg" in poster
     assert "http://localhost/s/creche/les-lutins?c=qr" in poster
     assert client.get("/s/inconnu/qr.svg").status_code == 404
+
+
+@pytest.mark.parametrize("cache_seconds", [0, 30])
+def test_each_address_gets_its_own_survey_page(surveys, app_factory, cache_seconds):
+    client = app_factory(SURVEY_CACHE_SECONDS=cache_seconds).test_client()
+    expected = {
+        "/s/piscine": "Piscine municipale",
+        "/s/creche/les-lutins": "Crèche Les Lutins",
+        "/s/etat-civil": "État civil",
+        "/s/mediatheque?lang=en": "Your opinion of the library",
+        "/s/mediatheque": "Votre avis sur la médiathèque",
+    }
+    for _ in range(20):
+        for url, text in expected.items():
+            html = client.get(url).get_data(as_text=True)
+            assert text in html, url
+            assert html.count("<h1>") == 1
+
+
+def test_a_forged_channel_falls_back_to_link(surveys, client):
+    _, tokens = open_form(client, "/s/piscine?c=api")
+    client.post("/s/piscine", data={"overall": "4", "channel": "api", **tokens})
+    with surveys.app_context():
+        assert db.session.execute(select(Response.channel)).scalar_one() == Channel.link
+
+
+def test_a_comment_that_reads_like_a_code_is_stored_as_text(surveys, client):
+    _, tokens = open_form(client)
+    client.post("/s/piscine", data={"overall": "4", "comment": "na", **tokens})
+    with surveys.app_context():
+        row = db.session.execute(select(Answer).where(Answer.question_key == "comment")).scalar_one()
+        assert (row.text, row.choice) == ("na", None)

@@ -63,6 +63,20 @@ def test_demo_commune_spreads_about_30_services_over_the_9_domains(bundle):
     assert set(org.margins) == {"age_band", "sex", "area"}
 
 
+def test_show_if_values_are_compared_as_cleaned_answers(bundle):
+    # "equals: 1" on a yes/no question matches the cleaned answer 1, whatever was sent.
+    q = bundle.questionnaires["piscine"]
+    assert q.question("crowding_time").show_if.values == (1,)
+    for sent in ("1", "oui", 1):
+        answers, _ = q.clean({"overall": "3", "crowding": sent, "crowding_time": "lunch"})
+        assert answers["crowding_time"] == "lunch"
+
+
+def test_control_characters_are_removed_from_text(bundle):
+    answers, errors = bundle.questionnaires["core"].clean({"overall": "3", "comment": "a\x00b\tc\nd\x1b"})
+    assert errors == {} and answers["comment"] == "ab\tc\nd"
+
+
 def test_definitions_round_trip_through_their_stored_form(bundle):
     for q in bundle.questionnaires.values():
         again = questionnaire_from_dict(q.to_dict())
@@ -149,7 +163,9 @@ def _question(doc, key):
         ),
         (
             "questionnaires/piscine.yaml",
-            lambda d: d["questions"].append({"key": "clarity", "type": "yesno", "label": {"fr": "a", "en": "b"}}),
+            lambda d: d["questions"].append(
+                {"key": "clarity", "type": "yesno", "section": "more", "label": {"fr": "a", "en": "b"}}
+            ),
             "questions.clarity",
             "clé de question en double",
         ),
@@ -231,6 +247,32 @@ def _question(doc, key):
             "domains.developpement-economique.policies[6]",
             "politique en double 'tourisme'",
         ),
+        (
+            "questionnaires/piscine.yaml",
+            lambda d: _question(d, "crowding_time").update(required=True),
+            "questions.crowding_time.required",
+            "une question conditionnelle (show_if) ne peut pas être obligatoire",
+        ),
+        (
+            "questionnaires/piscine.yaml",
+            lambda d: _question(d, "crowding_time").update(show_if={"question": "crowding", "equals": "peut-être"}),
+            "questions.crowding_time.show_if",
+            "valeur impossible pour la question 'crowding'",
+        ),
+        (
+            "questionnaires/piscine.yaml",
+            lambda d: _question(d, "crowding_time").update(
+                show_if={"question": "important_attributes", "equals": "ease"}
+            ),
+            "questions.crowding_time.show_if.question",
+            "show_if ne peut porter que sur une question à réponse unique",
+        ),
+        (
+            "questionnaires/piscine.yaml",
+            lambda d: _question(d, "crowding").pop("section"),
+            "questions.crowding.section",
+            "section manquante",
+        ),
     ],
     ids=[
         "unknown-type",
@@ -249,6 +291,10 @@ def _question(doc, key):
         "duplicate-service",
         "margins-not-summing-to-one",
         "duplicate-policy",
+        "required-follow-up",
+        "impossible-show-if-value",
+        "show-if-on-multiple-choice",
+        "missing-section",
     ],
 )
 def test_a_bad_file_is_refused_with_file_key_and_problem(tree, file, change, where, problem):

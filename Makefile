@@ -50,7 +50,7 @@ run: install translations instance/secret_key
 	@echo
 	@$(BIN)/flask barometer urls --base http://$(HOST):$(PORT)
 	@echo
-	$(BIN)/gunicorn --workers $(WORKERS) --bind $(HOST):$(PORT) --access-logfile - wsgi:app
+	$(BIN)/gunicorn --workers $(WORKERS) --bind $(HOST):$(PORT) wsgi:app
 
 test: install-dev translations e2e-deps
 	$(BIN)/python -m pytest

@@ -82,9 +82,10 @@ def _tune_sqlite(engine) -> None:
 
 
 def select_locale() -> str:
-    """?lang= first, then the form's hidden language, then the browser's, then French."""
+    """?lang= first (forms post back to their own address, query included), then the
+    browser's preference, then French."""
     languages = ("fr", "en")
-    lang = request.args.get("lang") or (request.form.get("lang") if request.method == "POST" else None)
+    lang = request.args.get("lang")
     if lang in languages:
         return lang
     return request.accept_languages.best_match(languages) or "fr"

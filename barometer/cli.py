@@ -10,7 +10,7 @@ from surveys.schema import DEFAULT_ROOT, DefinitionError
 from . import demo
 from .extensions import db
 from .loader import load_surveys
-from .models import Organisation, Role, User
+from .models import Organisation, Role, Service, User
 
 
 @click.group("barometer")
@@ -71,28 +71,40 @@ def demo_command(seed, months, per_month):
 
 @barometer_cli.command("create-user")
 @click.argument("email")
-@click.option("--role", type=click.Choice([r.value for r in Role]), default=Role.manager.value, show_default=True)
+@click.option(
+    "--role", type=click.Choice([r.value for r in Role]), help="Rôle (par défaut : manager pour un nouveau compte)."
+)
 @click.option("--organisation", help="Slug de la collectivité (par défaut : aucune restriction).")
+@click.option(
+    "--service", "services", multiple=True, help="Slug d'un service du périmètre d'un manager (option répétable)."
+)
 @click.password_option(help="Mot de passe (demandé s'il n'est pas donné).")
 @with_appcontext
-def create_user_command(email, role, organisation, password):
-    """Create a staff account, or reset its password and role."""
-    org_id = None
+def create_user_command(email, role, organisation, services, password):
+    """Create a staff account, or change its password; role and scope change only when given."""
+    if len(password) < 10:
+        raise click.ClickException("le mot de passe doit faire au moins 10 caractères.")
+    email = email.strip().lower()
+    user = db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+    if user is None:
+        user = User(email=email, role=Role(role or Role.manager.value))
+        db.session.add(user)
+    elif role:
+        user.role = Role(role)
+    user.set_password(password)
     if organisation:
         org = db.session.execute(select(Organisation).where(Organisation.slug == organisation)).scalar_one_or_none()
         if org is None:
             raise click.ClickException(f"collectivité inconnue : {organisation}")
-        org_id = org.id
-    if len(password) < 10:
-        raise click.ClickException("le mot de passe doit faire au moins 10 caractères.")
-    user = db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
-    if user is None:
-        user = User(email=email, role=Role(role), organisation_id=org_id)
-        db.session.add(user)
-    user.role, user.organisation_id = Role(role), org_id
-    user.set_password(password)
+        user.organisation_id = org.id
+    if services:
+        found = db.session.execute(select(Service).where(Service.slug.in_(services))).scalars().all()
+        unknown = sorted(set(services) - {s.slug for s in found})
+        if unknown:
+            raise click.ClickException(f"service inconnu : {', '.join(unknown)}")
+        user.services = list(found)
     db.session.commit()
-    click.echo(f"compte {email} ({role}) enregistré.")
+    click.echo(f"compte {email} ({user.role.value}) enregistré.")
 
 
 @barometer_cli.command("is-empty")
@@ -107,8 +119,6 @@ def is_empty_command():
 @with_appcontext
 def urls_command(base):
     """Print the main URLs: a survey, the reports and the login page."""
-    from .models import Service
-
     service = (
         db.session.execute(select(Service).where(Service.is_open.is_(True)).order_by(Service.slug)).scalars().first()
     )

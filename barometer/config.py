@@ -64,6 +64,8 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", False)
     REMEMBER_COOKIE_HTTPONLY = True
+    #: Largest request body accepted (bytes); a survey answer is a few kilobytes.
+    MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(64 * 1024)))
     #: Seconds a service's survey definition is cached in each worker.
     SURVEY_CACHE_SECONDS = int(os.environ.get("SURVEY_CACHE_SECONDS", "30"))
 

@@ -4,7 +4,7 @@ from flask import render_template
 
 
 def register_errorhandlers(app) -> None:
-    for code in (400, 403, 404, 405, 410, 429, 500):
+    for code in (400, 403, 404, 405, 410, 413, 429, 500):
         app.register_error_handler(code, _render)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from surveys.schema import Bundle, load_bundle
 
@@ -18,7 +18,6 @@ from .models import (
     PopulationMargin,
     Questionnaire,
     QuestionnaireVersion,
-    Response,
     Service,
     Site,
 )
@@ -29,12 +28,10 @@ class LoadReport:
     """What a load changed, for the command's summary."""
 
     created: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
     new_versions: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"créé : {x}" for x in self.created]
-        out += [f"mis à jour : {x}" for x in self.updated]
         out += [f"nouvelle version : {x}" for x in self.new_versions]
         return out or ["aucun changement"]
 
@@ -45,7 +42,6 @@ class LoadReport:
             kind = item.split(" ", 1)[0]
             kinds[kind] = kinds.get(kind, 0) + 1
         out = [f"créés : {', '.join(f'{n} × {kind}' for kind, n in kinds.items())}"] if kinds else []
-        out += [f"mis à jour : {x}" for x in self.updated]
         out += [f"nouvelle version : {x}" for x in self.new_versions]
         return out or ["aucun changement"]
 
@@ -125,26 +121,18 @@ def _upsert(bundle: Bundle, report: LoadReport) -> None:
 
 
 def _upsert_version(q: Questionnaire, definition, report: LoadReport) -> None:
+    """A changed definition always gets a new version.
+
+    Versions are never edited in place, even before their first response: a worker
+    may still be storing answers under the version it read a moment ago.
+    """
     checksum = definition.checksum
     latest = q.versions[-1] if q.versions else None
     if latest is not None and latest.checksum == checksum:
         return
-    has_responses = (
-        latest is not None
-        and db.session.execute(
-            select(func.count()).select_from(Response).where(Response.version_id == latest.id)
-        ).scalar_one()
-        > 0
+    number = 1 if latest is None else latest.number + 1
+    db.session.add(
+        QuestionnaireVersion(questionnaire=q, number=number, checksum=checksum, definition=definition.to_dict())
     )
-    if latest is None or has_responses:
-        number = 1 if latest is None else latest.number + 1
-        version = QuestionnaireVersion(
-            questionnaire=q, number=number, checksum=checksum, definition=definition.to_dict()
-        )
-        db.session.add(version)
-        if latest is not None:
-            report.new_versions.append(f"questionnaire {q.key} v{number}")
-    else:
-        # Nobody has answered this version yet: it may still change in place.
-        latest.checksum, latest.definition = checksum, definition.to_dict()
-        report.updated.append(f"questionnaire {q.key} v{latest.number}")
+    if latest is not None:
+        report.new_versions.append(f"questionnaire {q.key} v{number}")

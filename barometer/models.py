@@ -279,9 +279,3 @@ class User(UserMixin, db.Model):
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
-
-    def can_see(self, service: Service) -> bool:
-        """Admins and directors see their organisation; managers their services."""
-        if self.role == Role.manager:
-            return any(s.id == service.id for s in self.services)
-        return self.organisation_id is None or self.organisation_id == service.organisation_id

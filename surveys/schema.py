@@ -237,13 +237,13 @@ def _clean_value(q: Question, value: Any, areas: tuple[Choice, ...]) -> Any:
             raise _Invalid("unknown_choice")
         return mapping[key]
     if q.type == "single":
-        codes = {c.code for c in _choices(q, areas)}
+        codes = {c.code for c in choices_for(q, areas)}
         if value not in codes:
             raise _Invalid("unknown_choice")
         return value
     if q.type == "multiple":
         values = (value,) if isinstance(value, str) else tuple(value)
-        codes = [c.code for c in _choices(q, areas)]
+        codes = [c.code for c in choices_for(q, areas)]
         if any(v not in codes for v in values):
             raise _Invalid("unknown_choice")
         if q.max_choices and len(set(values)) > q.max_choices:
@@ -260,15 +260,11 @@ def _clean_value(q: Question, value: Any, areas: tuple[Choice, ...]) -> Any:
     raise _Invalid("invalid")  # unreachable: types are checked at load time
 
 
-def _choices(q: Question, areas: tuple[Choice, ...]) -> tuple[Choice, ...]:
+def choices_for(q: Question, areas: tuple[Choice, ...] = ()) -> tuple[Choice, ...]:
+    """The choices a resident sees, with the organisation's areas where asked."""
     if q.choices_from == "areas":
         return areas + q.choices
     return q.choices
-
-
-def choices_for(q: Question, areas: tuple[Choice, ...] = ()) -> tuple[Choice, ...]:
-    """The choices a resident sees, with the organisation's areas where asked."""
-    return _choices(q, areas)
 
 
 def _plain(obj: Any, skip: frozenset | set = frozenset()) -> Any:

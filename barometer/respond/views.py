@@ -63,7 +63,20 @@ def submit_survey(slug: str, site: str | None = None):
             return _thanks(context, lang)
     else:
         status, notice = (400, "csrf") if form.csrf_failed else (422, None)
-    # Every display of the form gets a fresh token; the answers typed are kept.
+    return _show_answers(form, context, lang, notice, status)
+
+
+@bp.errorhandler(429)
+def refuse_too_many(error):
+    """Too many submissions from one address: say so, and keep the answers typed."""
+    if request.endpoint != "respond.submit_survey":
+        return render_template("errors/error.html", code=429), 429
+    context, lang, closed = _open_survey(request.view_args["slug"], request.view_args.get("site"))
+    return closed or _show_answers(survey_form(context, lang), context, lang, "rate_limited", 429)
+
+
+def _show_answers(form, context, lang: str, notice: str | None, status: int):
+    """The form again, with what the resident typed, a fresh token and what went wrong."""
     form.token.data = new_token(context.service_slug)
     return _no_store(
         render_template(

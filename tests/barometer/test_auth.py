@@ -95,7 +95,47 @@ def test_create_user_command(accounts):
     )
     assert result.exit_code == 1 and "au moins 10 caractères" in result.output
     result = runner.invoke(
-        args=["barometer", "create-user", "new@example.fr", "--role", "admin", "--password", PASSWORD]
+        args=["barometer", "create-user", "New@Example.fr", "--role", "admin", "--password", PASSWORD]
     )
     assert result.exit_code == 0
     assert login(accounts.test_client(), "new@example.fr").status_code == 302
+
+
+def test_create_user_changes_a_password_without_touching_role_or_scope(accounts):
+    runner = accounts.test_cli_runner()
+    result = runner.invoke(args=["barometer", "create-user", "DGS@example.fr", "--password", "another long password"])
+    assert result.exit_code == 0 and "(director)" in result.output
+    with accounts.app_context():
+        users = db.session.execute(select(User).where(User.email == "dgs@example.fr")).scalars().all()
+        assert len(users) == 1 and users[0].role == Role.director and users[0].organisation_id is not None
+
+
+def test_create_user_gives_a_manager_their_services(accounts):
+    runner = accounts.test_cli_runner()
+    args = [
+        "barometer",
+        "create-user",
+        "m@example.fr",
+        "--service",
+        "creche",
+        "--service",
+        "musee",
+        "--password",
+        PASSWORD,
+    ]
+    assert runner.invoke(args=args).exit_code == 0
+    client = accounts.test_client()
+    login(client, "m@example.fr")
+    html = client.get("/rapports/").get_data(as_text=True)
+    assert "Crèches municipales" in html and "Musée municipal" in html and "Piscine municipale" not in html
+    bad = runner.invoke(args=["barometer", "create-user", "m@example.fr", "--service", "nope", "--password", PASSWORD])
+    assert bad.exit_code == 1 and "service inconnu : nope" in bad.output
+
+
+@pytest.mark.parametrize(
+    "target", ["https://evil.example/", "//evil.example/", "/\\evil.example", "javascript:alert(1)"]
+)
+def test_next_never_leaves_the_site(accounts, target):
+    location = login(accounts.test_client(), "dgs@example.fr", next_url=target).location
+    assert location == "/rapports/" or (location.startswith("/") and not location.startswith("//"))
+    assert "evil.example" not in location.split("/")[2:3]

@@ -208,16 +208,17 @@ def test_a_filled_honeypot_is_refused(surveys, client):
     assert count(surveys) == 0
 
 
-def test_submissions_are_rate_limited_with_a_french_page(surveys, app_factory):
+def test_submissions_are_rate_limited_with_a_french_message_and_answers_kept(surveys, app_factory):
     app = app_factory(SURVEY_RATE_LIMIT="3 per minute")
     client = app.test_client()
     statuses = []
     for _ in range(4):
         _, tokens = open_form(client)
-        statuses.append(client.post("/s/piscine", data={"overall": "4", **tokens}))
+        statuses.append(client.post("/s/piscine", data={"overall": "4", "courtesy": "2", **tokens}))
     assert [p.status_code for p in statuses] == [200, 200, 200, 429]
     html = statuses[-1].get_data(as_text=True)
-    assert "Trop de réponses ont été envoyées depuis cette connexion" in html
+    assert "Trop de réponses ont été envoyées depuis cette connexion en peu de temps." in html
+    assert 'value="4" checked' in html and 'name="courtesy" id="courtesy-1" value="2" checked' in html
     assert count(app) == 3
     # Reading the survey is not limited.
     assert client.get("/s/piscine").status_code == 200
@@ -253,9 +254,11 @@ def test_page_is_accessible_markup_without_javascript(surveys, client):
     html, _ = open_form(client)
     # every radio group is a fieldset with a legend; every input has a label
     assert html.count("<fieldset") == html.count("<legend>") > 10
+    inputs = re.findall(r'<input type="(?:radio|checkbox)"[^>]*>', html)
+    wrapped = re.findall(r'<label class="opt[^"]*"><input type="(?:radio|checkbox)"[^>]*>', html)
+    assert len(inputs) > 50 and len(wrapped) == len(inputs)  # every option sits inside its label
     ids = re.findall(r'<input type="(?:radio|checkbox)" name="[^"]+" id="([^"]+)"', html)
-    assert ids and all(f'id="{i}"' in html for i in ids)
-    assert all(re.search(rf'<label class="opt[^"]*"><input [^>]*id="{i}"', html) for i in ids)
+    assert len(set(ids)) == len(inputs)  # ids are unique, so summary links reach one field
     assert '<label class="ql" for="comment">' in html
     # follow-up questions are on the page, with the condition in words
     assert "Si vous avez répondu « Oui » à la question précédente." in html
@@ -304,3 +307,11 @@ def test_a_comment_that_reads_like_a_code_is_stored_as_text(surveys, client):
     with surveys.app_context():
         row = db.session.execute(select(Answer).where(Answer.question_key == "comment")).scalar_one()
         assert (row.text, row.choice) == ("na", None)
+
+
+def test_an_oversized_submission_is_refused_in_french(surveys, client):
+    _, tokens = open_form(client)
+    page = client.post("/s/piscine", data={"overall": "4", "comment": "x" * 100_000, **tokens})
+    assert page.status_code == 413
+    assert "Raccourcissez votre texte" in page.get_data(as_text=True)
+    assert count(surveys) == 0

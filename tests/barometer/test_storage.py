@@ -58,3 +58,37 @@ def test_two_workers_share_the_rate_limit_through_redis(surveys, app_factory):
     assert statuses == [200, 200, 200, 429]
     assert counts(surveys)[0] == 3
     redis.Redis.from_url("redis://127.0.0.1:6379/15").flushdb()
+
+
+def test_simultaneous_retries_of_one_token_store_one_response(surveys):
+    import threading
+
+    from barometer.respond.services import get_survey
+
+    with surveys.test_request_context("/s/piscine"):
+        context = get_survey("piscine")
+        answers, _ = context.questionnaire.clean({"overall": "5", "courtesy": "4"})
+    barrier = threading.Barrier(6)
+    results = []
+
+    def tap():
+        with surveys.app_context():
+            submission = storage.Submission(
+                service_id=context.service_id,
+                version_id=context.version_id,
+                token="same-token",
+                questionnaire=context.questionnaire,
+                answers=answers,
+            )
+            barrier.wait()
+            results.append(storage.store_response(submission))
+            db.session.remove()
+
+    threads = [threading.Thread(target=tap) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(created for _, created in results) == [False] * 5 + [True]
+    assert len({response_id for response_id, _ in results}) == 1
+    assert counts(surveys) == (1, 2)

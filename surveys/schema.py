@@ -457,7 +457,10 @@ def _parse_show_if(r: _Reader, node: Any, where: str, earlier: dict[str, Questio
         raise r.fail(f"{where}.question", f"show_if porte sur une question inconnue ou placée après : {target!r}")
     question = earlier[target]
     if question.type in ("multiple", "text"):
-        raise r.fail(f"{where}.question", f"show_if ne peut porter que sur une question à réponse unique (type : {question.type})")
+        raise r.fail(
+            f"{where}.question",
+            f"show_if ne peut porter que sur une question à réponse unique (type : {question.type})",
+        )
     values = node.get("in", [node["equals"]] if "equals" in node else None)
     if not values or not isinstance(values, list):
         raise r.fail(where, "show_if doit donner equals: ou in: [liste]")
@@ -510,7 +513,9 @@ def parse_questionnaire(doc: Any, source: str, *, parents: Mapping[str, Question
             sw = f"questions.{q.key}.show_if"
             if q.required:
                 # A hidden question that must be answered would block the resident.
-                raise r.fail(f"questions.{q.key}.required", "une question conditionnelle (show_if) ne peut pas être obligatoire")
+                raise r.fail(
+                    f"questions.{q.key}.required", "une question conditionnelle (show_if) ne peut pas être obligatoire"
+                )
             q = replace(q, show_if=_parse_show_if(r, qnode["show_if"], sw, questions))
         questions[q.key] = q
     # Extension questions join the end of their section, before the next section.

@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.hello import create_floor_database  # noqa: E402
+
 SECRET = "bench-secret-key"
 SERVICE = "etat-civil"
 ANSWERS = {
@@ -192,8 +194,10 @@ def main() -> None:
     t0 = time.perf_counter()
     tokens = prepare_database(db_path, opts.tokens)
     print(f"préparation : base migrée et {len(tokens)} jetons en {time.perf_counter() - t0:.1f} s")
+    create_floor_database(work / "floor.sqlite3")
     env = {
         **os.environ,
+        "BENCH_FLOOR_DB": str(work / "floor.sqlite3"),
         "SECRET_KEY": SECRET,
         "DATABASE_URL": f"sqlite:///{db_path}",
         # The limiter stays on (its cost is part of a submission) but cannot trip here.
@@ -205,6 +209,15 @@ def main() -> None:
     proc = gunicorn("bench.hello:app", port, opts.workers, env, work / "hello.log")
     try:
         results["bare Flask hello"] = run_wrk(f"http://127.0.0.1:{port}/", opts.seconds, opts.connections)
+        floor_script = work / "floor.lua"
+        floor_script.write_text(
+            'wrk.method = "POST"\n'
+            'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
+            f"wrk.body = {urllib.parse.urlencode(ANSWERS)!r}\n"
+        )
+        results["bare insert (POST)"] = run_wrk(
+            f"http://127.0.0.1:{port}/insert", opts.seconds, opts.connections, floor_script
+        )
     finally:
         stop(proc)
 

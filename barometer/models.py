@@ -179,6 +179,7 @@ class Response(db.Model):
     service_id: Mapped[int] = mapped_column(ForeignKey("service.id"))
     site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"))
     version_id: Mapped[int] = mapped_column(ForeignKey("questionnaire_version.id"))
+    #: Truncated to the hour on storage (see storage.py): no finer trace of the visit.
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     channel: Mapped[Channel] = mapped_column(Enum(Channel, native_enum=False, length=10))
     #: Profile answers used for weighting and segments (codes of the core questionnaire).

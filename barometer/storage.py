@@ -63,7 +63,9 @@ def _response_row(sub: Submission) -> dict:
         "service_id": sub.service_id,
         "site_id": sub.site_id,
         "version_id": sub.version_id,
-        "submitted_at": sub.submitted_at,
+        # Kept to the hour only: a finer time could be matched with a web server's logs
+        # to tie a response to an address; reports work by month.
+        "submitted_at": sub.submitted_at.replace(minute=0, second=0, microsecond=0),
         "channel": Channel(sub.channel).value,
     }
     for key in PROFILE_KEYS:

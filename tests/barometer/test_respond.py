@@ -315,3 +315,11 @@ def test_an_oversized_submission_is_refused_in_french(surveys, client):
     assert page.status_code == 413
     assert "Raccourcissez votre texte" in page.get_data(as_text=True)
     assert count(surveys) == 0
+
+
+def test_the_time_of_a_response_is_kept_to_the_hour_only(surveys, client):
+    _, tokens = open_form(client)
+    client.post("/s/piscine", data={"overall": "4", **tokens})
+    with surveys.app_context():
+        stored = db.session.execute(select(Response.submitted_at)).scalar_one()
+    assert (stored.minute, stored.second, stored.microsecond) == (0, 0, 0)

@@ -17,6 +17,7 @@ from barometer import demo
 from barometer.extensions import db
 from barometer.frames import responses_frame
 from barometer.models import Allocation, PopulationMargin, Response, Service, User
+from surveys.schema import DEFAULT_ROOT, load_bundle
 from tests.conftest import _make_app, empty_tables
 
 FLAGGED_QUADRANTS = {"possible_overkill", "concentrate_here"}
@@ -92,12 +93,12 @@ def test_analyses_find_every_planted_effect_and_nothing_else(demo_app):
     assert gaps[gaps.service.isin(controls) & gaps.under_served].empty
 
 
+DRIVERS = {d for q in load_bundle(DEFAULT_ROOT).questionnaires.values() for d in q.drivers}
+
+
 def demo_drivers(rows: pd.DataFrame) -> list[str]:
     """The driver attributes present in a service's frame (core and extension)."""
-    from surveys.schema import DEFAULT_ROOT, load_bundle
-
-    drivers = {d for q in load_bundle(DEFAULT_ROOT).questionnaires.values() for d in q.drivers}
-    return [c for c in rows.columns if c in drivers and rows[c].notna().any()]
+    return [c for c in rows.columns if c in DRIVERS and rows[c].notna().any()]
 
 
 def test_frames_treat_not_applicable_and_prefer_not_to_say_as_missing(demo_app):

@@ -36,6 +36,8 @@ TEXT_MAX_LENGTH = 2000
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 ORGANISATION_KINDS = ("commune", "epci", "departement", "region")
+#: Site codes that would shadow a survey's own pages (/s/<service>/poster).
+RESERVED_SITE_CODES = frozenset({"poster"})
 #: Removed from free text: every control character but tab and newline.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -663,6 +665,8 @@ def parse_organisation(
             code = r.key(site.get("code"), f"{sw}.sites[{j}].code", SLUG_PATTERN)
             if any(x.code == code for x in sites):
                 raise r.fail(f"{sw}.sites", f"site en double {code!r}")
+            if code in RESERVED_SITE_CODES:
+                raise r.fail(f"{sw}.sites[{j}].code", f"code de site réservé {code!r} (il sert d'adresse à l'affiche)")
             sites.append(SiteDef(code=code, name=_name(r, site, f"{sw}.sites.{code}")))
         services.append(
             ServiceDef(

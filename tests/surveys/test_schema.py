@@ -312,3 +312,12 @@ def test_invalid_yaml_names_the_file(tree):
     (tree / "questionnaires" / "creche.yaml").write_text("key: creche\nquestions: [\n", encoding="utf-8")
     with pytest.raises(DefinitionError, match=r"creche\.yaml: YAML: syntaxe invalide"):
         load_bundle(tree)
+
+
+def test_a_site_cannot_take_the_poster_address(tree):
+    def change(d):
+        next(s for s in d["services"] if s["slug"] == "piscine")["sites"][0]["code"] = "poster"
+
+    _edit(tree / "services" / "demo-commune.yaml", change)
+    with pytest.raises(DefinitionError, match=r"services\.piscine\.sites\[0\]\.code: code de site réservé 'poster'"):
+        load_bundle(tree)

@@ -59,7 +59,14 @@ def error_message(code: str, params: dict) -> str:
 
 
 class SurveyFormBase(FlaskForm):
-    """Fields shared by every survey: the one-time token, the channel, a honeypot."""
+    """The survey as a page: one field per question, holding what the resident typed.
+
+    Answers are judged by the definition (`services.take_submission`), so the form only
+    carries the answers back to the page with the errors worded for the resident.
+    """
+
+    class Meta:
+        csrf = False  # checked by take_submission; the template writes the token
 
     token = HiddenField()
     channel = HiddenField()
@@ -67,27 +74,11 @@ class SurveyFormBase(FlaskForm):
     website = StringField()
 
     context: SurveyContext
-    answers: dict
-    answer_errors: dict
 
-    def validate(self, extra_validators=None) -> bool:
-        """CSRF first, then the definition's own rules (Questionnaire.clean).
-
-        The answer fields carry no validators of their own, so WTForms' pass over
-        every field would only cost time: WTForms validates the CSRF field alone.
-        """
-        csrf_field = getattr(self, "csrf_token", None)
-        ok = csrf_field is None or csrf_field.validate(self)
-        raw = {q.key: self[q.key].data for q in self.context.questionnaire.questions}
-        self.answers, self.answer_errors = self.context.questionnaire.clean(raw, areas=self.context.areas)
-        for key, (code, params) in self.answer_errors.items():
+    def show_errors(self, errors) -> None:
+        """Put each answer error, in the resident's language, on its field."""
+        for key, (code, params) in errors.items():
             self[key].errors = [error_message(code, params)]
-        return ok and not self.answer_errors
-
-    @property
-    def csrf_failed(self) -> bool:
-        csrf_field = getattr(self, "csrf_token", None)
-        return csrf_field is not None and bool(csrf_field.errors)
 
 
 _classes: dict[tuple, type] = {}

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from flask import current_app
+from flask_wtf.csrf import validate_csrf
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
+from wtforms import ValidationError
 
 from surveys.schema import Choice, Questionnaire, Text, questionnaire_from_dict
 
@@ -149,6 +152,49 @@ def read_token(token: str, service_slug: str) -> str:
     if slug != service_slug:
         raise TokenError(expired=False)
     return nonce
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a submission."""
+
+    #: Stored now, or earlier under the same token (a double tap, a refresh, a retry).
+    stored: bool = False
+    #: Why nothing was stored apart from the answers: "honeypot", "csrf", "expired" or "token".
+    problem: str | None = None
+    #: Answer errors by question key, as `Questionnaire.clean` words them (code, params).
+    errors: Mapping[str, tuple[str, dict]] = field(default_factory=dict)
+
+
+def answers_sent(questionnaire: Questionnaire, formdata) -> dict[str, Any]:
+    """What a resident sent, by question key (a list for a multiple choice)."""
+    return {
+        q.key: formdata.getlist(q.key) if q.type == "multiple" else formdata.get(q.key) for q in questionnaire.questions
+    }
+
+
+def take_submission(context: SurveyContext, formdata) -> Outcome:
+    """Judge what a resident sent and store it once: honeypot, CSRF, the definition's rules, the token.
+
+    The survey form is only needed to show the page again; a good submission is judged
+    here, by the definition itself, and never instantiates it.
+    """
+    if formdata.get("website"):
+        return Outcome(problem="honeypot")
+    answers, errors = context.questionnaire.clean(answers_sent(context.questionnaire, formdata), areas=context.areas)
+    if current_app.config.get("WTF_CSRF_ENABLED", True):
+        try:
+            validate_csrf(formdata.get("csrf_token"))
+        except ValidationError:
+            return Outcome(problem="csrf", errors=errors)
+    if errors:
+        return Outcome(errors=errors)
+    try:
+        nonce = read_token(formdata.get("token") or "", context.service_slug)
+    except TokenError as exc:
+        return Outcome(problem="expired" if exc.expired else "token")
+    submit(context, nonce, answers, formdata.get("channel") or Channel.link.value)
+    return Outcome(stored=True)
 
 
 def submit(context: SurveyContext, nonce: str, answers: dict[str, Any], channel: str) -> bool:

@@ -11,7 +11,7 @@ from ..extensions import csrf, limiter
 from ..models import WEB_CHANNELS, Channel
 from . import bp
 from .forms import condition_label, survey_form
-from .services import TokenError, get_survey, new_token, read_token, submit
+from .services import get_survey, new_token, take_submission
 
 
 def _context_or_404(slug: str, site: str | None):
@@ -23,6 +23,11 @@ def _context_or_404(slug: str, site: str | None):
 
 def _submission_limit() -> str:
     return current_app.config["SURVEY_RATE_LIMIT"]
+
+
+# On the blueprint rather than the view, the limit is checked once per submission, in
+# the limiter's before-request hook; the blueprint's only POST is the submission.
+limiter.limit(_submission_limit, methods=["POST"])(bp)
 
 
 def _open_survey(slug: str, site: str | None):
@@ -43,26 +48,20 @@ def show_survey(slug: str, site: str | None = None):
 
 @bp.post("/s/<slug>")
 @bp.post("/s/<slug>/<site>")
-@limiter.limit(_submission_limit)
-@csrf.exempt  # the form checks its own CSRF token, so a failure keeps the answers
+@csrf.exempt  # take_submission checks the CSRF token itself, so a failure keeps the answers
 def submit_survey(slug: str, site: str | None = None):
     """Take a resident's answers: store them once, or show what to correct."""
     context, lang, closed = _open_survey(slug, site)
     if closed:
         return closed
-    form = survey_form(context, lang)
-    if form.website.data:
+    outcome = take_submission(context, request.form)
+    if outcome.stored:
+        return _thanks(context, lang)
+    if outcome.problem == "honeypot":
         return render_template("respond/refused.html", context=context, lang=lang), 400
-    if form.validate():
-        try:
-            nonce = read_token(form.token.data or "", context.service_slug)
-        except TokenError as exc:
-            status, notice = 400, "expired" if exc.expired else "token"
-        else:
-            submit(context, nonce, form.answers, form.channel.data or "link")
-            return _thanks(context, lang)
-    else:
-        status, notice = (400, "csrf") if form.csrf_failed else (422, None)
+    form = survey_form(context, lang)
+    form.show_errors(outcome.errors)
+    notice, status = outcome.problem, 422 if outcome.problem is None else 400
     return _show_answers(form, context, lang, notice, status)
 
 

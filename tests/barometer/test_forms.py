@@ -1,22 +1,26 @@
-"""The survey form, built from the definition, validated directly."""
+"""The survey form and the judging of a submission, tested directly."""
 
 from werkzeug.datastructures import MultiDict
 
 from barometer.respond.forms import survey_form
-from barometer.respond.services import get_survey
-from surveys.schema import NOT_APPLICABLE
+from barometer.respond.services import get_survey, new_token, take_submission
 
 
-def validate(app, data, lang="fr"):
+def judge(app, data, lang="fr"):
+    """take_submission on `data`, CSRF switched off, then the form shown again."""
+    app.config["WTF_CSRF_ENABLED"] = False
     with app.test_request_context(f"/s/piscine?lang={lang}", method="POST", data=MultiDict(data)):
-        form = survey_form(get_survey("piscine"), lang, meta={"csrf": False})
-        return form.validate(), form
+        context = get_survey("piscine")
+        outcome = take_submission(context, MultiDict(data))
+        form = survey_form(context, lang)
+        form.show_errors(outcome.errors)
+        return outcome, form
 
 
 def test_one_field_per_question_in_definition_order(surveys):
     with surveys.test_request_context("/s/piscine"):
         context = get_survey("piscine")
-        form = survey_form(context, "fr", meta={"csrf": False})
+        form = survey_form(context, "fr")
         keys = [q.key for q in context.questionnaire.questions]
         assert [f.name for f in form if f.name in keys] == keys
         assert form["courtesy"].type == "RadioField"
@@ -25,32 +29,37 @@ def test_one_field_per_question_in_definition_order(surveys):
         assert [c.label for c in form["courtesy"].choices][-1] == "Non concerné"
 
 
-def test_valid_answers_are_cleaned(surveys):
-    ok, form = validate(
-        surveys,
-        [
-            ("overall", "5"),
-            ("courtesy", "na"),
-            ("important_attributes", "ease"),
-            ("important_attributes", "clarity"),
-            ("crowding", "1"),
-            ("crowding_time", "lunch"),
-        ],
-    )
-    assert ok
-    assert form.answers == {
-        "overall": 5,
-        "courtesy": NOT_APPLICABLE,
-        "important_attributes": ("clarity", "ease"),
-        "crowding": 1,
-        "crowding_time": "lunch",
-    }
+def test_valid_answers_are_cleaned_and_stored(surveys):
+    with surveys.test_request_context():
+        token = new_token("piscine")
+    data = [
+        ("overall", "5"),
+        ("courtesy", "na"),
+        ("important_attributes", "ease"),
+        ("important_attributes", "clarity"),
+        ("crowding", "1"),
+        ("crowding_time", "lunch"),
+        ("token", token),
+    ]
+    outcome, form = judge(surveys, data)
+    assert outcome.stored and outcome.problem is None and outcome.errors == {}
+    assert form["important_attributes"].data == ["ease", "clarity"]  # the page keeps what was typed
 
 
 def test_errors_land_on_their_fields_in_the_resident_language(surveys):
-    ok, form = validate(surveys, [("courtesy", "9"), ("area", "mars")], lang="en")
-    assert not ok
+    outcome, form = judge(surveys, [("courtesy", "9"), ("area", "mars"), ("comment", "Bien")], lang="en")
+    assert not outcome.stored
     assert form["overall"].errors == ["Please answer this question."]
     assert form["courtesy"].errors == ["Choose a value between 1 and 5."]
     assert form["area"].errors == ["Choose one of the answers offered."]
-    assert form["comment"].errors == ()
+    assert form["comment"].errors == () and form["comment"].data == "Bien"
+    assert form["courtesy"].data == "9"
+
+
+def test_problems_are_named(surveys):
+    assert judge(surveys, [("overall", "4"), ("website", "spam")])[0].problem == "honeypot"
+    assert judge(surveys, [("overall", "4"), ("token", "forged")])[0].problem == "token"
+    surveys.config["WTF_CSRF_ENABLED"] = True
+    with surveys.test_request_context("/s/piscine", method="POST"):
+        outcome = take_submission(get_survey("piscine"), MultiDict([("overall", "4"), ("csrf_token", "bad")]))
+    assert outcome.problem == "csrf" and not outcome.stored

@@ -3,7 +3,7 @@
 import io
 
 import segno
-from flask import abort, current_app, make_response, render_template, request, url_for
+from flask import abort, current_app, render_template, request, url_for
 from flask_babel import get_locale
 from flask_wtf.csrf import generate_csrf
 
@@ -127,12 +127,12 @@ def _thanks(context, lang: str):
     return _no_store(page, 200)
 
 
+# The page carries one-time tokens and follows the browser's language.
+_NO_STORE = (("Cache-Control", "no-store"), ("Vary", "Accept-Language, Cookie"))
+
+
 def _no_store(html: str, status: int):
-    response = make_response(html, status)
-    # The page carries one-time tokens and follows the browser's language.
-    response.headers["Cache-Control"] = "no-store"
-    response.vary.add("Accept-Language")
-    return response
+    return current_app.response_class(html, status, _NO_STORE)
 
 
 def _survey_url(context) -> str:

@@ -323,3 +323,17 @@ def test_the_time_of_a_response_is_kept_to_the_hour_only(surveys, client):
     with surveys.app_context():
         stored = db.session.execute(select(Response.submitted_at)).scalar_one()
     assert (stored.minute, stored.second, stored.microsecond) == (0, 0, 0)
+
+
+def test_survey_pages_are_never_cached_and_carry_security_headers(surveys, client):
+    page = client.get("/s/piscine")
+    assert page.headers["Cache-Control"] == "no-store"
+    assert {"Accept-Language", "Cookie"} <= {v.strip() for v in page.headers["Vary"].split(",")}
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    # A returning visitor keeps one session, so forms opened in two tabs both work.
+    serializer = surveys.session_interface.get_signing_serializer(surveys)
+    cookies = [page.headers.get("Set-Cookie")] + [client.get("/s/piscine").headers.get("Set-Cookie") for _ in range(3)]
+    sessions = [serializer.loads(c.split(";")[0].split("=", 1)[1]) for c in cookies if c]
+    assert sessions and len({s["csrf_token"] for s in sessions}) == 1
+    assert cookies[-1] is None

@@ -95,10 +95,12 @@ def select_locale() -> str:
 
 def register_blueprints(app: Flask) -> None:
     from .auth import bp as auth_bp
+    from .health import bp as health_bp
     from .reports import bp as reports_bp
     from .respond import bp as respond_bp
 
     app.register_blueprint(respond_bp)
+    app.register_blueprint(health_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(reports_bp)
 

@@ -84,8 +84,15 @@ class Design:
 
     def critical(self, level: float) -> float:
         """Two-sided critical value: t with n_psu - 1 df if clustered, else normal."""
+        check_level(level)
         q = 0.5 + level / 2.0
         return float(stats.t.ppf(q, self.df) if self.df else stats.norm.ppf(q))
+
+
+def check_level(level: float) -> None:
+    """Confidence levels are fractions: 0.95, not 95."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be between 0 and 1 (e.g. 0.95), got {level!r}")
 
 
 def _fpc_value(frame: pd.DataFrame, fpc, *, column_hint: str):

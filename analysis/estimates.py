@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis._design import Design, make_design
+from analysis._design import Design, check_level, make_design
 from analysis.scales import check_scale
-from analysis.weighting import resolve_base_weights
+from analysis.weighting import Raking, resolve_base_weights
 
 __all__ = [
     "FLAG_LABELS",
@@ -172,6 +172,7 @@ def wilson_interval(p, n_eff, level: float = 0.95):
     ----------
     Wilson (1927); Kish (1965) for the effective sample size.
     """
+    check_level(level)
     p = np.asarray(p, dtype=float)
     n = np.asarray(n_eff, dtype=float)
     z = stats.norm.ppf(0.5 + level / 2.0)
@@ -276,7 +277,11 @@ def mean(
         :func:`analysis.weighting.rake` (the SE then accounts for calibration; the
         frame may be a subset of the raked frame when ``cluster`` is None).
     cluster : str, optional
-        PSU identifier column (one-stage cluster design, with replacement).
+        PSU identifier column (one-stage cluster design, with replacement). To
+        estimate within a domain (a site, a public), pass the whole sample with the
+        outcome set to missing outside the domain, not a subset of rows: a subset
+        loses the PSUs without a domain member, and the SE and degrees of freedom
+        with them.
     fpc : float or str, optional
         Population number of PSUs (units when unclustered), as R ``survey``'s ``fpc``:
         the variance is multiplied by ``1 - n_psu / fpc``.
@@ -327,7 +332,9 @@ def proportion(
     with the same linearised SE as :func:`mean`. The confidence interval is Wilson's
     on the effective sample size :math:`n^* = \hat p(1-\hat p)/\widehat{SE}^2`
     (i.e. ``n / deff``, so clustering and calibration widen it), using the Kish
-    effective n when :math:`\hat p` is 0 or 1; the critical value is normal.
+    effective n when :math:`\hat p` is 0 or 1; the critical value is normal. When
+    clustered, :math:`n^*` is multiplied by :math:`(z/t_{df})^2` with
+    :math:`df = n_{psu} - 1` (Korn & Graubard's degrees-of-freedom adjustment).
 
     Parameters
     ----------
@@ -355,13 +362,34 @@ def proportion(
     check_scale(raw, scale, column=column)
     succ = _success_set(success, scale, column)
     notna = raw.notna().to_numpy()
-    hit = raw.isin(succ).to_numpy().astype(float)
+    hit = _success_hits(frame, column, succ)
     design = make_design(frame, weights=weights, cluster=cluster, fpc=fpc)
     yy, dom = _domain_scores(design, hit, notna)
     p, u, s2, n, n_eff = _ratio_parts(design, yy, dom)
     se = float(np.sqrt(design.variance(u)[0])) if n else np.nan
-    lo, hi = wilson_interval(p, _wilson_n(p, se, n_eff), level)
+    n_wilson = _wilson_n(p, se, n_eff)
+    if design.df:
+        # Korn & Graubard (1998): with few PSUs the effective n shrinks by (z / t_df)²,
+        # so the interval widens as the t interval of a clustered mean does.
+        n_wilson = n_wilson * (stats.norm.ppf(0.5 + level / 2) / design.critical(level)) ** 2
+    lo, hi = wilson_interval(p, n_wilson, level)
     return _finish(p, se, lo, hi, n, n_eff, s2 / n if n else np.nan, rules, design.df, level)
+
+
+def _success_hits(frame: pd.DataFrame, column, succ: list) -> np.ndarray:
+    """1.0 where the answer is one of ``succ``, 0.0 elsewhere.
+
+    Numeric successes are compared with the column's values as numbers, so ratings
+    stored as text ("4") count like 4; text successes on a numeric column are refused
+    rather than silently matching nothing.
+    """
+    numeric = all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in succ)
+    raw = frame[column]
+    if numeric:
+        return _values(frame, column).isin([float(v) for v in succ]).to_numpy().astype(float)
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        raise ValueError(f"success values {succ!r} are text but column {column!r} holds numbers")
+    return raw.isin(succ).to_numpy().astype(float)
 
 
 def _success_set(success, scale, column) -> list:
@@ -401,6 +429,13 @@ def total(
     Horvitz, D. G. & Thompson, D. J. (1952). *JASA* 47(260), 663-685; Deville &
     Särndal (1992); Lumley (2010), 7.4.
     """
+    if isinstance(weights, Raking) and weights.from_shares:
+        # The total then rests on an estimated population size whose variance the
+        # calibration residuals leave out: the SE would be too small.
+        raise ValueError(
+            f"a total of {column!r} needs margins given as population totals, not shares "
+            "(shares only fix the population's composition, not its size)"
+        )
     y = _values(frame, column)
     design = make_design(frame, weights=weights, cluster=cluster, fpc=fpc)
     notna = y.notna().to_numpy()
@@ -528,5 +563,5 @@ def grouped_proportions(
     check_scale(raw, scale, column=column)
     succ = _success_set(success, scale, column)
     notna = raw.notna().to_numpy()
-    hit = raw.isin(succ).to_numpy().astype(float)
+    hit = _success_hits(frame, column, succ)
     return _grouped(frame, hit, notna, by, weights, rules, level, True)

@@ -85,7 +85,8 @@ def quadrants(
     :math:`x_a \ge x_0` and high-importance when :math:`y_a \ge y_0` (ties go high).
     It is "uncertain" when ``ci`` is given and an interval crosses a crosshair:
     ``perf_low < x0 <= perf_high`` or ``imp_low < y0 <= imp_high`` (an interval that
-    starts exactly on a crosshair lies entirely on its high side).
+    starts exactly on a crosshair lies entirely on its high side), or when an interval
+    is missing (NaN). Inverted bounds, or a non-finite estimate, raise ``ValueError``.
 
     Parameters
     ----------
@@ -120,6 +121,8 @@ def quadrants(
     for name, s in (("performance", perf), ("importance", imp)):
         if s.isna().any():
             raise ValueError(f"{name} of attribute {s.index[s.isna().to_numpy()][0]!r} is missing")
+        if not np.isfinite(s.to_numpy()).all():
+            raise ValueError(f"{name} of attribute {s.index[~np.isfinite(s.to_numpy())][0]!r} is not finite")
     x0, y0 = _crosshairs(perf, imp, centre, midpoint)
     high_x = perf.to_numpy() >= x0
     high_y = imp.to_numpy() >= y0
@@ -135,9 +138,17 @@ def quadrants(
         lacking = perf.index.difference(ci.index)
         if len(lacking):
             raise ValueError(f"ci has no row for attribute {lacking[0]!r}")
-        c = ci.reindex(perf.index)
+        c = ci.reindex(perf.index).astype(float)
+        # (A percentile bootstrap interval may leave out its own estimate, e.g. for an
+        # importance near zero, so only inverted bounds are refused.)
+        for low, high in (("perf_low", "perf_high"), ("imp_low", "imp_high")):
+            bad = c[low] > c[high]
+            if bad.any():
+                raise ValueError(f"ci of attribute {bad.index[bad.to_numpy()][0]!r} has {low} above {high}")
         crosses = ((c["perf_low"] < x0) & (x0 <= c["perf_high"])) | ((c["imp_low"] < y0) & (y0 <= c["imp_high"]))
-        quadrant[crosses.to_numpy()] = "uncertain"
+        # An interval that could not be computed is no evidence: never classify on it.
+        unknown = c[list(_CI_COLUMNS)].isna().any(axis=1)
+        quadrant[(crosses | unknown).to_numpy()] = "uncertain"
     out = pd.DataFrame({"performance": perf, "importance": imp, "quadrant": quadrant}, index=perf.index)
     out.attrs["crosshairs"] = (x0, y0)
     out.attrs["centre"] = centre

@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis._design import make_design
-from analysis.estimates import DEFAULT_RULES, SuppressionRules, _rse, _success_set, _values
+from analysis.estimates import DEFAULT_RULES, SuppressionRules, _rse, _success_hits, _success_set, _values
 from analysis.scales import check_scale
 from analysis.trends import adjust
 
@@ -110,7 +110,7 @@ def segment_gaps(
     else:
         succ = _success_set(success, scale, outcome)
         notna = frame[outcome].notna().to_numpy()
-        y_rows = frame[outcome].isin(succ).to_numpy().astype(float)
+        y_rows = _success_hits(frame, outcome, succ)
     design = make_design(frame, weights=weights, cluster=cluster, fpc=fpc)
     w = design.weights
     y = np.zeros(design.size)

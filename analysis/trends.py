@@ -133,9 +133,9 @@ def _clean_periods(frame, period, value, se):
         if c not in frame.columns:
             raise ValueError(f"column {c!r} is not in the frame")
     data = frame[[period, value, se]].dropna()
-    bad = data[se] <= 0
+    bad = (data[se] <= 0) | ~np.isfinite(data[se].to_numpy(dtype=float))
     if bad.any():
-        raise ValueError(f"{se!r} must be positive (period {data.loc[bad, period].iloc[0]!r})")
+        raise ValueError(f"{se!r} must be positive and finite (period {data.loc[bad, period].iloc[0]!r})")
     return data
 
 
@@ -151,10 +151,11 @@ def trend(
     r"""Trend slope of period estimates by WLS with weights :math:`1/SE_t^2`.
 
     Fits :math:`\hat\theta_t = a + b\,t + \varepsilon_t` by statsmodels' ``WLS``. By
-    default the residual scale is estimated (statsmodels' default), so extra variation
-    between periods beyond sampling error widens the interval, with a t reference on
-    :math:`T-2` degrees of freedom; ``known_variance=True`` fixes the scale at 1 (the
-    SEs are taken as the full error variance) with a normal reference. Rows with a
+    default the residual scale is estimated but floored at 1,
+    :math:`s^2 = \max(1, RSS/(T-2))`: extra variation between periods beyond sampling
+    error widens the interval, less never narrows it below sampling error; the
+    reference is t on :math:`T-2` degrees of freedom. ``known_variance=True`` fixes the
+    scale at 1 (the SEs are taken as the full error variance) with a normal reference. Rows with a
     missing value or SE (suppressed periods) are dropped. Datetime periods are counted
     in months, Period values in their own frequency.
 
@@ -179,12 +180,15 @@ def trend(
         sm.add_constant(x, has_constant="add"),
         weights=1.0 / data[se].to_numpy(dtype=float) ** 2,
     )
-    fit = model.fit(cov_type="fixed scale") if known_variance else model.fit()
+    # The scale is estimated but never below 1: fewer deviations between periods than
+    # their SEs imply cannot make the slope more precise than sampling error allows.
+    scale = 1.0 if known_variance else max(1.0, float(model.fit().scale))
+    fit = model.fit(cov_type="fixed scale", cov_kwds={"scale": scale})
     slope = float(fit.params[1])
     s = float(fit.bse[1])
     df = None if known_variance else t - 2
     q = stats.norm.ppf(0.5 + level / 2) if df is None else stats.t.ppf(0.5 + level / 2, df)
-    p = float(fit.pvalues[1])
+    p = float(2 * (stats.norm.sf(abs(slope / s)) if df is None else stats.t.sf(abs(slope / s), df)))
     return Trend(slope, s, float(slope - q * s), float(slope + q * s), p, t, float(fit.params[0]), df)
 
 
@@ -242,7 +246,7 @@ def trends(
 
     The same WLS as :func:`trend`, in closed form from weighted sums per group
     (:math:`b = \sum w (x-\bar x)(y-\bar y) / \sum w (x-\bar x)^2`,
-    :math:`SE^2 = s^2/\sum w(x-\bar x)^2` with :math:`s^2 = RSS/(T-2)` or 1), so
+    :math:`SE^2 = s^2/\sum w(x-\bar x)^2` with :math:`s^2 = \max(1, RSS/(T-2))` or 1), so
     thousands of series take milliseconds. P-values are adjusted across series by
     :func:`adjust`.
 
@@ -257,6 +261,8 @@ def trends(
     for k in keys:
         if k not in frame.columns:
             raise ValueError(f"column {k!r} is not in the frame")
+    if frame.index.has_duplicates:
+        raise ValueError("the frame's index has duplicates: reset it (frame.reset_index(drop=True))")
     data = _clean_periods(frame, period, value, se)
     data = pd.concat([frame.loc[data.index, keys], data], axis=1)
     x = _period_numbers(data[period])
@@ -283,7 +289,8 @@ def trends(
             ok = (t >= 2) & (sxx > 0)
         else:
             df = t - 2
-            scale = rss / df
+            # Never below the sampling error alone (see trend()).
+            scale = np.maximum(rss / df, 1.0)
             ok = (t >= 3) & (sxx > 0)
         s = np.sqrt(scale / sxx)
         stat = slope / s

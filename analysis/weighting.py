@@ -105,6 +105,9 @@ class Raking:
         Kish effective sample size of the raked weights.
     deff : float
         Kish design effect due to unequal weights, ``n / n_eff`` = 1 + CV² of weights.
+    from_shares : bool
+        Whether the margins were shares: the population size is then the estimated
+        sum of the design weights, not a known total.
     """
 
     weights: pd.Series
@@ -118,6 +121,7 @@ class Raking:
     max_weight: float
     n_eff: float
     deff: float
+    from_shares: bool = False
 
     def calibration_matrix(self) -> np.ndarray:
         """Dummy matrix (rows of the raked frame × categories of every margin).
@@ -333,4 +337,5 @@ def rake(
         max_weight=float(w.max()),
         n_eff=n_eff,
         deff=float(len(w) / n_eff),
+        from_shares=all(abs(float(sum(c.values())) - 1.0) <= _SHARE_TOL for c in margins.values()),
     )

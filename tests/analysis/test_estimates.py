@@ -49,6 +49,18 @@ def test_unweighted_proportion_and_wilson(survey):
     assert_allclose([est.ci_low, est.ci_high], [lo, hi], rtol=1e-10)
 
 
+def test_ratings_stored_as_text_count_like_numbers(survey):
+    as_text = survey.assign(overall=survey["overall"].astype(str).where(survey["overall"].notna()))
+    numeric = proportion(survey, "overall", success=[4, 5], weights="weight")
+    text = proportion(as_text, "overall", success=[4, 5], weights="weight")
+    assert_allclose([text.value, text.se], [numeric.value, numeric.se])
+    assert text.value > 0.2
+    by_group = grouped_proportions(as_text, "overall", "sex", success=[4, 5])
+    assert_allclose(by_group["value"], grouped_proportions(survey, "overall", "sex", success=[4, 5])["value"])
+    with pytest.raises(ValueError, match="'overall' holds numbers"):
+        proportion(survey, "overall", success=["4", "5"])
+
+
 def test_total_unweighted(survey):
     est = total(survey, "overall")
     y = survey["overall"]
@@ -195,3 +207,34 @@ def test_property_row_permutation_invariance(seed):
     pa = proportion(frame, "clarity", success=[4, 5], weights="weight")
     pb = proportion(shuffled, "clarity", success=[4, 5], weights="weight")
     assert_allclose([pa.value, pa.se], [pb.value, pb.se], rtol=1e-9)
+
+
+def test_a_total_after_raking_to_shares_is_refused(survey):
+    raked = rake(survey, MARGINS)
+    assert raked.from_shares
+    with pytest.raises(ValueError, match="needs margins given as population totals"):
+        total(survey, "overall", weights=raked)
+    as_totals = {k: {c: v * 10_000 for c, v in cats.items()} for k, cats in MARGINS.items()}
+    assert total(survey, "overall", weights=rake(survey, as_totals)).value > 0
+
+
+def test_levels_are_fractions(survey):
+    with pytest.raises(ValueError, match="level must be between 0 and 1"):
+        mean(survey, "overall", level=95)
+    with pytest.raises(ValueError, match="level must be between 0 and 1"):
+        proportion(survey, "overall", success=[4, 5], level=95)
+
+
+def test_clustered_proportion_interval_uses_the_degrees_of_freedom(survey):
+    # Korn & Graubard (1998): n* shrinks by (z / t_df)^2 with few PSUs.
+    from scipy import stats
+
+    from analysis.estimates import wilson_interval
+
+    est = proportion(survey, "overall", success=[4, 5], cluster="site")
+    assert est.df is not None and est.df < 30
+    n_star = est.value * (1 - est.value) / est.se**2
+    z, t = stats.norm.ppf(0.975), stats.t.ppf(0.975, est.df)
+    assert_allclose([est.ci_low, est.ci_high], wilson_interval(est.value, n_star * (z / t) ** 2))
+    narrow = wilson_interval(est.value, n_star)
+    assert est.ci_high - est.ci_low > narrow[1] - narrow[0]

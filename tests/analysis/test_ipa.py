@@ -49,6 +49,24 @@ def test_uncertain_when_ci_crosses_a_crosshair():
     assert list(out["quadrant"]) == ["concentrate_here", "uncertain", "uncertain", "possible_overkill"]
 
 
+def test_bad_intervals_never_classify_silently():
+    perf = _series([2.0, 4.0, 2.0, 4.0])
+    imp = _series([0.4, 0.4, 0.1, 0.1])
+    ci = pd.DataFrame({"perf_low": perf - 0.1, "perf_high": perf + 0.1, "imp_low": imp - 0.01, "imp_high": imp + 0.01})
+    ci.loc["a", "perf_low"] = np.nan
+    assert list(quadrants(perf, imp, ci=ci)["quadrant"]) == [
+        "uncertain",
+        "keep_up",
+        "low_priority",
+        "possible_overkill",
+    ]
+    ci.loc["a", "perf_low"] = 2.5  # above perf_high
+    with pytest.raises(ValueError, match="'a' has perf_low above perf_high"):
+        quadrants(perf, imp, ci=ci)
+    with pytest.raises(ValueError, match="performance of attribute 'b' is not finite"):
+        quadrants(_series([2.0, np.inf, 2.0, 4.0]), imp)
+
+
 def test_median_and_scale_centres():
     perf = _series([1.0, 2.0, 2.5, 5.0])
     imp = _series([0.1, 0.2, 0.3, 0.4])

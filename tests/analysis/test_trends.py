@@ -29,13 +29,28 @@ def _periods(seed=0, t=8, slope=0.02):
 
 
 def test_trend_is_wls_with_inverse_variance_weights():
+    # Extra noise between periods (scale > 1): statsmodels' WLS with its estimated scale.
     frame = _periods()
+    frame["value"] += np.random.default_rng(5).normal(0, 0.15, len(frame))
     result = trend(frame)
     fit = sm.WLS(frame["value"], sm.add_constant(frame["period"]), weights=1 / frame["se"] ** 2).fit()
+    assert fit.scale > 1
     assert_allclose([result.slope, result.se, result.p], [fit.params.iloc[1], fit.bse.iloc[1], fit.pvalues.iloc[1]])
     lo, hi = fit.conf_int().iloc[1]
     assert_allclose([result.ci_low, result.ci_high], [lo, hi])
     assert result.n_periods == 8 and result.df == 6
+
+
+def test_trend_is_never_more_precise_than_sampling_error():
+    # Periods closer to the line than their SEs imply (scale < 1): the scale is floored at 1.
+    frame = _periods()
+    frame["value"] = 3 + 0.02 * frame["period"] + 0.1 * (frame["value"] - 3 - 0.02 * frame["period"])
+    fit = sm.WLS(frame["value"], sm.add_constant(frame["period"]), weights=1 / frame["se"] ** 2).fit()
+    assert fit.scale < 1
+    result = trend(frame)
+    assert_allclose(result.se, trend(frame, known_variance=True).se)
+    assert result.df == 6
+    assert_allclose(result.p, 2 * stats.t.sf(abs(result.slope / result.se), 6))
 
 
 def test_trend_known_variance():
@@ -78,3 +93,14 @@ def test_trend_bad_input():
         trend(_periods(t=2))
     with pytest.raises(ValueError, match="positive"):
         trend(_periods().assign(se=0.0))
+
+
+def test_bad_period_tables_are_refused():
+    frame = _periods()
+    frame.loc[2, "se"] = np.inf
+    with pytest.raises(ValueError, match="'se' must be positive and finite"):
+        trend(frame)
+    doubled = pd.concat([_periods().assign(service="a"), _periods().assign(service="b")])
+    with pytest.raises(ValueError, match="index has duplicates"):
+        trends(doubled, by="service")
+    assert trends(doubled.reset_index(drop=True), by="service")["n_periods"].tolist() == [8, 8]

@@ -112,10 +112,6 @@ class Question:
     max_length: int = TEXT_MAX_LENGTH
     show_if: ShowIf | None = None
 
-    @property
-    def is_profile(self) -> bool:
-        return self.key in PROFILE_KEYS
-
 
 @dataclass(frozen=True)
 class Section:

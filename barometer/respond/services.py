@@ -193,13 +193,9 @@ def take_submission(context: SurveyContext, formdata) -> Outcome:
         nonce = read_token(formdata.get("token") or "", context.service_slug)
     except TokenError as exc:
         return Outcome(problem="expired" if exc.expired else "token")
-    submit(context, nonce, answers, formdata.get("channel") or Channel.link.value)
-    return Outcome(stored=True)
-
-
-def submit(context: SurveyContext, nonce: str, answers: dict[str, Any], channel: str) -> bool:
-    """Store a cleaned response once; False when this token was already stored."""
-    _, created = store_response(
+    channel = formdata.get("channel")
+    # A token seen before is the same response (double tap, refresh, retry): stored once.
+    store_response(
         Submission(
             service_id=context.service_id,
             site_id=context.site_id,
@@ -210,4 +206,4 @@ def submit(context: SurveyContext, nonce: str, answers: dict[str, Any], channel:
             channel=Channel(channel) if channel in WEB_CHANNELS else Channel.link,
         )
     )
-    return created
+    return Outcome(stored=True)

@@ -136,6 +136,4 @@ def test_create_user_gives_a_manager_their_services(accounts):
     "target", ["https://evil.example/", "//evil.example/", "/\\evil.example", "javascript:alert(1)"]
 )
 def test_next_never_leaves_the_site(accounts, target):
-    location = login(accounts.test_client(), "dgs@example.fr", next_url=target).location
-    assert location == "/rapports/" or (location.startswith("/") and not location.startswith("//"))
-    assert "evil.example" not in location.split("/")[2:3]
+    assert login(accounts.test_client(), "dgs@example.fr", next_url=target).location == "/rapports/"

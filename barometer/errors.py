@@ -1,5 +1,8 @@
 """Error pages, in the visitor's language."""
 
+import math
+import time
+
 from flask import render_template
 
 
@@ -10,4 +13,18 @@ def register_errorhandlers(app) -> None:
 
 def _render(error):
     code = getattr(error, "code", 500) or 500
-    return render_template("errors/error.html", code=code), code
+    response = render_template("errors/error.html", code=code), code
+    return with_retry_after(response) if code == 429 else response
+
+
+def with_retry_after(response):
+    """Add `Retry-After` (seconds) to a 429 reply: when the breached limit resets."""
+    from flask import make_response
+
+    from .extensions import limiter
+
+    response = make_response(response)
+    breached = limiter.current_limit
+    if breached is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(breached.window.reset_time - time.time())))
+    return response

@@ -7,6 +7,7 @@ from flask import abort, current_app, render_template, request, url_for
 from flask_babel import get_locale
 from flask_wtf.csrf import generate_csrf
 
+from ..errors import with_retry_after
 from ..extensions import csrf, limiter
 from ..models import WEB_CHANNELS, Channel
 from . import bp
@@ -69,9 +70,9 @@ def submit_survey(slug: str, site: str | None = None):
 def refuse_too_many(error):
     """Too many submissions from one address: say so, and keep the answers typed."""
     if request.endpoint != "respond.submit_survey":
-        return render_template("errors/error.html", code=429), 429
+        return with_retry_after((render_template("errors/error.html", code=429), 429))
     context, lang, closed = _open_survey(request.view_args["slug"], request.view_args.get("site"))
-    return closed or _show_answers(survey_form(context, lang), context, lang, "rate_limited", 429)
+    return closed or with_retry_after(_show_answers(survey_form(context, lang), context, lang, "rate_limited", 429))
 
 
 def _show_answers(form, context, lang: str, notice: str | None, status: int):

@@ -137,3 +137,15 @@ def test_create_user_gives_a_manager_their_services(accounts):
 )
 def test_next_never_leaves_the_site(accounts, target):
     assert login(accounts.test_client(), "dgs@example.fr", next_url=target).location == "/rapports/"
+
+
+def test_password_guessing_is_rate_limited_with_a_delay_to_wait(accounts):
+    client = accounts.test_client()
+    statuses = [login(client, "dgs@example.fr", f"guess {i}").status_code for i in range(11)]
+    assert statuses == [422] * 10 + [429]
+    refused = login(client, "dgs@example.fr")
+    assert refused.status_code == 429
+    assert "Trop de demandes ont été envoyées depuis cette connexion" in refused.get_data(as_text=True)
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    # Even the right password waits: the limit is per address, not per guess.
+    assert client.get("/rapports/").status_code == 302

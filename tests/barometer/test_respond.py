@@ -220,6 +220,10 @@ def test_submissions_are_rate_limited_with_a_french_message_and_answers_kept(sur
     assert "Trop de réponses ont été envoyées depuis cette connexion en peu de temps." in html
     assert 'value="4" checked' in html and 'name="courtesy" id="courtesy-1" value="2" checked' in html
     assert count(app) == 3
+    # The refusal says when to come back (within the minute); accepted submissions
+    # carry no limiter headers.
+    assert 1 <= int(statuses[-1].headers["Retry-After"]) <= 60
+    assert not [h for h in statuses[0].headers.keys() if h.lower().startswith("x-ratelimit")]
     # Reading the survey is not limited.
     assert client.get("/s/piscine").status_code == 200
 

@@ -1,6 +1,7 @@
 """The resident's survey over HTTP: stored once, refused clearly, never doubled."""
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -327,6 +328,9 @@ def test_the_time_of_a_response_is_kept_to_the_hour_only(surveys, client):
     with surveys.app_context():
         stored = db.session.execute(select(Response.submitted_at)).scalar_one()
     assert (stored.minute, stored.second, stored.microsecond) == (0, 0, 0)
+    # The hour is UTC's (SQLite keeps no time zone, PostgreSQL does).
+    now = datetime.now(UTC)
+    assert timedelta(0) <= now - stored.replace(tzinfo=stored.tzinfo or UTC) < timedelta(hours=1)
 
 
 def test_survey_pages_are_never_cached_and_carry_security_headers(surveys, client):

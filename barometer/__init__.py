@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from babel import Locale
 from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -85,14 +86,18 @@ def _tune_sqlite(engine) -> None:
         cursor.close()
 
 
-def select_locale() -> str:
+#: The interface's languages, French first; built once (Flask-Babel would parse a
+#: language code on every request, a Locale it takes as it is).
+LOCALES = {code: Locale.parse(code) for code in ("fr", "en")}
+
+
+def select_locale() -> Locale:
     """?lang= first (forms post back to their own address, query included), then the
     browser's preference, then French."""
-    languages = ("fr", "en")
     lang = request.args.get("lang")
-    if lang in languages:
-        return lang
-    return request.accept_languages.best_match(languages) or "fr"
+    if lang not in LOCALES:
+        lang = request.accept_languages.best_match(LOCALES) or "fr"
+    return LOCALES[lang]
 
 
 def register_blueprints(app: Flask) -> None:

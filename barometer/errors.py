@@ -3,7 +3,7 @@
 import math
 import time
 
-from flask import render_template
+from flask import make_response, render_template
 
 
 def register_errorhandlers(app) -> None:
@@ -14,17 +14,17 @@ def register_errorhandlers(app) -> None:
 def _render(error):
     code = getattr(error, "code", 500) or 500
     response = render_template("errors/error.html", code=code), code
-    return with_retry_after(response) if code == 429 else response
+    return with_retry_after(response, error) if code == 429 else response
 
 
-def with_retry_after(response):
+def with_retry_after(response, error):
     """Add `Retry-After` (seconds) to a 429 reply: when the breached limit resets."""
-    from flask import make_response
-
     from .extensions import limiter
 
     response = make_response(response)
-    breached = limiter.current_limit
-    if breached is not None:
-        response.headers["Retry-After"] = str(max(1, math.ceil(breached.window.reset_time - time.time())))
+    seconds = getattr(error, "retry_after", None)
+    if seconds is None and (breached := limiter.current_limit) is not None:
+        seconds = max(1, math.ceil(breached.window.reset_time - time.time()))
+    if seconds is not None:
+        response.headers["Retry-After"] = str(seconds)
     return response

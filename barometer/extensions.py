@@ -36,8 +36,9 @@ limiter = Limiter(key_func=get_remote_address)
 
 @limiter.request_filter
 def _reads_are_not_limited() -> bool:
-    # Only submissions are limited: page views skip the limiter's work entirely.
-    return request.method in ("GET", "HEAD", "OPTIONS")
+    # Only submissions are limited: page views skip the limiter's work entirely, and a
+    # survey submission is counted by the view itself (respond.services.count_submission).
+    return request.method in ("GET", "HEAD", "OPTIONS") or request.endpoint == "respond.submit_survey"
 
 
 babel = Babel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Mapping
@@ -10,15 +11,18 @@ from functools import lru_cache
 from typing import Any
 
 from flask import current_app
+from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import validate_csrf
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from limits import parse_many
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
+from werkzeug.exceptions import TooManyRequests
 from wtforms import ValidationError
 
 from surveys.schema import Choice, Questionnaire, Text, questionnaire_from_dict
 
-from ..extensions import db
+from ..extensions import db, limiter
 from ..models import WEB_CHANNELS, Channel, Service, Site
 from ..models import Questionnaire as QuestionnaireRow
 from ..storage import Submission, store_response
@@ -115,6 +119,35 @@ def _questionnaire(version) -> Questionnaire:
     if q is None:
         q = _questionnaires[key] = questionnaire_from_dict(version.definition)
     return q
+
+
+# ------------------------------------------------------------------ rate limit
+
+#: The scope under which submissions are counted in the limiter's storage.
+SUBMISSION_SCOPE = "survey-submission"
+
+
+@lru_cache(maxsize=16)
+def _parsed_limits(text: str) -> tuple:
+    return tuple(parse_many(text))
+
+
+def count_submission() -> None:
+    """Count one submission against the per-address limits; 429 when one is spent.
+
+    The limits of `SURVEY_RATE_LIMIT` are counted in Flask-Limiter's storage (memory,
+    or Redis shared by every worker) with its strategy, directly: its per-request
+    resolution of decorators, blueprints and defaults cost a submission more than
+    the count itself, for a limit known in advance. The address is only a key in that
+    storage, with a time to live; it is never written next to a response.
+    """
+    if not limiter.enabled:
+        return
+    key = get_remote_address()
+    for item in _parsed_limits(current_app.config["SURVEY_RATE_LIMIT"]):
+        if not limiter.limiter.hit(item, SUBMISSION_SCOPE, key):
+            reset = limiter.limiter.get_window_stats(item, SUBMISSION_SCOPE, key).reset_time
+            raise TooManyRequests(retry_after=max(1, math.ceil(reset - time.time())))
 
 
 # ------------------------------------------------------------------------ tokens

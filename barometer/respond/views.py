@@ -8,11 +8,11 @@ from flask_babel import get_locale
 from flask_wtf.csrf import generate_csrf
 
 from ..errors import with_retry_after
-from ..extensions import csrf, limiter
+from ..extensions import csrf
 from ..models import WEB_CHANNELS, Channel
 from . import bp
 from .forms import condition_label, survey_form
-from .services import get_survey, new_token, take_submission
+from .services import count_submission, get_survey, new_token, take_submission
 
 
 def _context_or_404(slug: str, site: str | None):
@@ -20,15 +20,6 @@ def _context_or_404(slug: str, site: str | None):
     if context is None:
         abort(404)
     return context
-
-
-def _submission_limit() -> str:
-    return current_app.config["SURVEY_RATE_LIMIT"]
-
-
-# On the blueprint rather than the view, the limit is checked once per submission, in
-# the limiter's before-request hook; the blueprint's only POST is the submission.
-limiter.limit(_submission_limit, methods=["POST"])(bp)
 
 
 def _open_survey(slug: str, site: str | None):
@@ -52,6 +43,7 @@ def show_survey(slug: str, site: str | None = None):
 @csrf.exempt  # take_submission checks the CSRF token itself, so a failure keeps the answers
 def submit_survey(slug: str, site: str | None = None):
     """Take a resident's answers: store them once, or show what to correct."""
+    count_submission()
     context, lang, closed = _open_survey(slug, site)
     if closed:
         return closed
@@ -70,9 +62,10 @@ def submit_survey(slug: str, site: str | None = None):
 def refuse_too_many(error):
     """Too many submissions from one address: say so, and keep the answers typed."""
     if request.endpoint != "respond.submit_survey":
-        return with_retry_after((render_template("errors/error.html", code=429), 429))
+        return with_retry_after((render_template("errors/error.html", code=429), 429), error)
     context, lang, closed = _open_survey(request.view_args["slug"], request.view_args.get("site"))
-    return closed or with_retry_after(_show_answers(survey_form(context, lang), context, lang, "rate_limited", 429))
+    page = closed or _show_answers(survey_form(context, lang), context, lang, "rate_limited", 429)
+    return with_retry_after(page, error)
 
 
 def _show_answers(form, context, lang: str, notice: str | None, status: int):

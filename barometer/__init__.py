@@ -20,6 +20,8 @@ def create_app(config: type | dict | None = None) -> Flask:
         app.config.update(config)
     elif config is not None:
         app.config.from_object(config)
+    # A form's CSRF token is what dates it: a survey left open longer must be reloaded.
+    app.config["WTF_CSRF_TIME_LIMIT"] = app.config["SURVEY_TOKEN_MAX_AGE"]
     if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True, **app.config["SQLALCHEMY_ENGINE_OPTIONS"]}
     if not app.config.get("SECRET_KEY"):
@@ -94,7 +96,7 @@ LOCALES = {code: Locale.parse(code) for code in ("fr", "en")}
 def select_locale() -> Locale:
     """?lang= first (forms post back to their own address, query included), then the
     browser's preference, then French."""
-    lang = request.args.get("lang")
+    lang = request.args.get("lang") if request.query_string else None
     if lang not in LOCALES:
         lang = request.accept_languages.best_match(LOCALES) or "fr"
     return LOCALES[lang]

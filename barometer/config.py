@@ -60,7 +60,6 @@ class Config:
     PROXY_COUNT = int(os.environ.get("PROXY_COUNT", "0"))
     #: Public base URL used in QR codes and posters (default: the request's host).
     PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "").rstrip("/")
-    WTF_CSRF_TIME_LIMIT = SURVEY_TOKEN_MAX_AGE
     # Every message a form shows is our own (French first, translated by Babel), so
     # WTForms' built-in catalogues need not be loaded on each request.
     WTF_I18N_ENABLED = False

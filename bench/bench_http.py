@@ -159,7 +159,7 @@ def prepare_database(db_path: Path, n_tokens: int) -> list[str]:
         upgrade()
         load_surveys(DEFAULT_ROOT)
     with app.test_request_context():
-        return [new_token(SERVICE) for _ in range(n_tokens)]
+        return [new_token() for _ in range(n_tokens)]
 
 
 def session_and_csrf(base: str) -> tuple[str, str]:
@@ -179,15 +179,31 @@ def page_weight(base: str) -> tuple[int, int]:
     return len(html), len(css)
 
 
+def combine(rounds: list[dict]) -> dict:
+    """One case over its rounds: throughput over the whole time, median p50, worst p99."""
+    seconds = sum(r["requests"] / r["rps"] for r in rounds if r["rps"])
+    p50s = sorted(r["p50"] for r in rounds)
+    return {
+        "rps": sum(r["requests"] for r in rounds) / seconds,
+        "p50": p50s[len(p50s) // 2],
+        "p99": max(r["p99"] for r in rounds),
+        "requests": sum(r["requests"] for r in rounds),
+        "ok": sum(r["ok"] for r in rounds),
+        "rounds": rounds,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=10, help="measured seconds per case, over all rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; each runs every case in turn")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=120_000, help="one-time tokens prepared for the POST case")
     opts = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk est introuvable : apt-get install wrk")
+    per_round = max(1, round(opts.seconds / opts.rounds))
 
     work = Path(tempfile.mkdtemp(prefix="bench-http-"))
     db_path = work / "bench.sqlite3"
@@ -203,47 +219,51 @@ def main() -> None:
         # The limiter stays on (its cost is part of a submission) but cannot trip here.
         "SURVEY_RATE_LIMIT": "100000000 per minute",
     }
-    results = {}
-
-    port = free_port()
-    proc = gunicorn("bench.hello:app", port, opts.workers, env, work / "hello.log")
-    try:
-        results["bare Flask hello"] = run_wrk(f"http://127.0.0.1:{port}/", opts.seconds, opts.connections)
-        floor_script = work / "floor.lua"
-        floor_script.write_text(
-            'wrk.method = "POST"\n'
-            'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
-            f"wrk.body = {urllib.parse.urlencode(ANSWERS)!r}\n"
-        )
-        results["bare insert (POST)"] = run_wrk(
-            f"http://127.0.0.1:{port}/insert", opts.seconds, opts.connections, floor_script
-        )
-    finally:
-        stop(proc)
-
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    floor_script = work / "floor.lua"
+    floor_script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
+        f"wrk.body = {urllib.parse.urlencode(ANSWERS)!r}\n"
+    )
+    post_script = work / "post.lua"
+    post_script.write_text(LUA_POST)
+    # Both servers run throughout, idle when not measured; the cases take turns in
+    # each round, so that a slower spell of the machine weighs on all of them alike.
+    hello_port, app_port = free_port(), free_port()
+    hello_base, base = f"http://127.0.0.1:{hello_port}", f"http://127.0.0.1:{app_port}"
     log = work / "app.log"
-    proc = gunicorn("wsgi:app", port, opts.workers, env, log)
+    servers = [gunicorn("bench.hello:app", hello_port, opts.workers, env, work / "hello.log")]
     try:
+        servers.append(gunicorn("wsgi:app", app_port, opts.workers, env, log))
         html_bytes, css_bytes = page_weight(base)
-        results["survey page (GET)"] = run_wrk(f"{base}/s/{SERVICE}", opts.seconds, opts.connections)
         cookie, csrf = session_and_csrf(base)
-        token_file = work / "tokens.txt"
-        token_file.write_text("\n".join(tokens) + "\n")
         body = urllib.parse.urlencode({**ANSWERS, "csrf_token": csrf})
-        post_script = work / "post.lua"
-        post_script.write_text(LUA_POST)
         before = sum(1 for line in log.read_text().splitlines() if line.startswith("POST"))
-        results["submission (POST)"] = run_wrk(
-            f"{base}/s/{SERVICE}",
-            opts.seconds,
-            opts.connections,
-            post_script,
-            [str(token_file), "2", cookie, body],
-        )
+        share = len(tokens) // opts.rounds
+        cases = {
+            "bare Flask hello": lambda i: run_wrk(f"{hello_base}/", per_round, opts.connections),
+            "bare insert (POST)": lambda i: run_wrk(f"{hello_base}/insert", per_round, opts.connections, floor_script),
+            "survey page (GET)": lambda i: run_wrk(f"{base}/s/{SERVICE}", per_round, opts.connections),
+            "submission (POST)": lambda i: run_wrk(
+                f"{base}/s/{SERVICE}",
+                per_round,
+                opts.connections,
+                post_script,
+                [str(token_files[i]), "2", cookie, body],
+            ),
+        }
+        token_files = []
+        for i in range(opts.rounds):
+            token_files.append(work / f"tokens-{i}.txt")
+            token_files[i].write_text("\n".join(tokens[i * share : (i + 1) * share]) + "\n")
+        rounds: dict[str, list[dict]] = {name: [] for name in cases}
+        for i in range(opts.rounds):
+            for name, case in cases.items():
+                rounds[name].append(case(i))
     finally:
-        stop(proc)
+        for proc in servers:
+            stop(proc)
+    results = {name: combine(r) for name, r in rounds.items()}
     lines = log.read_text().splitlines()
     server_ok = sum(1 for line in lines if line.startswith("POST") and line.endswith(" 200"))
     server_posts = sum(1 for line in lines if line.startswith("POST")) - before
@@ -251,21 +271,28 @@ def main() -> None:
         rows = conn.execute("SELECT COUNT(*) FROM response").fetchone()[0]
         distinct = conn.execute("SELECT COUNT(DISTINCT token) FROM response").fetchone()[0]
     post = results["submission (POST)"]
-    if post["requests"] > len(tokens) // 2:
+    if max(r["requests"] for r in post["rounds"]) > share // 2:
         print("ATTENTION : plus de requêtes que de jetons préparés ; relancez avec --tokens plus grand")
 
-    bare = results["bare Flask hello"]["rps"]
+    bare = results["bare Flask hello"]
     print()
     print(
         f"machine : {os.cpu_count()} cœurs ; gunicorn {opts.workers} workers (sync) ; SQLite WAL ; "
-        f"wrk 2 threads, {opts.connections} connexions, {opts.seconds} s par cas"
+        f"wrk 2 threads, {opts.connections} connexions ; {opts.rounds} tours de {per_round} s par cas, "
+        "les cas à tour de rôle"
     )
-    print(f"{'cas':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'ratio':>8}{'2xx':>9}{'autres':>8}")
+    print(
+        f"{'cas':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'ratio':>8}{'ratio/tour min–max':>22}"
+        f"{'2xx':>9}{'autres':>8}"
+    )
     for name, r in results.items():
+        per_round_ratios = [x["rps"] / b["rps"] for x, b in zip(r["rounds"], bare["rounds"], strict=True)]
+        spread = f"{min(per_round_ratios):.2f}–{max(per_round_ratios):.2f}"
         print(
-            f"{name:<22}{r['rps']:>10.0f}{r['p50']:>10.2f}{r['p99']:>10.2f}{r['rps'] / bare:>8.2f}"
-            f"{r['ok']:>9}{r['requests'] - r['ok']:>8}"
+            f"{name:<22}{r['rps']:>10.0f}{r['p50']:>10.2f}{r['p99']:>10.2f}{r['rps'] / bare['rps']:>8.2f}"
+            f"{spread:>22}{r['ok']:>9}{r['requests'] - r['ok']:>8}"
         )
+    print("(req/s sur l'ensemble des tours ; p50 : médiane des tours ; p99 : le pire des tours)")
     print()
     print(
         f"soumissions : 2xx reçus par wrk {post['ok']}, 2xx envoyés par le serveur {server_ok}, "
@@ -274,7 +301,7 @@ def main() -> None:
     verdict = "OK" if rows == server_ok == distinct else "ÉCART"
     print(
         f"intégrité : lignes = 2xx du serveur = jetons distincts -> {verdict} "
-        f"(wrk coupe à la fin {server_ok - post['ok']} réponses déjà envoyées)"
+        f"(wrk coupe à la fin de chaque tour {server_ok - post['ok']} réponses déjà envoyées)"
     )
     print(
         f"poids de la page : HTML {html_bytes} o + CSS {css_bytes} o = {html_bytes + css_bytes} o "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -13,7 +14,6 @@ from typing import Any
 from flask import current_app
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import validate_csrf
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from limits import parse_many
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -153,38 +153,23 @@ def count_submission() -> None:
 # ------------------------------------------------------------------------ tokens
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    return _serializer_for(current_app.config["SECRET_KEY"])
+#: A token is 16 random bytes, URL-safe base64 without padding.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
 
 
-@lru_cache(maxsize=4)
-def _serializer_for(secret_key: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret_key, salt="survey-submission")
+def new_token() -> str:
+    """A one-time token for one display of a form: it names the response once stored.
+
+    It is not signed: the form's CSRF token, signed, tied to the visitor's session and
+    timed (`SURVEY_TOKEN_MAX_AGE`), already says the form came from this site and is
+    recent. The one-time token only has to be unguessable, so that nobody can take a
+    resident's place, and seen once.
+    """
+    return secrets.token_urlsafe(16)
 
 
-def new_token(service_slug: str) -> str:
-    """A one-time token for one display of a service's form."""
-    return _serializer().dumps([service_slug, secrets.token_urlsafe(16)])
-
-
-class TokenError(Exception):
-    """The form's token is missing, forged, for another service, or expired."""
-
-    def __init__(self, expired: bool):
-        self.expired = expired
-
-
-def read_token(token: str, service_slug: str) -> str:
-    """The nonce of a valid token; the nonce identifies the response once stored."""
-    try:
-        slug, nonce = _serializer().loads(token, max_age=current_app.config["SURVEY_TOKEN_MAX_AGE"])
-    except SignatureExpired as exc:
-        raise TokenError(expired=True) from exc
-    except (BadSignature, ValueError, TypeError) as exc:
-        raise TokenError(expired=False) from exc
-    if slug != service_slug:
-        raise TokenError(expired=False)
-    return nonce
+def is_token(token: str) -> bool:
+    return _TOKEN.fullmatch(token) is not None
 
 
 @dataclass(frozen=True)
@@ -193,7 +178,8 @@ class Outcome:
 
     #: Stored now, or earlier under the same token (a double tap, a refresh, a retry).
     stored: bool = False
-    #: Why nothing was stored apart from the answers: "honeypot", "csrf", "expired" or "token".
+    #: Why nothing was stored apart from the answers: "honeypot", "csrf" (missing, forged
+    #: or expired) or "token" (missing or malformed).
     problem: str | None = None
     #: Answer errors by question key, as `Questionnaire.clean` words them (code, params).
     errors: Mapping[str, tuple[str, dict]] = field(default_factory=dict)
@@ -222,10 +208,9 @@ def take_submission(context: SurveyContext, formdata) -> Outcome:
             return Outcome(problem="csrf", errors=errors)
     if errors:
         return Outcome(errors=errors)
-    try:
-        nonce = read_token(formdata.get("token") or "", context.service_slug)
-    except TokenError as exc:
-        return Outcome(problem="expired" if exc.expired else "token")
+    token = formdata.get("token") or ""
+    if not is_token(token):
+        return Outcome(problem="token")
     channel = formdata.get("channel")
     # A token seen before is the same response (double tap, refresh, retry): stored once.
     store_response(
@@ -233,7 +218,7 @@ def take_submission(context: SurveyContext, formdata) -> Outcome:
             service_id=context.service_id,
             site_id=context.site_id,
             version_id=context.version_id,
-            token=nonce,
+            token=token,
             questionnaire=context.questionnaire,
             answers=answers,
             channel=Channel(channel) if channel in WEB_CHANNELS else Channel.link,

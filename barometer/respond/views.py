@@ -70,7 +70,7 @@ def refuse_too_many(error):
 
 def _show_answers(form, context, lang: str, notice: str | None, status: int):
     """The form again, with what the resident typed, a fresh token and what went wrong."""
-    form.token.data = new_token(context.service_slug)
+    form.token.data = new_token()
     return _no_store(
         render_template(
             "respond/survey.html",
@@ -95,11 +95,11 @@ def _fresh_form(context, lang: str, channel: str):
     """
     channel = channel if channel in WEB_CHANNELS else Channel.link.value
     key = ("form", lang, channel)
-    page = context.pages.get(key)
-    if page is None:
+    parts = context.pages.get(key)
+    if parts is None:
         form = survey_form(context, lang)
         form.channel.data, form.token.data = channel, _TOKEN_SLOT
-        page = context.pages[key] = render_template(
+        html = render_template(
             "respond/survey.html",
             form=form,
             context=context,
@@ -108,8 +108,13 @@ def _fresh_form(context, lang: str, channel: str):
             csrf_value=_CSRF_SLOT,
             condition_label=lambda q: condition_label(context, q, lang),
         )
-    html = page.replace(_CSRF_SLOT, generate_csrf(), 1).replace(_TOKEN_SLOT, new_token(context.service_slug), 1)
-    return _no_store(html, 200)
+        # Encoded once: the page around the CSRF token, then around the one-time token.
+        before, rest = html.split(_CSRF_SLOT)
+        between, after = rest.split(_TOKEN_SLOT)
+        parts = context.pages[key] = (before.encode(), between.encode(), after.encode())
+    before, between, after = parts
+    body = b"".join((before, generate_csrf().encode(), between, new_token().encode(), after))
+    return _no_store(body, 200)
 
 
 def _thanks(context, lang: str):
@@ -117,7 +122,7 @@ def _thanks(context, lang: str):
     key = ("thanks", lang)
     page = context.pages.get(key)
     if page is None:
-        page = context.pages[key] = render_template("respond/thanks.html", context=context, lang=lang)
+        page = context.pages[key] = render_template("respond/thanks.html", context=context, lang=lang).encode()
     return _no_store(page, 200)
 
 
@@ -125,7 +130,7 @@ def _thanks(context, lang: str):
 _NO_STORE = (("Cache-Control", "no-store"), ("Vary", "Accept-Language, Cookie"))
 
 
-def _no_store(html: str, status: int):
+def _no_store(html: str | bytes, status: int):
     return current_app.response_class(html, status, _NO_STORE)
 
 

@@ -31,7 +31,7 @@ def test_one_field_per_question_in_definition_order(surveys):
 
 def test_valid_answers_are_cleaned_and_stored(surveys):
     with surveys.test_request_context():
-        token = new_token("piscine")
+        token = new_token()
     data = [
         ("overall", "5"),
         ("courtesy", "na"),

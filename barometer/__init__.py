@@ -1,5 +1,6 @@
 """Baromètre: a satisfaction barometer for local public services."""
 
+from functools import partial
 from pathlib import Path
 
 from babel import Locale
@@ -49,6 +50,7 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
     limiter.init_app(app)
+    _limit_explicitly(app, limiter)
     babel.init_app(app, default_locale="fr", locale_selector=select_locale)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -70,6 +72,27 @@ def register_extensions(app: Flask) -> None:
         from flask_babel import get_locale
 
         return {"current_lang": str(get_locale())}
+
+
+def _limit_explicitly(app: Flask, limiter) -> None:
+    """Keep Flask-Limiter's storage and strategy; drop its hooks on every request.
+
+    Every limit here is explicit: survey submissions are counted by their view
+    (`respond.services.count_submission`), sign-in attempts by the decorator on the
+    sign-in view, which checks its own limit. The extension's hooks would resolve
+    default, application and blueprint limits, which this app does not have, on every
+    request, and write headers, which are off: measured, a fifth of a survey page's cost.
+    """
+    for name in ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION"):
+        if app.config.get(name):
+            raise RuntimeError(f"{name} n'est pas pris en charge : les limites sont SURVEY_RATE_LIMIT et la connexion.")
+
+    def is_limiter_hook(function) -> bool:
+        bound_to = function.args[0] if isinstance(function, partial) and function.args else None
+        return getattr(function, "__self__", bound_to) is limiter
+
+    for hooks in (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs):
+        hooks[None] = [f for f in hooks.get(None, ()) if not is_limiter_hook(f)]
 
 
 def _tune_sqlite(engine) -> None:

@@ -1,6 +1,5 @@
 """Flask extensions, created unbound and initialised in the app factory."""
 
-from flask import request
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -32,13 +31,6 @@ login_manager = LoginManager()
 # The key is the client address; it lives only in the limiter's storage, with a
 # time to live, and is never written next to a response.
 limiter = Limiter(key_func=get_remote_address)
-
-
-@limiter.request_filter
-def _reads_are_not_limited() -> bool:
-    # Only submissions are limited: page views skip the limiter's work entirely, and a
-    # survey submission is counted by the view itself (respond.services.count_submission).
-    return request.method in ("GET", "HEAD", "OPTIONS") or request.endpoint == "respond.submit_survey"
 
 
 babel = Babel()

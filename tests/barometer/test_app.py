@@ -1,0 +1,35 @@
+"""Settings the application refuses or adapts at start-up."""
+
+import pytest
+
+from barometer import create_app
+from barometer.config import TestConfig
+
+
+def settings(**overrides):
+    config = {key: getattr(TestConfig, key) for key in dir(TestConfig) if key.isupper()}
+    config.update(overrides)
+    return config
+
+
+def test_no_secret_key_is_refused_with_the_way_to_set_one():
+    with pytest.raises(RuntimeError, match="SECRET_KEY n'est pas défini"):
+        create_app(settings(SECRET_KEY=None))
+
+
+@pytest.mark.parametrize("name", ["RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION"])
+def test_a_limit_the_app_would_not_apply_is_refused(name):
+    with pytest.raises(RuntimeError, match=f"{name} n'est pas pris en charge"):
+        create_app(settings(**{name: "100 per minute"}))
+
+
+def test_pooled_connections_are_checked_only_for_a_database_server():
+    sqlite = create_app(settings(SQLALCHEMY_DATABASE_URI="sqlite://"))
+    server = create_app(settings(SQLALCHEMY_DATABASE_URI="postgresql+psycopg://user@db.invalid/barometre"))
+    assert "pool_pre_ping" not in sqlite.config["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert server.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_pre_ping"] is True
+
+
+def test_the_form_lifetime_dates_the_csrf_token_too():
+    app = create_app(settings(SURVEY_TOKEN_MAX_AGE=600))
+    assert app.config["WTF_CSRF_TIME_LIMIT"] == 600

@@ -112,6 +112,19 @@ def gunicorn(app: str, port: int, workers: int, env: dict, log: Path) -> subproc
     return proc
 
 
+def worker_cpu(proc: subprocess.Popen) -> float:
+    """CPU seconds (user + system) used so far by a gunicorn arbiter's workers (Linux)."""
+    pids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # a worker that has just exited
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     proc.wait(timeout=30)
@@ -190,6 +203,7 @@ def combine(rounds: list[dict]) -> dict:
         "requests": sum(r["requests"] for r in rounds),
         "ok": sum(r["ok"] for r in rounds),
         "rounds": rounds,
+        "cpu_ms": 1000 * sum(r["cpu"] for r in rounds) / sum(r["requests"] for r in rounds),
     }
 
 
@@ -256,10 +270,14 @@ def main() -> None:
         for i in range(opts.rounds):
             token_files.append(work / f"tokens-{i}.txt")
             token_files[i].write_text("\n".join(tokens[i * share : (i + 1) * share]) + "\n")
+        server_of = {name: servers[0] if name.startswith("bare") else servers[1] for name in cases}
         rounds: dict[str, list[dict]] = {name: [] for name in cases}
         for i in range(opts.rounds):
             for name, case in cases.items():
-                rounds[name].append(case(i))
+                before_cpu = worker_cpu(server_of[name])
+                result = case(i)
+                result["cpu"] = worker_cpu(server_of[name]) - before_cpu
+                rounds[name].append(result)
     finally:
         for proc in servers:
             stop(proc)
@@ -283,16 +301,19 @@ def main() -> None:
     )
     print(
         f"{'cas':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'ratio':>8}{'ratio/tour min–max':>22}"
-        f"{'2xx':>9}{'autres':>8}"
+        f"{'CPU ms/req':>12}{'2xx':>9}{'autres':>8}"
     )
     for name, r in results.items():
         per_round_ratios = [x["rps"] / b["rps"] for x, b in zip(r["rounds"], bare["rounds"], strict=True)]
         spread = f"{min(per_round_ratios):.2f}–{max(per_round_ratios):.2f}"
         print(
             f"{name:<22}{r['rps']:>10.0f}{r['p50']:>10.2f}{r['p99']:>10.2f}{r['rps'] / bare['rps']:>8.2f}"
-            f"{spread:>22}{r['ok']:>9}{r['requests'] - r['ok']:>8}"
+            f"{spread:>22}{r['cpu_ms']:>12.3f}{r['ok']:>9}{r['requests'] - r['ok']:>8}"
         )
-    print("(req/s sur l'ensemble des tours ; p50 : médiane des tours ; p99 : le pire des tours)")
+    print(
+        "(req/s sur l'ensemble des tours ; p50 : médiane des tours ; p99 : le pire des tours ; "
+        "CPU ms/req : temps processeur des processus gunicorn par requête, hors wrk)"
+    )
     print()
     print(
         f"soumissions : 2xx reçus par wrk {post['ok']}, 2xx envoyés par le serveur {server_ok}, "

@@ -92,7 +92,8 @@ def wait_for(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"le serveur n'a pas démarré sur le port {port}")
 
 
-def gunicorn(app: str, port: int, workers: int, env: dict, log: Path) -> subprocess.Popen:
+def gunicorn(app: str, port: int, workers: int, env: dict) -> subprocess.Popen:
+    """Gunicorn as in production: sync workers, no access log; the counting hooks only."""
     cmd = [
         sys.executable,
         "-m",
@@ -101,10 +102,8 @@ def gunicorn(app: str, port: int, workers: int, env: dict, log: Path) -> subproc
         str(workers),
         "--bind",
         f"127.0.0.1:{port}",
-        "--access-logfile",
-        str(log),
-        "--access-logformat",
-        "%(m)s %(U)s %(s)s",
+        "--config",
+        str(ROOT / "bench" / "gunicorn_counts.py"),
         app,
     ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -128,6 +127,15 @@ def worker_cpu(proc: subprocess.Popen) -> float:
 def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     proc.wait(timeout=30)
+
+
+def server_counts(folder: Path) -> tuple[int, int]:
+    """(POST requests answered, of which 2xx) over the workers that wrote their counts."""
+    posts = ok = 0
+    for path in folder.iterdir():
+        p, o = path.read_text().split()
+        posts, ok = posts + int(p), ok + int(o)
+    return posts, ok
 
 
 def run_wrk(
@@ -225,6 +233,9 @@ def main() -> None:
     tokens = prepare_database(db_path, opts.tokens)
     print(f"préparation : base migrée et {len(tokens)} jetons en {time.perf_counter() - t0:.1f} s")
     create_floor_database(work / "floor.sqlite3")
+    counts_dirs = {"hello": work / "counts-hello", "app": work / "counts-app"}
+    for folder in counts_dirs.values():
+        folder.mkdir()
     env = {
         **os.environ,
         "BENCH_FLOOR_DB": str(work / "floor.sqlite3"),
@@ -245,14 +256,16 @@ def main() -> None:
     # each round, so that a slower spell of the machine weighs on all of them alike.
     hello_port, app_port = free_port(), free_port()
     hello_base, base = f"http://127.0.0.1:{hello_port}", f"http://127.0.0.1:{app_port}"
-    log = work / "app.log"
-    servers = [gunicorn("bench.hello:app", hello_port, opts.workers, env, work / "hello.log")]
+    servers = [
+        gunicorn("bench.hello:app", hello_port, opts.workers, {**env, "BENCH_COUNTS_DIR": str(counts_dirs["hello"])})
+    ]
     try:
-        servers.append(gunicorn("wsgi:app", app_port, opts.workers, env, log))
+        servers.append(
+            gunicorn("wsgi:app", app_port, opts.workers, {**env, "BENCH_COUNTS_DIR": str(counts_dirs["app"])})
+        )
         html_bytes, css_bytes = page_weight(base)
         cookie, csrf = session_and_csrf(base)
         body = urllib.parse.urlencode({**ANSWERS, "csrf_token": csrf})
-        before = sum(1 for line in log.read_text().splitlines() if line.startswith("POST"))
         share = len(tokens) // opts.rounds
         cases = {
             "bare Flask hello": lambda i: run_wrk(f"{hello_base}/", per_round, opts.connections),
@@ -282,9 +295,7 @@ def main() -> None:
         for proc in servers:
             stop(proc)
     results = {name: combine(r) for name, r in rounds.items()}
-    lines = log.read_text().splitlines()
-    server_ok = sum(1 for line in lines if line.startswith("POST") and line.endswith(" 200"))
-    server_posts = sum(1 for line in lines if line.startswith("POST")) - before
+    server_posts, server_ok = server_counts(counts_dirs["app"])
     with sqlite3.connect(db_path) as conn:
         rows = conn.execute("SELECT COUNT(*) FROM response").fetchone()[0]
         distinct = conn.execute("SELECT COUNT(DISTINCT token) FROM response").fetchone()[0]
@@ -295,7 +306,7 @@ def main() -> None:
     bare = results["bare Flask hello"]
     print()
     print(
-        f"machine : {os.cpu_count()} cœurs ; gunicorn {opts.workers} workers (sync) ; SQLite WAL ; "
+        f"machine : {os.cpu_count()} cœurs ; gunicorn {opts.workers} workers (sync, sans journal d'accès) ; SQLite WAL ; "
         f"wrk 2 threads, {opts.connections} connexions ; {opts.rounds} tours de {per_round} s par cas, "
         "les cas à tour de rôle"
     )

@@ -229,6 +229,27 @@ def test_submissions_are_rate_limited_with_a_french_message_and_answers_kept(sur
     assert client.get("/s/piscine").status_code == 200
 
 
+def test_every_limit_of_the_setting_counts_and_the_longest_says_when_to_return(surveys, app_factory):
+    app = app_factory(SURVEY_RATE_LIMIT="10 per minute;2 per hour")
+    client = app.test_client()
+    statuses = []
+    for _ in range(3):
+        _, tokens = open_form(client)
+        statuses.append(client.post("/s/piscine", data={"overall": "4", **tokens}))
+    assert [p.status_code for p in statuses] == [200, 200, 429]
+    assert 60 < int(statuses[-1].headers["Retry-After"]) <= 3600
+    assert count(app) == 2
+
+
+def test_submissions_are_not_limited_when_limiting_is_off(surveys, app_factory):
+    app = app_factory(SURVEY_RATE_LIMIT="1 per minute", RATELIMIT_ENABLED=False)
+    client = app.test_client()
+    for _ in range(3):
+        _, tokens = open_form(client)
+        assert client.post("/s/piscine", data={"overall": "4", **tokens}).status_code == 200
+    assert count(app) == 3
+
+
 def test_no_ip_address_is_stored(surveys, client):
     _, tokens = open_form(client)
     client.post("/s/piscine", data={"overall": "4", **tokens}, environ_base={"REMOTE_ADDR": "203.0.113.77"})

@@ -92,3 +92,24 @@ def test_simultaneous_retries_of_one_token_store_one_response(surveys):
     assert sorted(created for _, created in results) == [False] * 5 + [True]
     assert len({response_id for response_id, _ in results}) == 1
     assert counts(surveys) == (1, 2)
+
+
+def test_a_row_refused_for_another_reason_than_its_token_is_an_error_and_leaves_nothing(surveys):
+    from barometer.respond.services import get_survey
+
+    with surveys.test_request_context("/s/piscine"):
+        context = get_survey("piscine")
+        answers, _ = context.questionnaire.clean({"overall": "5", "courtesy": "4"})
+    with surveys.app_context():
+        orphan = storage.Submission(
+            service_id=context.service_id,
+            version_id=10**9,  # no such questionnaire version
+            token="an-orphan-token-000000",
+            questionnaire=context.questionnaire,
+            answers=answers,
+        )
+        dbapi = db.engine.dialect.loaded_dbapi
+        with pytest.raises(dbapi.IntegrityError):
+            storage.store_response(orphan)
+        db.session.remove()
+    assert counts(surveys) == (0, 0)

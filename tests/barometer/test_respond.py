@@ -209,13 +209,19 @@ def test_a_filled_honeypot_is_refused(surveys, client):
     assert count(surveys) == 0
 
 
+def submit_in_a_row(client, times: int, answers: dict) -> list:
+    """Open the form and send it, `times` times from one address; the replies."""
+    replies = []
+    for _ in range(times):
+        _, tokens = open_form(client)
+        replies.append(client.post("/s/piscine", data={**answers, **tokens}))
+    return replies
+
+
 def test_submissions_are_rate_limited_with_a_french_message_and_answers_kept(surveys, app_factory):
     app = app_factory(SURVEY_RATE_LIMIT="3 per minute")
     client = app.test_client()
-    statuses = []
-    for _ in range(4):
-        _, tokens = open_form(client)
-        statuses.append(client.post("/s/piscine", data={"overall": "4", "courtesy": "2", **tokens}))
+    statuses = submit_in_a_row(client, 4, {"overall": "4", "courtesy": "2"})
     assert [p.status_code for p in statuses] == [200, 200, 200, 429]
     html = statuses[-1].get_data(as_text=True)
     assert "Trop de réponses ont été envoyées depuis cette connexion en peu de temps." in html
@@ -231,11 +237,7 @@ def test_submissions_are_rate_limited_with_a_french_message_and_answers_kept(sur
 
 def test_every_limit_of_the_setting_counts_and_the_longest_says_when_to_return(surveys, app_factory):
     app = app_factory(SURVEY_RATE_LIMIT="10 per minute;2 per hour")
-    client = app.test_client()
-    statuses = []
-    for _ in range(3):
-        _, tokens = open_form(client)
-        statuses.append(client.post("/s/piscine", data={"overall": "4", **tokens}))
+    statuses = submit_in_a_row(app.test_client(), 3, {"overall": "4"})
     assert [p.status_code for p in statuses] == [200, 200, 429]
     assert 60 < int(statuses[-1].headers["Retry-After"]) <= 3600
     assert count(app) == 2
@@ -243,10 +245,8 @@ def test_every_limit_of_the_setting_counts_and_the_longest_says_when_to_return(s
 
 def test_submissions_are_not_limited_when_limiting_is_off(surveys, app_factory):
     app = app_factory(SURVEY_RATE_LIMIT="1 per minute", RATELIMIT_ENABLED=False)
-    client = app.test_client()
-    for _ in range(3):
-        _, tokens = open_form(client)
-        assert client.post("/s/piscine", data={"overall": "4", **tokens}).status_code == 200
+    statuses = submit_in_a_row(app.test_client(), 3, {"overall": "4"})
+    assert [p.status_code for p in statuses] == [200, 200, 200]
     assert count(app) == 3
 
 

@@ -138,7 +138,10 @@ def store_response(sub: Submission) -> tuple[int, bool]:
         finally:
             cursor.close()
     except BaseException:
-        connection.rollback()
+        try:
+            connection.rollback()
+        except Exception:  # a connection that cannot even roll back is not pooled again
+            connection.invalidate()
         raise
     finally:
         connection.close()  # back to the pool

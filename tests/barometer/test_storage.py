@@ -113,3 +113,50 @@ def test_a_row_refused_for_another_reason_than_its_token_is_an_error_and_leaves_
             storage.store_response(orphan)
         db.session.remove()
     assert counts(surveys) == (0, 0)
+
+
+def test_a_connection_that_cannot_roll_back_is_discarded_and_the_first_error_kept(surveys, monkeypatch):
+    from barometer.respond.services import get_survey
+
+    with surveys.test_request_context("/s/piscine"):
+        context = get_survey("piscine")
+        answers, _ = context.questionnaire.clean({"overall": "5", "courtesy": "4"})
+    discarded = []
+
+    with surveys.app_context():
+        engine = db.engine
+        pooled = engine.raw_connection
+
+        class Unrecoverable:
+            """A pooled connection lost mid-write: it cannot roll back either."""
+
+            def __init__(self):
+                self.connection = pooled()
+
+            def __getattr__(self, name):
+                return getattr(self.connection, name)
+
+            def rollback(self):
+                raise RuntimeError("connection lost")
+
+            def invalidate(self):
+                discarded.append(True)
+                self.connection.invalidate()
+
+        def crash(*args):
+            raise ValueError("worker killed mid-write")
+
+        monkeypatch.setattr(engine, "raw_connection", Unrecoverable)
+        monkeypatch.setattr(storage, "_answer_rows", crash)
+        submission = storage.Submission(
+            service_id=context.service_id,
+            version_id=context.version_id,
+            token="a-lost-connection-0000",
+            questionnaire=context.questionnaire,
+            answers=answers,
+        )
+        with pytest.raises(ValueError, match="worker killed mid-write"):
+            storage.store_response(submission)
+        monkeypatch.undo()  # SQLAlchemy's own connections come from raw_connection too
+    assert discarded == [True]
+    assert counts(surveys) == (0, 0)

@@ -45,7 +45,6 @@ class Config:
     #: database server (a file database has no connection to lose).
     SQLALCHEMY_ENGINE_OPTIONS: dict = {}
     BABEL_DEFAULT_LOCALE = "fr"
-    LANGUAGES = ("fr", "en")
     BABEL_TRANSLATION_DIRECTORIES = str(Path(__file__).parent / "translations")
     #: Limit on survey submissions per client address (Flask-Limiter syntax).
     SURVEY_RATE_LIMIT = os.environ.get("SURVEY_RATE_LIMIT", "20 per minute;200 per hour")

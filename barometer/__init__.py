@@ -63,9 +63,10 @@ def register_extensions(app: Flask) -> None:
     def load_user(user_id: str):
         return db.session.get(models.User, int(user_id))
 
-    from .templating import form_error_items
+    from .templating import form_error_items, in_french
 
     app.jinja_env.globals["form_error_items"] = form_error_items
+    app.jinja_env.globals["in_french"] = in_french
 
     @app.context_processor
     def inject_locale():

@@ -1,6 +1,7 @@
 """Helpers available in every template."""
 
 from flask_babel import gettext as _
+from markupsafe import Markup
 
 
 def form_error_items(form) -> list[tuple[str, str]]:
@@ -14,3 +15,9 @@ def form_error_items(form) -> list[tuple[str, str]]:
         first = next((f for f in form if f.type not in ("CSRFTokenField", "HiddenField")), None)
         items.append((f"#{first.id}" if first else "#main", _("Le formulaire a expiré : envoyez-le à nouveau.")))
     return items
+
+
+def in_french(text: str, lang: str):
+    """A name that exists only in French, marked as such inside a page in another language
+    (WCAG 3.1.2, language of parts); escaped like any other value."""
+    return text if lang == "fr" else Markup('<span lang="fr">{}</span>').format(text)

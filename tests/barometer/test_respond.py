@@ -128,6 +128,18 @@ def test_english_messages_with_lang_en(surveys, client):
     assert errors(page.get_data(as_text=True)) == ["Choose a value between 1 and 5."]
 
 
+def test_a_french_name_in_an_english_sentence_is_marked_french_and_escaped(surveys, client):
+    html, tokens = open_form(client, "/s/piscine?lang=en")
+    thanks = client.post("/s/piscine?lang=en", data={"overall": "4", **tokens}).get_data(as_text=True)
+    assert '<span lang="fr">Piscine municipale</span>' in thanks
+    html, tokens = open_form(client, "/s/piscine")
+    thanks = client.post("/s/piscine", data={"overall": "4", **tokens}).get_data(as_text=True)
+    assert "« Piscine municipale »" in thanks and '<span lang="fr">' not in thanks
+    from barometer.templating import in_french
+
+    assert str(in_french("Bains <b> & Co", "en")) == '<span lang="fr">Bains &lt;b&gt; &amp; Co</span>'
+
+
 def test_browser_language_is_followed_and_french_is_the_default(surveys, client):
     html, _ = open_form(client, "/s/piscine", **{"Accept-Language": "en-GB,en;q=0.9"})
     assert '<html lang="en">' in html

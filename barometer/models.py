@@ -59,6 +59,11 @@ class Channel(enum.StrEnum):
 WEB_CHANNELS = frozenset(c.value for c in Channel if c is not Channel.api)
 
 
+def web_channel(value: str | None) -> Channel:
+    """The channel a web form says it came by; anything else (or the API's) is a link."""
+    return Channel(value) if value in WEB_CHANNELS else Channel.link
+
+
 class Role(enum.StrEnum):
     admin = "admin"
     director = "director"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, RadioField, SelectMultipleField, StringField, TextAreaField
+from wtforms import HiddenField, RadioField, SelectMultipleField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 
 from surveys.schema import NOT_APPLICABLE, Question, choices_for
@@ -70,10 +70,6 @@ class SurveyFormBase(FlaskForm):
 
     token = HiddenField()
     channel = HiddenField()
-    #: Hidden from people by CSS; a bot that fills it is refused.
-    website = StringField()
-
-    context: SurveyContext
 
     def show_errors(self, errors) -> None:
         """Put each answer error, in the resident's language, on its field."""
@@ -96,7 +92,5 @@ def survey_form_class(context: SurveyContext, lang: str) -> type[SurveyFormBase]
     return cls
 
 
-def survey_form(context: SurveyContext, lang: str, **kwargs) -> SurveyFormBase:
-    form = survey_form_class(context, lang)(**kwargs)
-    form.context = context
-    return form
+def survey_form(context: SurveyContext, lang: str) -> SurveyFormBase:
+    return survey_form_class(context, lang)()

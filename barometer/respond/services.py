@@ -23,8 +23,8 @@ from wtforms import ValidationError
 from surveys.schema import Choice, Questionnaire, Text, questionnaire_from_dict
 
 from ..extensions import db, limiter
-from ..models import WEB_CHANNELS, Channel, Service, Site
 from ..models import Questionnaire as QuestionnaireRow
+from ..models import Service, Site, web_channel
 from ..storage import Submission, store_response
 
 
@@ -211,7 +211,6 @@ def take_submission(context: SurveyContext, formdata) -> Outcome:
     token = formdata.get("token") or ""
     if not is_token(token):
         return Outcome(problem="token")
-    channel = formdata.get("channel")
     # A token seen before is the same response (double tap, refresh, retry): stored once.
     store_response(
         Submission(
@@ -221,7 +220,7 @@ def take_submission(context: SurveyContext, formdata) -> Outcome:
             token=token,
             questionnaire=context.questionnaire,
             answers=answers,
-            channel=Channel(channel) if channel in WEB_CHANNELS else Channel.link,
+            channel=web_channel(formdata.get("channel")),
         )
     )
     return Outcome(stored=True)

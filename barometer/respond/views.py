@@ -9,7 +9,7 @@ from flask_wtf.csrf import generate_csrf
 
 from ..errors import with_retry_after
 from ..extensions import csrf
-from ..models import WEB_CHANNELS, Channel
+from ..models import web_channel
 from . import bp
 from .forms import condition_label, survey_form
 from .services import count_submission, get_survey, new_token, take_submission
@@ -43,10 +43,10 @@ def show_survey(slug: str, site: str | None = None):
 @csrf.exempt  # take_submission checks the CSRF token itself, so a failure keeps the answers
 def submit_survey(slug: str, site: str | None = None):
     """Take a resident's answers: store them once, or show what to correct."""
-    count_submission()
     context, lang, closed = _open_survey(slug, site)
     if closed:
         return closed
+    count_submission()
     outcome = take_submission(context, request.form)
     if outcome.stored:
         return _thanks(context, lang)
@@ -60,11 +60,11 @@ def submit_survey(slug: str, site: str | None = None):
 
 @bp.errorhandler(429)
 def refuse_too_many(error):
-    """Too many submissions from one address: say so, and keep the answers typed."""
-    if request.endpoint != "respond.submit_survey":
-        return with_retry_after((render_template("errors/error.html", code=429), 429), error)
-    context, lang, closed = _open_survey(request.view_args["slug"], request.view_args.get("site"))
-    page = closed or _show_answers(survey_form(context, lang), context, lang, "rate_limited", 429)
+    """Too many submissions from one address: say so, and keep the answers typed.
+
+    Only `submit_survey` counts submissions, once it has found an open survey."""
+    context, lang, _ = _open_survey(request.view_args["slug"], request.view_args.get("site"))
+    page = _show_answers(survey_form(context, lang), context, lang, "rate_limited", 429)
     return with_retry_after(page, error)
 
 
@@ -93,7 +93,7 @@ def _fresh_form(context, lang: str, channel: str):
     Only the two tokens differ between residents, so they are slotted into a page
     rendered earlier: the page a phone waits for costs no template rendering.
     """
-    channel = channel if channel in WEB_CHANNELS else Channel.link.value
+    channel = web_channel(channel).value
     key = ("form", lang, channel)
     parts = context.pages.get(key)
     if parts is None:
@@ -136,12 +136,8 @@ def _no_store(html: str | bytes, status: int):
 
 def _survey_url(context) -> str:
     base = current_app.config["PUBLIC_BASE_URL"]
-    path = url_for("respond.show_survey", slug=context.service_slug, site=context.site_code, c="qr")
-    return (
-        (base + path)
-        if base
-        else url_for("respond.show_survey", slug=context.service_slug, site=context.site_code, c="qr", _external=True)
-    )
+    url = url_for("respond.show_survey", slug=context.service_slug, site=context.site_code, c="qr", _external=not base)
+    return base + url if base else url
 
 
 @bp.route("/s/<slug>/qr.svg")

@@ -262,6 +262,22 @@ def test_submissions_are_not_limited_when_limiting_is_off(surveys, app_factory):
     assert count(app) == 3
 
 
+def test_posts_to_an_unknown_survey_stay_404_however_many(surveys, app_factory):
+    client = app_factory(SURVEY_RATE_LIMIT="1 per minute").test_client()
+    assert [client.post("/s/nope", data={"overall": "4"}).status_code for _ in range(3)] == [404, 404, 404]
+
+
+def test_one_visitors_flashed_message_never_reaches_the_shared_survey_pages(surveys, app_factory):
+    app = app_factory(SURVEY_CACHE_SECONDS=60)  # the rendered pages are shared
+    first, second = app.test_client(), app.test_client()
+    with first.session_transaction() as session:
+        session["_flashes"] = [("message", "Message pour le premier visiteur")]
+    html, tokens = open_form(first)
+    thanks = first.post("/s/piscine", data={"overall": "4", **tokens}).get_data(as_text=True)
+    for page in (html, thanks, open_form(second)[0]):
+        assert "Message pour le premier visiteur" not in page
+
+
 def test_no_ip_address_is_stored(surveys, client):
     _, tokens = open_form(client)
     client.post("/s/piscine", data={"overall": "4", **tokens}, environ_base={"REMOTE_ADDR": "203.0.113.77"})

@@ -8,12 +8,30 @@ from sqlalchemy import func, select
 from barometer import storage
 from barometer.extensions import db
 from barometer.models import Answer, Response
+from barometer.respond.services import get_survey
 from tests.helpers import form_tokens
 
 
 def counts(app):
     with app.app_context():
         return tuple(db.session.execute(select(func.count()).select_from(m)).scalar_one() for m in (Response, Answer))
+
+
+def piscine_submission(app, token: str, **fields) -> storage.Submission:
+    """A valid answer to the pool's survey (overall 5, courtesy 4), ready to store."""
+    with app.test_request_context("/s/piscine"):
+        context = get_survey("piscine")
+        answers, _ = context.questionnaire.clean({"overall": "5", "courtesy": "4"})
+    return storage.Submission(
+        **{
+            "service_id": context.service_id,
+            "version_id": context.version_id,
+            "token": token,
+            "questionnaire": context.questionnaire,
+            "answers": answers,
+            **fields,
+        }
+    )
 
 
 def test_a_failure_mid_write_leaves_nothing_and_the_retry_stores_once(surveys, monkeypatch):
@@ -63,23 +81,12 @@ def test_two_workers_share_the_rate_limit_through_redis(surveys, app_factory):
 def test_simultaneous_retries_of_one_token_store_one_response(surveys):
     import threading
 
-    from barometer.respond.services import get_survey
-
-    with surveys.test_request_context("/s/piscine"):
-        context = get_survey("piscine")
-        answers, _ = context.questionnaire.clean({"overall": "5", "courtesy": "4"})
+    submission = piscine_submission(surveys, "same-token")
     barrier = threading.Barrier(6)
     results = []
 
     def tap():
         with surveys.app_context():
-            submission = storage.Submission(
-                service_id=context.service_id,
-                version_id=context.version_id,
-                token="same-token",
-                questionnaire=context.questionnaire,
-                answers=answers,
-            )
             barrier.wait()
             results.append(storage.store_response(submission))
             db.session.remove()
@@ -95,19 +102,8 @@ def test_simultaneous_retries_of_one_token_store_one_response(surveys):
 
 
 def test_a_row_refused_for_another_reason_than_its_token_is_an_error_and_leaves_nothing(surveys):
-    from barometer.respond.services import get_survey
-
-    with surveys.test_request_context("/s/piscine"):
-        context = get_survey("piscine")
-        answers, _ = context.questionnaire.clean({"overall": "5", "courtesy": "4"})
+    orphan = piscine_submission(surveys, "an-orphan-token-000000", version_id=10**9)  # no such version
     with surveys.app_context():
-        orphan = storage.Submission(
-            service_id=context.service_id,
-            version_id=10**9,  # no such questionnaire version
-            token="an-orphan-token-000000",
-            questionnaire=context.questionnaire,
-            answers=answers,
-        )
         dbapi = db.engine.dialect.loaded_dbapi
         with pytest.raises(dbapi.IntegrityError):
             storage.store_response(orphan)
@@ -116,11 +112,7 @@ def test_a_row_refused_for_another_reason_than_its_token_is_an_error_and_leaves_
 
 
 def test_a_connection_that_cannot_roll_back_is_discarded_and_the_first_error_kept(surveys, monkeypatch):
-    from barometer.respond.services import get_survey
-
-    with surveys.test_request_context("/s/piscine"):
-        context = get_survey("piscine")
-        answers, _ = context.questionnaire.clean({"overall": "5", "courtesy": "4"})
+    submission = piscine_submission(surveys, "a-lost-connection-0000")
     discarded = []
 
     with surveys.app_context():
@@ -148,13 +140,6 @@ def test_a_connection_that_cannot_roll_back_is_discarded_and_the_first_error_kep
 
         monkeypatch.setattr(engine, "raw_connection", Unrecoverable)
         monkeypatch.setattr(storage, "_answer_rows", crash)
-        submission = storage.Submission(
-            service_id=context.service_id,
-            version_id=context.version_id,
-            token="a-lost-connection-0000",
-            questionnaire=context.questionnaire,
-            answers=answers,
-        )
         with pytest.raises(ValueError, match="worker killed mid-write"):
             storage.store_response(submission)
         monkeypatch.undo()  # SQLAlchemy's own connections come from raw_connection too

@@ -51,7 +51,7 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
     _limit_explicitly(app, limiter)
-    babel.init_app(app, default_locale="fr", locale_selector=select_locale)
+    babel.init_app(app, locale_selector=select_locale)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
@@ -82,7 +82,8 @@ def _limit_explicitly(app: Flask, limiter) -> None:
     (`respond.services.count_submission`), sign-in attempts by the decorator on the
     sign-in view, which checks its own limit. The extension's hooks would resolve
     default, application and blueprint limits, which this app does not have, on every
-    request, and write headers, which are off: measured, a fifth of a survey page's cost.
+    request, and write X-RateLimit-* headers, which a phone has no use for: measured, a
+    fifth of a survey page's cost. A refused request still says when to retry (`errors`).
     """
     for name in ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION"):
         if app.config.get(name):

@@ -50,9 +50,6 @@ class Config:
     SURVEY_RATE_LIMIT = os.environ.get("SURVEY_RATE_LIMIT", "20 per minute;200 per hour")
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
     RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
-    # No X-RateLimit-* headers on every submission (two more storage reads each, and
-    # nothing a phone uses); a refused submission still says when to retry.
-    RATELIMIT_HEADERS_ENABLED = False
     #: How long a survey form may stay open before it must be reloaded (seconds).
     SURVEY_TOKEN_MAX_AGE = int(os.environ.get("SURVEY_TOKEN_MAX_AGE", str(24 * 3600)))
     #: Number of reverse proxies in front of the app whose X-Forwarded-* to trust.

@@ -22,14 +22,13 @@ from .models import (
     Allocation,
     Channel,
     Organisation,
-    Policy,
     Priority,
     Response,
     Role,
     Service,
     User,
 )
-from .respond.services import get_survey
+from .respond.services import get_survey, new_token
 from .storage import Submission, store_responses
 
 DEMO_ORGANISATION = "saint-aubin-des-pres"
@@ -256,7 +255,7 @@ def _service_month(rng, service, context, design, sites, n, month, m_index, n_mo
                 service_id=context.service_id,
                 site_id=sites[site_pick[i]] if sites else None,
                 version_id=context.version_id,
-                token=secrets.token_urlsafe(16),
+                token=new_token(),
                 questionnaire=q,
                 answers=answers,
                 channel=CHANNELS[channel[i]],
@@ -324,19 +323,17 @@ def add_budgets(*, seed: int = 1, years: int = 3, last_year: int | None = None) 
                     volume=int(volume * drift),
                 )
             )
-    policy_ids = {s.policy_id for s in services}
-    for pid in sorted(policy_ids):
-        if db.session.execute(select(Priority).where(Priority.policy_id == pid)).scalar_one_or_none() is None:
-            policy = db.session.get(Policy, pid)
-            db.session.add(
-                Priority(
-                    policy_id=policy.id,
-                    level=int(rng.integers(1, 4)),
-                    floor_eur=Decimal("100000.00"),
-                    satisfaction_target=0.8,
-                    deadline=date(last_year + 1, 12, 31),
-                )
+    prioritised = set(db.session.execute(select(Priority.policy_id)).scalars())
+    for pid in sorted({s.policy_id for s in services} - prioritised):
+        db.session.add(
+            Priority(
+                policy_id=pid,
+                level=int(rng.integers(1, 4)),
+                floor_eur=Decimal("100000.00"),
+                satisfaction_target=0.8,
+                deadline=date(last_year + 1, 12, 31),
             )
+        )
     db.session.commit()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
@@ -91,7 +91,7 @@ def _upsert(bundle: Bundle, report: LoadReport) -> None:
     for o in bundle.organisations:
         org = _get_or_new(Organisation, report, f"collectivité {o.slug}", slug=o.slug)
         org.name, org.kind = o.name, OrganisationKind(o.kind)
-        org.areas = [{"code": a.code, "label": {"fr": a.label.fr, "en": a.label.en}} for a in o.areas]
+        org.areas = [asdict(a) for a in o.areas]
         db.session.flush()
         for s in o.services:
             service = _get_or_new(Service, report, f"service {s.slug}", slug=s.slug)

@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,8 @@ NOT_APPLICABLE = "na"
 PREFER_NOT_TO_SAY = "nsp"
 #: Default and hard maximum length of a free-text answer (characters).
 TEXT_MAX_LENGTH = 2000
+#: How a yes/no answer may arrive; True and False hash as 1 and 0, so they are covered too.
+_YES_NO = {"1": 1, "0": 0, "yes": 1, "no": 0, "oui": 1, "non": 0, 1: 1, 0: 0}
 #: Question keys and slugs: lower case, digits, underscores or hyphens.
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -73,7 +75,7 @@ class Scale:
     key: str
     points: tuple[Point, ...]
 
-    @property
+    @cached_property
     def values(self) -> tuple[int, ...]:
         return tuple(p.value for p in self.points)
 
@@ -228,12 +230,10 @@ def _clean_value(q: Question, value: Any, areas: tuple[Choice, ...]) -> Any:
             raise _Invalid("out_of_range", low=0, high=10)
         return number
     if q.type == "yesno":
-        # True and False hash as 1 and 0, so they are covered too.
-        mapping = {"1": 1, "0": 0, "yes": 1, "no": 0, "oui": 1, "non": 0, 1: 1, 0: 0}
         key = value.strip().lower() if isinstance(value, str) else value
-        if key not in mapping:
+        if key not in _YES_NO:
             raise _Invalid("unknown_choice")
-        return mapping[key]
+        return _YES_NO[key]
     if q.type == "single":
         codes = {c.code for c in choices_for(q, areas)}
         if value not in codes:
@@ -356,23 +356,8 @@ def _parse_scales(r: _Reader, node: Any) -> dict[str, Scale]:
     return scales
 
 
-_QUESTION_FIELDS = {
-    "key",
-    "type",
-    "label",
-    "hint",
-    "required",
-    "section",
-    "role",
-    "scale",
-    "display",
-    "not_applicable",
-    "choices",
-    "choices_from",
-    "max_choices",
-    "max_length",
-    "show_if",
-}
+# A question's YAML keys are its fields.
+_QUESTION_FIELDS = frozenset(f.name for f in fields(Question))
 
 
 def _parse_question(r: _Reader, node: Any, where: str, scales: Mapping[str, Scale], sections: set[str]) -> Question:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from barometer.extensions import db
@@ -44,3 +45,11 @@ def stored_response(app) -> tuple[dict, set[tuple]]:
         }
         answers = {(a.question_key, a.value, a.choice, a.text) for a in response.answers}
         return columns, answers
+
+
+def submit_and_read_back(page, app, thanks: str = "Merci !") -> tuple[dict, set[tuple]]:
+    """Submit, see the thank-you page, and read back the one response this stored."""
+    submit(page)
+    expect(page.locator("h1")).to_have_text(thanks)
+    assert count_responses(app) == 1
+    return stored_response(app)

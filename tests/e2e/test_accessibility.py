@@ -24,6 +24,15 @@ JS = [pytest.param(True, id="js"), pytest.param(False, id="no-js")]
 THANKS = {"fr": "Merci !", "en": "Thank you!"}
 
 
+def in_both_languages_with_and_without_js(test):
+    """Run `test` in French and English, with the app's JavaScript and without it."""
+    return pytest.mark.parametrize("js", JS)(pytest.mark.parametrize("lang", LANGS)(test))
+
+
+def _audit(assert_no_axe_violations, page, what: str, lang: str, js: bool) -> None:
+    assert_no_axe_violations(page, f"{what} ({lang}, {'js' if js else 'no-js'})")
+
+
 def _open_survey(open_phone, lang: str, js: bool, path: str = "/s/piscine"):
     page = open_phone(f"{path}?lang={lang}", block_app_scripts=not js)
     expect(page.locator("html")).to_have_attribute("lang", lang)
@@ -35,16 +44,14 @@ def _open_survey(open_phone, lang: str, js: bool, path: str = "/s/piscine"):
     return page
 
 
-@pytest.mark.parametrize("js", JS)
-@pytest.mark.parametrize("lang", LANGS)
+@in_both_languages_with_and_without_js
 def test_the_survey_page_has_no_axe_violations(open_phone, assert_no_axe_violations, lang, js):
     """The blank survey: zero WCAG 2.1 A/AA violations."""
     page = _open_survey(open_phone, lang, js)
-    assert_no_axe_violations(page, f"the survey page ({lang}, {'js' if js else 'no-js'})")
+    _audit(assert_no_axe_violations, page, "the survey page", lang, js)
 
 
-@pytest.mark.parametrize("js", JS)
-@pytest.mark.parametrize("lang", LANGS)
+@in_both_languages_with_and_without_js
 def test_the_survey_with_answers_and_revealed_follow_up_has_no_axe_violations(
     open_phone, assert_no_axe_violations, lang, js
 ):
@@ -53,11 +60,10 @@ def test_the_survey_with_answers_and_revealed_follow_up_has_no_axe_violations(
     tap_options(page, "overall-3", "courtesy-5", "important_attributes-0", "crowding-0", "crowding_time-1")
     expect(page.locator("#q-crowding_time")).to_be_visible()
     page.locator("#comment").fill("Très bien")
-    assert_no_axe_violations(page, f"the survey being answered ({lang}, {'js' if js else 'no-js'})")
+    _audit(assert_no_axe_violations, page, "the survey being answered", lang, js)
 
 
-@pytest.mark.parametrize("js", JS)
-@pytest.mark.parametrize("lang", LANGS)
+@in_both_languages_with_and_without_js
 def test_the_survey_with_errors_has_no_axe_violations(open_phone, assert_no_axe_violations, lang, js):
     """After a refused submission (no overall answer, comment too long): zero violations."""
     page = _open_survey(open_phone, lang, js)
@@ -73,18 +79,17 @@ def test_the_survey_with_errors_has_no_axe_violations(open_phone, assert_no_axe_
         expect(summary).to_be_focused()
     else:
         expect(summary).not_to_be_focused()
-    assert_no_axe_violations(page, f"the survey with errors ({lang}, {'js' if js else 'no-js'})")
+    _audit(assert_no_axe_violations, page, "the survey with errors", lang, js)
 
 
-@pytest.mark.parametrize("js", JS)
-@pytest.mark.parametrize("lang", LANGS)
+@in_both_languages_with_and_without_js
 def test_the_thank_you_page_has_no_axe_violations(open_phone, assert_no_axe_violations, lang, js):
     """The page after a valid submission: zero violations."""
     page = _open_survey(open_phone, lang, js)
     tap_options(page, "overall-4")
     submit(page)
     expect(page.locator("h1")).to_have_text(THANKS[lang])
-    assert_no_axe_violations(page, f"the thank-you page ({lang}, {'js' if js else 'no-js'})")
+    _audit(assert_no_axe_violations, page, "the thank-you page", lang, js)
 
 
 def _too_small(locator, name: str) -> list[str]:

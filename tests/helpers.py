@@ -2,6 +2,11 @@
 
 import re
 
+from sqlalchemy import func, select
+
+from barometer.extensions import db
+from barometer.models import Response
+
 
 def form_tokens(html: str) -> dict[str, str]:
     """The hidden CSRF and one-time tokens of a rendered survey page."""
@@ -11,3 +16,9 @@ def form_tokens(html: str) -> dict[str, str]:
 def errors(html: str) -> list[str]:
     """The error messages shown next to fields."""
     return re.findall(r'<p class="error" id="[^"]+">([^<]+)</p>', html)
+
+
+def count_rows(app, model=Response) -> int:
+    """How many rows the table of `model` holds."""
+    with app.app_context():
+        return db.session.execute(select(func.count()).select_from(model)).scalar_one()

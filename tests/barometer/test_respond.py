@@ -4,16 +4,11 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from barometer.extensions import db
 from barometer.models import Answer, Channel, Response, Site
-from tests.helpers import errors, form_tokens
-
-
-def count(app, model=Response) -> int:
-    with app.app_context():
-        return db.session.execute(select(func.count()).select_from(model)).scalar_one()
+from tests.helpers import count_rows, errors, form_tokens
 
 
 def open_form(client, url="/s/piscine", **headers):
@@ -73,7 +68,7 @@ def test_a_valid_submission_is_stored_with_its_answers(surveys, client):
 def test_only_overall_is_required(surveys, client):
     _, tokens = open_form(client, "/s/etat-civil")
     assert client.post("/s/etat-civil", data={"overall": "3", **tokens}).status_code == 200
-    assert count(surveys) == 1 and count(surveys, Answer) == 1
+    assert count_rows(surveys) == 1 and count_rows(surveys, Answer) == 1
 
 
 @pytest.mark.parametrize(
@@ -118,7 +113,7 @@ def test_an_invalid_answer_is_explained_and_the_others_kept(surveys, client, dat
     assert 'name="sex" id="sex-1" value="m" checked' in html
     if "comment" in kept:
         assert ">Bassin agréable</textarea>" in html
-    assert count(surveys) == 0
+    assert count_rows(surveys) == 0
 
 
 def test_english_messages_with_lang_en(surveys, client):
@@ -153,8 +148,8 @@ def test_double_tap_refresh_and_retry_store_one_response(surveys, client):
     pages = [client.post("/s/piscine", data=data) for _ in range(3)]
     assert [p.status_code for p in pages] == [200, 200, 200]
     assert all("Merci !" in p.get_data(as_text=True) for p in pages)
-    assert count(surveys) == 1
-    assert count(surveys, Answer) == 10
+    assert count_rows(surveys) == 1
+    assert count_rows(surveys, Answer) == 10
 
 
 def test_a_replayed_token_with_other_answers_changes_nothing(surveys, client):
@@ -162,7 +157,7 @@ def test_a_replayed_token_with_other_answers_changes_nothing(surveys, client):
     client.post("/s/piscine", data={"overall": "5", **tokens})
     page = client.post("/s/piscine", data={"overall": "1", "comment": "autre", **tokens})
     assert "Merci !" in page.get_data(as_text=True)
-    assert count(surveys) == 1
+    assert count_rows(surveys) == 1
     with surveys.app_context():
         assert db.session.execute(select(Answer.value).where(Answer.question_key == "overall")).scalar_one() == 5.0
 
@@ -171,7 +166,7 @@ def test_two_forms_make_two_responses(surveys, client):
     for _ in range(2):
         _, tokens = open_form(client)
         client.post("/s/piscine", data={"overall": "4", **tokens})
-    assert count(surveys) == 2
+    assert count_rows(surveys) == 2
 
 
 def refused(app, client, data: dict, message: str) -> str:
@@ -180,7 +175,7 @@ def refused(app, client, data: dict, message: str) -> str:
     html = page.get_data(as_text=True)
     assert page.status_code == 400
     assert message in html
-    assert count(app) == 0
+    assert count_rows(app) == 0
     return html
 
 
@@ -247,7 +242,7 @@ def test_submissions_are_rate_limited_with_a_french_message_and_answers_kept(sur
     html = statuses[-1].get_data(as_text=True)
     assert "Trop de réponses ont été envoyées depuis cette connexion en peu de temps." in html
     assert checked(html, "overall", "4") and checked(html, "courtesy", "2")
-    assert count(app) == 3
+    assert count_rows(app) == 3
     # The refusal says when to come back (within the minute); accepted submissions
     # carry no limiter headers.
     assert 1 <= int(statuses[-1].headers["Retry-After"]) <= 60
@@ -261,14 +256,14 @@ def test_every_limit_of_the_setting_counts_and_the_longest_says_when_to_return(s
     statuses = submit_in_a_row(app.test_client(), 3, {"overall": "4"})
     assert [p.status_code for p in statuses] == [200, 200, 429]
     assert 60 < int(statuses[-1].headers["Retry-After"]) <= 3600
-    assert count(app) == 2
+    assert count_rows(app) == 2
 
 
 def test_submissions_are_not_limited_when_limiting_is_off(surveys, app_factory):
     app = app_factory(SURVEY_RATE_LIMIT="1 per minute", RATELIMIT_ENABLED=False)
     statuses = submit_in_a_row(app.test_client(), 3, {"overall": "4"})
     assert [p.status_code for p in statuses] == [200, 200, 200]
-    assert count(app) == 3
+    assert count_rows(app) == 3
 
 
 def test_posts_to_an_unknown_survey_stay_404_however_many(surveys, app_factory):
@@ -310,7 +305,7 @@ def test_a_closed_survey_says_so_and_takes_nothing(surveys, client):
     assert "Cette enquête est close" in page.get_data(as_text=True)
     _, tokens = open_form(client)
     assert client.post("/s/archives", data={"overall": "4", **tokens}).status_code == 410
-    assert count(surveys) == 0
+    assert count_rows(surveys) == 0
 
 
 def test_page_is_accessible_markup_without_javascript(surveys, client):
@@ -377,7 +372,7 @@ def test_an_oversized_submission_is_refused_in_french(surveys, client):
     page = client.post("/s/piscine", data={"overall": "4", "comment": "x" * 100_000, **tokens})
     assert page.status_code == 413
     assert "Raccourcissez votre texte" in page.get_data(as_text=True)
-    assert count(surveys) == 0
+    assert count_rows(surveys) == 0
 
 
 def test_the_time_of_a_response_is_kept_to_the_hour_only(surveys, client):

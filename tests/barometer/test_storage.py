@@ -4,18 +4,16 @@ import os
 import socket
 
 import pytest
-from sqlalchemy import func, select
 
 from barometer import storage
 from barometer.extensions import db
 from barometer.models import Answer, Response
 from barometer.respond.services import get_survey
-from tests.helpers import form_tokens
+from tests.helpers import count_rows, form_tokens
 
 
-def counts(app):
-    with app.app_context():
-        return tuple(db.session.execute(select(func.count()).select_from(m)).scalar_one() for m in (Response, Answer))
+def counts(app) -> tuple[int, int]:
+    return count_rows(app, Response), count_rows(app, Answer)
 
 
 def piscine_submission(app, token: str, **fields) -> storage.Submission:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from playwright.sync_api import expect
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from barometer.extensions import db
 from barometer.models import Response, Site
+from tests.helpers import count_rows
 
 
 def option(page, input_id: str):
@@ -24,11 +25,6 @@ def submit(page) -> None:
     """Tap the submit button and wait for the page that answers the POST."""
     with page.expect_navigation():
         page.locator("#submit").tap()
-
-
-def count_responses(app) -> int:
-    with app.app_context():
-        return db.session.execute(select(func.count()).select_from(Response)).scalar_one()
 
 
 def stored_response(app) -> tuple[dict, set[tuple]]:
@@ -51,5 +47,5 @@ def submit_and_read_back(page, app, thanks: str = "Merci !") -> tuple[dict, set[
     """Submit, see the thank-you page, and read back the one response this stored."""
     submit(page)
     expect(page.locator("h1")).to_have_text(thanks)
-    assert count_responses(app) == 1
+    assert count_rows(app) == 1
     return stored_response(app)

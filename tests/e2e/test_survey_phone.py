@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from .helpers import count_responses, option, submit, submit_and_read_back, tap_options
+from tests.helpers import count_rows
+
+from .helpers import option, submit, submit_and_read_back, tap_options
 
 pytestmark = pytest.mark.e2e
 
@@ -115,7 +117,7 @@ def test_an_error_keeps_every_answer_and_the_corrected_form_is_stored_once(open_
     expect(page.locator("#comment")).to_have_value(text)
     if mistake == "comment-too-long":
         expect(page.locator("#overall-3")).to_be_checked()
-    assert count_responses(surveys) == 0
+    assert count_rows(surveys) == 0
 
     if mistake == "comment-too-long":
         page.locator("#comment").fill("Bassin agréable")
@@ -167,7 +169,7 @@ def test_without_javascript_an_error_keeps_the_answers(open_phone, surveys):
     expect(page.locator('#error-summary a[href="#overall-0"]')).to_have_count(1)
     expect(page.locator("#courtesy-2")).to_be_checked()
     expect(page.locator("#frequency-0")).to_be_checked()
-    assert count_responses(surveys) == 0
+    assert count_rows(surveys) == 0
 
     tap_options(page, "overall-4")
     submit_and_read_back(page, surveys)

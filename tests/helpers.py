@@ -22,3 +22,11 @@ def count_rows(app, model=Response) -> int:
     """How many rows the table of `model` holds."""
     with app.app_context():
         return db.session.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def open_form(client, url: str = "/s/piscine", **headers) -> tuple[str, dict[str, str]]:
+    """Open a survey as a resident would: its page and the form's tokens."""
+    page = client.get(url, headers=headers)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    return html, form_tokens(html)

@@ -40,9 +40,9 @@ def reword_courtesy(root, text):
 
 
 def answer_once(client, slug):
-    from tests.helpers import form_tokens
+    from tests.helpers import open_form
 
-    tokens = form_tokens(client.get(f"/s/{slug}").get_data(as_text=True))
+    _, tokens = open_form(client, f"/s/{slug}")
     assert client.post(f"/s/{slug}", data={"overall": "4", "courtesy": "5", **tokens}).status_code == 200
 
 

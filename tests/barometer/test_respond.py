@@ -8,14 +8,7 @@ from sqlalchemy import select
 
 from barometer.extensions import db
 from barometer.models import Answer, Channel, Response, Site
-from tests.helpers import count_rows, errors, form_tokens
-
-
-def open_form(client, url="/s/piscine", **headers):
-    page = client.get(url, headers=headers)
-    assert page.status_code == 200
-    return page.get_data(as_text=True), form_tokens(page.get_data(as_text=True))
-
+from tests.helpers import count_rows, errors, open_form
 
 VALID = {
     "overall": "4",

@@ -9,7 +9,7 @@ from barometer import storage
 from barometer.extensions import db
 from barometer.models import Answer, Response
 from barometer.respond.services import get_survey
-from tests.helpers import count_rows, form_tokens
+from tests.helpers import count_rows, open_form
 
 
 def counts(app) -> tuple[int, int]:
@@ -35,7 +35,7 @@ def piscine_submission(app, token: str, **fields) -> storage.Submission:
 
 def test_a_failure_mid_write_leaves_nothing_and_the_retry_stores_once(surveys, monkeypatch):
     client = surveys.test_client()
-    tokens = form_tokens(client.get("/s/piscine").get_data(as_text=True))
+    _, tokens = open_form(client)
     data = {"overall": "4", "courtesy": "5", "comment": "Très bien", **tokens}
     real = storage._answer_rows
 
@@ -75,7 +75,7 @@ def test_two_workers_share_the_rate_limit_through_redis(surveys, app_factory):
     statuses = []
     for i in range(4):
         client = workers[i % 2]
-        tokens = form_tokens(client.get("/s/piscine").get_data(as_text=True))
+        _, tokens = open_form(client)
         statuses.append(client.post("/s/piscine", data={"overall": "4", **tokens}).status_code)
     assert statuses == [200, 200, 200, 429]
     assert counts(surveys)[0] == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from barometer.extensions import db
 from barometer.models import Role, User
@@ -57,7 +58,7 @@ def test_staff_pages_have_no_axe_violations(open_page, assert_no_axe_violations,
     page.fill("#email", "dgs@example.fr")
     page.fill("#password", "wrong password")
     page.click("button[type=submit]")
-    assert page.locator("#error-summary").is_visible()
+    expect(page.locator("#error-summary")).to_be_visible()
     assert_no_axe_violations(page, "the login page with an error")
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")

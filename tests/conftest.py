@@ -6,6 +6,7 @@ and every table is emptied after each test.
 """
 
 import os
+import shutil
 
 import matplotlib
 import pytest
@@ -17,6 +18,7 @@ from barometer import create_app  # noqa: E402
 from barometer.config import TestConfig  # noqa: E402
 from barometer.extensions import db  # noqa: E402
 from barometer.respond import services as respond_services  # noqa: E402
+from surveys.schema import DEFAULT_ROOT  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -97,3 +99,11 @@ def surveys(app):
     with app.app_context():
         load_surveys(DEFAULT_ROOT)
     return app
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A writable copy of the project's surveys folder."""
+    root = tmp_path / "surveys"
+    shutil.copytree(DEFAULT_ROOT, root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    return root

@@ -1,7 +1,9 @@
 """Small helpers for tests that drive the survey through HTTP."""
 
 import re
+from pathlib import Path
 
+import yaml
 from sqlalchemy import func, select
 
 from barometer.extensions import db
@@ -30,3 +32,15 @@ def open_form(client, url: str = "/s/piscine", **headers) -> tuple[str, dict[str
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     return html, form_tokens(html)
+
+
+def edit_yaml(path: Path, change) -> None:
+    """Rewrite a definition file after `change(document)` edits it in place."""
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    change(doc)
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+
+
+def question_of(doc: dict, key: str) -> dict:
+    """The question `key` of a questionnaire document."""
+    return next(q for q in doc["questions"] if q["key"] == key)

@@ -1,9 +1,6 @@
 """Loading definitions: upsert, versions on change after responses, all-or-nothing."""
 
-import shutil
-
 import pytest
-import yaml
 from sqlalchemy import func, select
 
 from barometer.extensions import db
@@ -18,14 +15,8 @@ from barometer.models import (
     Service,
     Site,
 )
-from surveys.schema import DEFAULT_ROOT, DefinitionError
-
-
-@pytest.fixture
-def tree(tmp_path):
-    root = tmp_path / "surveys"
-    shutil.copytree(DEFAULT_ROOT, root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    return root
+from surveys.schema import DefinitionError
+from tests.helpers import edit_yaml, question_of
 
 
 def n(model) -> int:
@@ -33,10 +24,7 @@ def n(model) -> int:
 
 
 def reword_courtesy(root, text):
-    path = root / "questionnaires" / "core.yaml"
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    next(q for q in doc["questions"] if q["key"] == "courtesy")["label"]["fr"] = text
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    edit_yaml(root / "questionnaires" / "core.yaml", lambda d: question_of(d, "courtesy")["label"].update(fr=text))
 
 
 def answer_once(client, slug):
@@ -98,10 +86,7 @@ def test_a_change_after_responses_creates_a_new_version(app, tree):
 
 
 def test_a_bad_file_writes_nothing(app, tree):
-    path = tree / "services" / "demo-commune.yaml"
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    doc["services"][-1]["policy"] = "inconnue"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    edit_yaml(tree / "services" / "demo-commune.yaml", lambda d: d["services"][-1].update(policy="inconnue"))
     with app.app_context():
         with pytest.raises(DefinitionError):
             load_surveys(tree)
@@ -109,10 +94,7 @@ def test_a_bad_file_writes_nothing(app, tree):
 
 
 def test_load_surveys_command_names_file_key_and_problem(app, tree):
-    path = tree / "questionnaires" / "core.yaml"
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    next(q for q in doc["questions"] if q["key"] == "ease")["type"] = "stars"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    edit_yaml(tree / "questionnaires" / "core.yaml", lambda d: question_of(d, "ease").update(type="stars"))
     result = app.test_cli_runner().invoke(args=["barometer", "load-surveys", str(tree)])
     assert result.exit_code == 1
     assert "définitions refusées, rien n'a été chargé" in result.output

@@ -1,10 +1,6 @@
 """The survey definition schema: the project's files load, bad files are refused."""
 
-import shutil
-from pathlib import Path
-
 import pytest
-import yaml
 
 from surveys.schema import (
     DEFAULT_ROOT,
@@ -14,6 +10,7 @@ from surveys.schema import (
     load_bundle,
     questionnaire_from_dict,
 )
+from tests.helpers import edit_yaml, question_of
 
 CORE_DRIVERS = ("courtesy", "waiting_time", "clarity", "ease", "opening_hours", "competence", "outcome", "fairness")
 
@@ -128,36 +125,18 @@ def test_clean_keeps_valid_answers_and_words_errors_as_codes(bundle):
 # ----------------------------------------------------------------- refused files
 
 
-@pytest.fixture
-def tree(tmp_path):
-    """A writable copy of the project's surveys folder."""
-    root = tmp_path / "surveys"
-    shutil.copytree(DEFAULT_ROOT, root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    return root
-
-
-def _edit(path: Path, change):
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    change(doc)
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-
-
-def _question(doc, key):
-    return next(q for q in doc["questions"] if q["key"] == key)
-
-
 @pytest.mark.parametrize(
     ("file", "change", "where", "problem"),
     [
         (
             "questionnaires/core.yaml",
-            lambda d: _question(d, "courtesy").update(type="slider"),
+            lambda d: question_of(d, "courtesy").update(type="slider"),
             "questions.courtesy.type",
             "type de question inconnu 'slider' (attendu : scale, nps, single, multiple, yesno, text)",
         ),
         (
             "questionnaires/core.yaml",
-            lambda d: d["questions"].append(dict(_question(d, "clarity"))),
+            lambda d: d["questions"].append(dict(question_of(d, "clarity"))),
             "questions.clarity",
             "clé de question en double 'clarity'",
         ),
@@ -183,25 +162,25 @@ def _question(doc, key):
         ),
         (
             "questionnaires/piscine.yaml",
-            lambda d: _question(d, "crowding_time").update(show_if={"question": "nope", "equals": 1}),
+            lambda d: question_of(d, "crowding_time").update(show_if={"question": "nope", "equals": 1}),
             "questions.crowding_time.show_if.question",
             "show_if porte sur une question inconnue ou placée après : 'nope'",
         ),
         (
             "questionnaires/core.yaml",
-            lambda d: _question(d, "overall").update(scale="satisfaction7"),
+            lambda d: question_of(d, "overall").update(scale="satisfaction7"),
             "questions.overall.scale",
             "échelle inconnue 'satisfaction7'",
         ),
         (
             "questionnaires/core.yaml",
-            lambda d: _question(d, "overall").update(label={"fr": "Globalement ?"}),
+            lambda d: question_of(d, "overall").update(label={"fr": "Globalement ?"}),
             "questions.overall.label",
             "libellé manquant dans la langue : en",
         ),
         (
             "questionnaires/core.yaml",
-            lambda d: _question(d, "sex").update(choices=[]),
+            lambda d: question_of(d, "sex").update(choices=[]),
             "questions.sex.choices",
             "une question à choix doit avoir des choix",
         ),
@@ -249,19 +228,19 @@ def _question(doc, key):
         ),
         (
             "questionnaires/piscine.yaml",
-            lambda d: _question(d, "crowding_time").update(required=True),
+            lambda d: question_of(d, "crowding_time").update(required=True),
             "questions.crowding_time.required",
             "une question conditionnelle (show_if) ne peut pas être obligatoire",
         ),
         (
             "questionnaires/piscine.yaml",
-            lambda d: _question(d, "crowding_time").update(show_if={"question": "crowding", "equals": "peut-être"}),
+            lambda d: question_of(d, "crowding_time").update(show_if={"question": "crowding", "equals": "peut-être"}),
             "questions.crowding_time.show_if",
             "valeur impossible pour la question 'crowding' : 'peut-être'",
         ),
         (
             "questionnaires/piscine.yaml",
-            lambda d: _question(d, "crowding_time").update(
+            lambda d: question_of(d, "crowding_time").update(
                 show_if={"question": "important_attributes", "equals": "ease"}
             ),
             "questions.crowding_time.show_if.question",
@@ -269,7 +248,7 @@ def _question(doc, key):
         ),
         (
             "questionnaires/piscine.yaml",
-            lambda d: _question(d, "crowding").pop("section"),
+            lambda d: question_of(d, "crowding").pop("section"),
             "questions.crowding.section",
             "section manquante (le questionnaire est découpé en sections)",
         ),
@@ -298,7 +277,7 @@ def _question(doc, key):
     ],
 )
 def test_a_bad_file_is_refused_with_file_key_and_problem(tree, file, change, where, problem):
-    _edit(tree / file, change)
+    edit_yaml(tree / file, change)
     with pytest.raises(DefinitionError) as info:
         load_bundle(tree)
     err = info.value
@@ -318,6 +297,6 @@ def test_a_site_cannot_take_the_poster_address(tree):
     def change(d):
         next(s for s in d["services"] if s["slug"] == "piscine")["sites"][0]["code"] = "poster"
 
-    _edit(tree / "services" / "demo-commune.yaml", change)
+    edit_yaml(tree / "services" / "demo-commune.yaml", change)
     with pytest.raises(DefinitionError, match=r"services\.piscine\.sites\[0\]\.code: code de site réservé 'poster'"):
         load_bundle(tree)

@@ -49,6 +49,9 @@ def test_wrong_password_is_refused_with_a_message(accounts):
     assert page.status_code == 422
     assert "Adresse e-mail ou mot de passe incorrect." in html
     assert 'role="alert"' in html
+    # The field in error says so, and points to its message; the others carry neither.
+    assert re.search(r'<input aria-describedby="password-error" aria-invalid="true"[^>]* id="password"', html)
+    assert re.search(r'<input autocomplete="username" id="email"', html)
     assert client.get("/rapports/").status_code == 302
 
 

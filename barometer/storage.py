@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import fcntl
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -52,6 +56,13 @@ class _DriverInsert:
             row[key] = convert(row[key])
         return row if self.order is None else [row[key] for key in self.order]
 
+    def setter(self, key: str):
+        """Sets `key` in parameters already built (a row's response id, known last)."""
+        if self.order is None:
+            return lambda parameters, value: parameters.__setitem__(key, value)
+        index = self.order.index(key)
+        return lambda parameters, value: parameters.__setitem__(index, value)
+
 
 @lru_cache(maxsize=8)
 def _driver_inserts(dialect) -> tuple[_DriverInsert, _DriverInsert]:
@@ -59,6 +70,43 @@ def _driver_inserts(dialect) -> tuple[_DriverInsert, _DriverInsert]:
         _DriverInsert(_RESPONSES, _RESPONSE_KEYS, dialect, returning=_RESPONSES.c.id),
         _DriverInsert(_ANSWERS, _ANSWER_KEYS, dialect),
     )
+
+
+@lru_cache(maxsize=8)
+def _response_id_setter(insert_answers: _DriverInsert):
+    return insert_answers.setter("response_id")
+
+
+_turn_lock = threading.Lock()
+_turn_files: dict[tuple[int, str], object] = {}
+
+
+@contextmanager
+def _write_turn(engine) -> Iterator[None]:
+    """Writers of one SQLite file take turns, each woken as soon as the last is done.
+
+    SQLite lets one writer in at a time and makes the others poll, sleeping 1, 2, 5 ms
+    and more between tries: with several gunicorn workers a submission waits
+    milliseconds for a lock held a fraction of one, while the processor stays idle. A
+    lock on a file beside the database (`<database>-writer`, `flock`) queues the
+    workers' writes instead; SQLite's own locking still guards the data, for every
+    writer that does not take turns (commands, imports). A database server needs none.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+        yield
+        return
+    with _turn_lock:  # threads of one process share its open file, hence its flock
+        # Per process: a file opened before a fork would be one lock shared by both.
+        key = (os.getpid(), database)
+        turn = _turn_files.get(key)
+        if turn is None:
+            turn = _turn_files[key] = open(f"{database}-writer", "a")  # noqa: SIM115  (kept open)
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(turn, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -119,36 +167,50 @@ def store_response(sub: Submission) -> tuple[int, bool]:
     """
     engine = db.engine
     insert_response, insert_answers = _driver_inserts(engine.dialect)
-    row = _response_row(sub)
+    # Everything is built before the write begins; only the response id is set inside.
+    response = insert_response.parameters(_response_row(sub))
+    answers = [insert_answers.parameters(r) for r in _answer_rows(0, sub)]
     connection = engine.raw_connection()  # from the pool, with its connect-time settings
-    duplicate = None
     try:
-        cursor = connection.cursor()
-        try:
-            cursor.execute(insert_response.sql, insert_response.parameters(row))
-            response_id = cursor.fetchone()[0]
-            rows = _answer_rows(response_id, sub)
-            if rows:
-                cursor.executemany(insert_answers.sql, [insert_answers.parameters(r) for r in rows])
-            connection.commit()
-            return response_id, True
-        except engine.dialect.loaded_dbapi.IntegrityError as exc:
-            connection.rollback()
-            duplicate = exc
-        finally:
-            cursor.close()
-    except BaseException:
-        try:
-            connection.rollback()
-        except Exception:  # a connection that cannot even roll back is not pooled again
-            connection.invalidate()
-        raise
+        with _write_turn(engine):
+            try:
+                outcome = _insert(connection, engine.dialect, response, answers)
+            except BaseException:
+                try:
+                    connection.rollback()
+                except Exception:  # a connection that cannot even roll back is not pooled again
+                    connection.invalidate()
+                raise
     finally:
         connection.close()  # back to the pool
+    if isinstance(outcome, int):
+        return outcome, True
     existing = db.session.execute(select(Response.id).where(Response.token == sub.token)).scalar()
     if existing is None:  # not a known token: another constraint refused the row
-        raise duplicate
+        raise outcome
     return existing, False
+
+
+def _insert(connection, dialect, response, answers: list) -> int | Exception:
+    """One response and its answers in one transaction: the new id, or the refusal
+    by a constraint (rolled back)."""
+    insert_response, insert_answers = _driver_inserts(dialect)
+    set_response_id = _response_id_setter(insert_answers)
+    cursor = connection.cursor()
+    try:
+        cursor.execute(insert_response.sql, response)
+        response_id = cursor.fetchone()[0]
+        for parameters in answers:
+            set_response_id(parameters, response_id)
+        if answers:
+            cursor.executemany(insert_answers.sql, answers)
+        connection.commit()
+        return response_id
+    except dialect.loaded_dbapi.IntegrityError as exc:
+        connection.rollback()
+        return exc
+    finally:
+        cursor.close()
 
 
 def store_responses(subs: Sequence[Submission], *, batch: int = 5000) -> int:

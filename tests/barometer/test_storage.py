@@ -143,7 +143,8 @@ def test_a_connection_that_cannot_roll_back_is_discarded_and_the_first_error_kep
             raise ValueError("worker killed mid-write")
 
         monkeypatch.setattr(engine, "raw_connection", Unrecoverable)
-        monkeypatch.setattr(storage, "_answer_rows", crash)
+        # After the response row is written, before its answers.
+        monkeypatch.setattr(storage, "_response_id_setter", lambda insert: crash)
         with pytest.raises(ValueError, match="worker killed mid-write"):
             storage.store_response(submission)
         monkeypatch.undo()  # SQLAlchemy's own connections come from raw_connection too

@@ -10,7 +10,6 @@ ratio of the bare app's measured in the same run. Figures, not pass/fail.
 from __future__ import annotations
 
 import argparse
-import http.cookiejar
 import os
 import re
 import shutil
@@ -66,7 +65,9 @@ function init(args)
   step = tonumber(args[2])
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-  wrk.headers["Cookie"] = args[3]
+  -- What a phone's browser sends with the form: where the request comes from.
+  wrk.headers["Origin"] = args[3]
+  wrk.headers["Sec-Fetch-Site"] = "same-origin"
   body_prefix = args[4]
 end
 function request()
@@ -169,29 +170,20 @@ def run_wrk(
 
 
 def prepare_database(db_path: Path, n_tokens: int) -> list[str]:
-    """Schema by migrations, definitions loaded, and one-time tokens for the POST case."""
+    """Schema by migrations, definitions loaded, and form tokens for the POST case
+    (signed with the servers' key, as each display of the form gets one)."""
     from flask_migrate import upgrade
 
     from barometer import create_app
     from barometer.loader import load_surveys
-    from barometer.respond.services import new_token
+    from barometer.respond.services import form_token
     from surveys.schema import DEFAULT_ROOT
 
     app = create_app({"SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}"})
     with app.app_context():
         upgrade()
         load_surveys(DEFAULT_ROOT)
-    return [new_token() for _ in range(n_tokens)]
-
-
-def session_and_csrf(base: str) -> tuple[str, str]:
-    """A session cookie and its CSRF token, as a phone gets them on its first visit."""
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    html = opener.open(f"{base}/s/{SERVICE}").read().decode()
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-    cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
-    return cookie, csrf
+        return [form_token() for _ in range(n_tokens)]
 
 
 def page_weight(base: str) -> tuple[int, int]:
@@ -264,8 +256,7 @@ def main() -> None:
     try:
         servers.append(gunicorn("wsgi:app", app_port, opts.workers, {**env, "BENCH_COUNTS_DIR": str(counts_dir)}))
         html_bytes, css_bytes = page_weight(base)
-        cookie, csrf = session_and_csrf(base)
-        body = urllib.parse.urlencode({**ANSWERS, "csrf_token": csrf})
+        body = urllib.parse.urlencode(ANSWERS)
         # One share of tokens per round, and one for the warm-up.
         share = len(tokens) // (opts.rounds + 1)
         token_files = []
@@ -281,7 +272,7 @@ def main() -> None:
                 s,
                 opts.connections,
                 post_script,
-                [str(token_files[i]), str(WRK_THREADS), cookie, body],
+                [str(token_files[i]), str(WRK_THREADS), base, body],
             ),
         }
         # A warm-up second per case, not counted: first connections, caches, the

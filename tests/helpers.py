@@ -11,8 +11,8 @@ from barometer.models import Response
 
 
 def form_tokens(html: str) -> dict[str, str]:
-    """The hidden CSRF and one-time tokens of a rendered survey page."""
-    return {name: re.search(rf'name="{name}" value="([^"]*)"', html).group(1) for name in ("csrf_token", "token")}
+    """The hidden one-time token of a rendered survey page, as form data."""
+    return {"token": re.search(r'name="token" value="([^"]*)"', html).group(1)}
 
 
 def errors(html: str) -> list[str]:

@@ -10,15 +10,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import current_app
 from flask_limiter.util import get_remote_address
-from flask_wtf.csrf import validate_csrf
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from limits import parse_many
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import TooManyRequests
-from wtforms import ValidationError
 
 from surveys.schema import Choice, Questionnaire, Text, questionnaire_from_dict
 
@@ -153,23 +153,82 @@ def count_submission() -> None:
 # ------------------------------------------------------------------------ tokens
 
 
-#: A token is 16 random bytes, URL-safe base64 without padding.
+#: A response's token is 16 random bytes, URL-safe base64 without padding.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
 
 
 def new_token() -> str:
-    """A one-time token for one display of a form: it names the response once stored.
-
-    It is not signed: the form's CSRF token, signed, tied to the visitor's session and
-    timed (`SURVEY_TOKEN_MAX_AGE`), already says the form came from this site and is
-    recent. The one-time token only has to be unguessable, so that nobody can take a
-    resident's place, and seen once.
-    """
+    """A response's token: it names the response once stored, so that a double tap, a
+    refresh or a retry stores it once. Unguessable, so that nobody takes a resident's
+    place; it carries no time (responses keep the hour only)."""
     return secrets.token_urlsafe(16)
 
 
 def is_token(token: str) -> bool:
     return _TOKEN.fullmatch(token) is not None
+
+
+_signers: dict[tuple, TimestampSigner] = {}
+
+
+def _signer() -> TimestampSigner:
+    """The signer of form tokens, built once per key (the last key signs, all verify)."""
+    config = current_app.config
+    keys = (*(config.get("SECRET_KEY_FALLBACKS") or ()), config["SECRET_KEY"])
+    signer = _signers.get(keys)
+    if signer is None:
+        signer = _signers[keys] = TimestampSigner(list(keys), salt="survey-form")
+    return signer
+
+
+def form_token() -> str:
+    """The token of one display of the form: a new response token, signed and dated.
+
+    The signature says the form came from this site; the date lets a form left open
+    longer than `SURVEY_TOKEN_MAX_AGE` be sent again rather than stored. Only the
+    response token inside is stored, never the date.
+    """
+    return _signer().sign(new_token()).decode()
+
+
+def token_of(form_value: str) -> str:
+    """The response token inside a form token; `SignatureExpired` when the form is too
+    old, `BadSignature` when the value is not a form token of this site."""
+    token = _signer().unsign(form_value, max_age=current_app.config["SURVEY_TOKEN_MAX_AGE"]).decode()
+    if not is_token(token):
+        raise BadSignature("not a response token")
+    return token
+
+
+# ------------------------------------------------------------- cross-site requests
+
+#: `Sec-Fetch-Site` of a request made by this site's own pages, or typed by the user.
+_OWN_FETCH_SITES = frozenset({"same-origin", "none"})
+
+
+def is_cross_site(headers: Mapping[str, str], own_origins: frozenset[str]) -> bool:
+    """Whether a browser sent this request from another site's page: a forged submission.
+
+    The survey's protection against cross-site request forgery, without a cookie (the
+    resident's pages set none): the browser itself says where a request comes from, in
+    `Sec-Fetch-Site` (every current browser), else in `Origin` (sent with every form
+    POST by browsers since 2020), else in `Referer`. A request with none of them was
+    not sent by a browser's page (a script can send anything, and could fetch a token
+    first just as well); forms of the same origin only. `own_origins` are this site's
+    origins, as "scheme://host[:port]".
+    """
+    site = headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site not in _OWN_FETCH_SITES
+    origin = headers.get("Origin") or _origin_of(headers.get("Referer"))
+    return origin is not None and origin.lower() not in own_origins
+
+
+def _origin_of(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 @dataclass(frozen=True)
@@ -178,8 +237,9 @@ class Outcome:
 
     #: Stored now, or earlier under the same token (a double tap, a refresh, a retry).
     stored: bool = False
-    #: Why nothing was stored apart from the answers: "honeypot", "csrf" (missing, forged
-    #: or expired) or "token" (missing or malformed).
+    #: Why nothing was stored apart from the answers: "honeypot", "cross_site" (sent
+    #: from another site's page), "expired" (the form is older than
+    #: `SURVEY_TOKEN_MAX_AGE`) or "token" (missing, forged or malformed).
     problem: str | None = None
     #: Answer errors by question key, as `Questionnaire.clean` words them (code, params).
     errors: Mapping[str, tuple[str, dict]] = field(default_factory=dict)
@@ -192,8 +252,9 @@ def answers_sent(questionnaire: Questionnaire, formdata) -> dict[str, Any]:
     }
 
 
-def take_submission(context: SurveyContext, formdata) -> Outcome:
-    """Judge what a resident sent and store it once: honeypot, CSRF, the definition's rules, the token.
+def take_submission(context: SurveyContext, formdata, *, cross_site: bool = False) -> Outcome:
+    """Judge what a resident sent and store it once: honeypot, origin, the form's token,
+    the definition's rules.
 
     The survey form is only needed to show the page again; a good submission is judged
     here, by the definition itself, and never instantiates it.
@@ -201,16 +262,16 @@ def take_submission(context: SurveyContext, formdata) -> Outcome:
     if formdata.get("website"):
         return Outcome(problem="honeypot")
     answers, errors = context.questionnaire.clean(answers_sent(context.questionnaire, formdata), areas=context.areas)
-    if current_app.config.get("WTF_CSRF_ENABLED", True):
-        try:
-            validate_csrf(formdata.get("csrf_token"))
-        except ValidationError:
-            return Outcome(problem="csrf", errors=errors)
+    if cross_site:
+        return Outcome(problem="cross_site", errors=errors)
+    try:
+        token = token_of(formdata.get("token") or "")
+    except SignatureExpired:
+        return Outcome(problem="expired", errors=errors)
+    except BadSignature:
+        return Outcome(problem="token", errors=errors)
     if errors:
         return Outcome(errors=errors)
-    token = formdata.get("token") or ""
-    if not is_token(token):
-        return Outcome(problem="token")
     # A token seen before is the same response (double tap, refresh, retry): stored once.
     store_response(
         Submission(

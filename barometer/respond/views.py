@@ -1,18 +1,18 @@
 """The resident's survey pages: the form, the thank-you page, QR codes and posters."""
 
 import io
+from urllib.parse import urlsplit
 
 import segno
 from flask import abort, current_app, render_template, request, url_for
 from flask_babel import get_locale
-from flask_wtf.csrf import generate_csrf
 
 from ..errors import with_retry_after
 from ..extensions import csrf
 from ..models import web_channel
 from . import bp
 from .forms import condition_label, survey_form
-from .services import count_submission, get_survey, new_token, take_submission
+from .services import count_submission, form_token, get_survey, is_cross_site, take_submission
 
 
 def _context_or_404(slug: str, site: str | None):
@@ -40,14 +40,14 @@ def show_survey(slug: str, site: str | None = None):
 
 @bp.post("/s/<slug>")
 @bp.post("/s/<slug>/<site>")
-@csrf.exempt  # take_submission checks the CSRF token itself, so a failure keeps the answers
+@csrf.exempt  # no session, no cookie: take_submission refuses cross-site requests itself
 def submit_survey(slug: str, site: str | None = None):
     """Take a resident's answers: store them once, or show what to correct."""
     context, lang, closed = _open_survey(slug, site)
     if closed:
         return closed
     count_submission()
-    outcome = take_submission(context, request.form)
+    outcome = take_submission(context, request.form, cross_site=is_cross_site(request.headers, _own_origins()))
     if outcome.stored:
         return _thanks(context, lang)
     if outcome.problem == "honeypot":
@@ -70,7 +70,7 @@ def refuse_too_many(error):
 
 def _show_answers(form, context, lang: str, notice: str | None, status: int):
     """The form again, with what the resident typed, a fresh token and what went wrong."""
-    form.token.data = new_token()
+    form.token.data = form_token()
     return _no_store(
         render_template(
             "respond/survey.html",
@@ -84,14 +84,15 @@ def _show_answers(form, context, lang: str, notice: str | None, status: int):
     )
 
 
-_CSRF_SLOT, _TOKEN_SLOT = "\x00csrf\x00", "\x00token\x00"
+_TOKEN_SLOT = "\x00token\x00"
 
 
 def _fresh_form(context, lang: str, channel: str):
     """The empty form, rendered once per survey, language and channel, then reused.
 
-    Only the two tokens differ between residents, so they are slotted into a page
-    rendered earlier: the page a phone waits for costs no template rendering.
+    Only the form's token differs between residents, so it is slotted into a page
+    rendered earlier: the page a phone waits for costs no template rendering, and sets
+    no cookie.
     """
     channel = web_channel(channel).value
     key = ("form", lang, channel)
@@ -105,16 +106,13 @@ def _fresh_form(context, lang: str, channel: str):
             context=context,
             lang=lang,
             notice=None,
-            csrf_value=_CSRF_SLOT,
             condition_label=lambda q: condition_label(context, q, lang),
         )
-        # Encoded once: the page around the CSRF token, then around the one-time token.
-        before, rest = html.split(_CSRF_SLOT)
-        between, after = rest.split(_TOKEN_SLOT)
-        parts = context.pages[key] = (before.encode(), between.encode(), after.encode())
-    before, between, after = parts
-    body = b"".join((before, generate_csrf().encode(), between, new_token().encode(), after))
-    return _no_store(body, 200)
+        # Encoded once: the page before and after the token.
+        before, after = html.split(_TOKEN_SLOT)
+        parts = context.pages[key] = (before.encode(), after.encode())
+    before, after = parts
+    return _no_store(b"".join((before, form_token().encode(), after)), 200)
 
 
 def _thanks(context, lang: str):
@@ -126,12 +124,21 @@ def _thanks(context, lang: str):
     return _no_store(page, 200)
 
 
-# The page carries one-time tokens and follows the browser's language.
-_NO_STORE = (("Cache-Control", "no-store"), ("Vary", "Accept-Language, Cookie"))
+# The page carries a one-time token and follows the browser's language.
+_NO_STORE = (("Cache-Control", "no-store"), ("Vary", "Accept-Language"))
 
 
 def _no_store(html: str | bytes, status: int):
     return current_app.response_class(html, status, _NO_STORE)
+
+
+def _own_origins() -> frozenset[str]:
+    """This site's origins: the one the request came to, and the public one if set."""
+    origins = {request.host_url.rstrip("/").lower()}
+    if base := current_app.config["PUBLIC_BASE_URL"]:
+        parts = urlsplit(base)
+        origins.add(f"{parts.scheme}://{parts.netloc}".lower())
+    return frozenset(origins)
 
 
 def _survey_url(context) -> str:

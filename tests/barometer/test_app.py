@@ -30,6 +30,6 @@ def test_pooled_connections_are_checked_only_for_a_database_server():
     assert server.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_pre_ping"] is True
 
 
-def test_the_form_lifetime_dates_the_csrf_token_too():
+def test_the_form_lifetime_dates_the_staff_forms_csrf_token_too():
     app = create_app(settings(SURVEY_TOKEN_MAX_AGE=600))
     assert app.config["WTF_CSRF_TIME_LIMIT"] == 600

@@ -1,14 +1,16 @@
 """The survey form and the judging of a submission, tested directly."""
 
+from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
+from barometer.extensions import db
+from barometer.models import Response
 from barometer.respond.forms import survey_form
-from barometer.respond.services import get_survey, new_token, take_submission
+from barometer.respond.services import form_token, get_survey, new_token, take_submission, token_of
 
 
 def judge(app, data, lang="fr"):
-    """take_submission on `data`, CSRF switched off, then the form shown again."""
-    app.config["WTF_CSRF_ENABLED"] = False
+    """take_submission on `data`, then the form shown again."""
     with app.test_request_context(f"/s/piscine?lang={lang}", method="POST", data=MultiDict(data)):
         context = get_survey("piscine")
         outcome = take_submission(context, MultiDict(data))
@@ -31,7 +33,7 @@ def test_one_field_per_question_in_definition_order(surveys):
 
 def test_valid_answers_are_cleaned_and_stored(surveys):
     with surveys.test_request_context():
-        token = new_token()
+        token = form_token()
     data = [
         ("overall", "5"),
         ("courtesy", "na"),
@@ -57,9 +59,25 @@ def test_errors_land_on_their_fields_in_the_resident_language(surveys):
 
 
 def test_problems_are_named(surveys):
+    with surveys.test_request_context():
+        token = form_token()
     assert judge(surveys, [("overall", "4"), ("website", "spam")])[0].problem == "honeypot"
     assert judge(surveys, [("overall", "4"), ("token", "forged")])[0].problem == "token"
-    surveys.config["WTF_CSRF_ENABLED"] = True
+    # A response token alone, unsigned, is not a form's token: a client cannot make its own.
+    assert judge(surveys, [("overall", "4"), ("token", new_token())])[0].problem == "token"
     with surveys.test_request_context("/s/piscine", method="POST"):
-        outcome = take_submission(get_survey("piscine"), MultiDict([("overall", "4"), ("csrf_token", "bad")]))
-    assert outcome.problem == "csrf" and not outcome.stored
+        outcome = take_submission(
+            get_survey("piscine"), MultiDict([("overall", "4"), ("token", token)]), cross_site=True
+        )
+    assert outcome.problem == "cross_site" and not outcome.stored
+
+
+def test_a_form_token_carries_a_response_token_and_no_time_is_stored(surveys):
+    with surveys.test_request_context():
+        token = form_token()
+        inner = token_of(token)
+    assert len(inner) == 22 and token.startswith(inner + ".")
+    outcome, _ = judge(surveys, [("overall", "4"), ("token", token)])
+    assert outcome.stored
+    with surveys.app_context():
+        assert db.session.execute(select(Response.token)).scalars().all() == [inner]

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from barometer.extensions import db
 from barometer.models import Answer, Channel, Response, Site
-from tests.helpers import count_rows, errors, open_form
+from tests.helpers import count_rows, errors, form_tokens, open_form
 
 VALID = {
     "overall": "4",
@@ -185,10 +185,8 @@ def test_a_forged_token_is_refused_and_answers_kept(surveys, client):
 
 
 def test_a_missing_token_is_refused(surveys, client):
-    _, tokens = open_form(client)
-    html = refused(
-        surveys, client, {"overall": "4", "csrf_token": tokens["csrf_token"]}, "Le formulaire n'a pas pu être vérifié"
-    )
+    open_form(client)
+    html = refused(surveys, client, {"overall": "4"}, "Le formulaire n'a pas pu être vérifié")
     assert checked(html, "overall", "4")
 
 
@@ -200,12 +198,53 @@ def test_an_expired_form_keeps_answers(surveys, app_factory):
     assert checked(html, "overall", "2")
 
 
-def test_without_csrf_nothing_is_stored(surveys, app_factory):
-    app = app_factory(WTF_CSRF_ENABLED=True)
+CROSS_SITE = "Ces réponses ont été envoyées depuis un autre site : rien n'a été enregistré."
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site", "Origin": "http://localhost"},  # a neighbouring subdomain
+        {"Origin": "https://attaquant.example"},
+        {"Origin": "null"},  # a sandboxed frame or a file
+        {"Referer": "https://attaquant.example/page"},
+    ],
+    ids=["fetch-cross-site", "fetch-same-site", "origin", "null-origin", "referer"],
+)
+def test_a_submission_from_another_site_is_refused_and_answers_kept(surveys, client, headers):
+    """Cross-site request forgery: another site's page cannot make a browser answer."""
+    _, tokens = open_form(client)
+    page = client.post("/s/piscine", data={"overall": "4", **tokens}, headers=headers)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 400 and CROSS_SITE in html
+    assert count_rows(surveys) == 0
+    assert checked(html, "overall", "4")
+    # The page shown again is this site's own: sent from it, the answers are stored.
+    retry = client.post(
+        "/s/piscine", data={"overall": "4", **form_tokens(html)}, headers={"Sec-Fetch-Site": "same-origin"}
+    )
+    assert retry.status_code == 200 and count_rows(surveys) == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"},
+        {"Sec-Fetch-Site": "none"},  # typed or bookmarked by the resident
+        {"Origin": "http://localhost"},  # a browser older than Sec-Fetch-Site
+        {"Origin": "https://avis.saint-aubin.example"},  # the public address, behind a proxy
+        {"Referer": "http://localhost/s/piscine"},
+        {},  # no browser page sent it
+    ],
+    ids=["fetch-same-origin", "fetch-none", "origin", "public-origin", "referer", "no-browser"],
+)
+def test_a_submission_from_the_survey_itself_is_stored(surveys, app_factory, headers):
+    app = app_factory(PUBLIC_BASE_URL="https://avis.saint-aubin.example")
     client = app.test_client()
     _, tokens = open_form(client)
-    html = refused(app, client, {"overall": "4", "token": tokens["token"]}, "Le formulaire a expiré")
-    assert checked(html, "overall", "4")
+    assert client.post("/s/piscine", data={"overall": "4", **tokens}, headers=headers).status_code == 200
+    assert count_rows(app) == 1
 
 
 def test_a_filled_honeypot_is_refused(surveys, client):
@@ -382,12 +421,21 @@ def test_the_time_of_a_response_is_kept_to_the_hour_only(surveys, client):
 def test_survey_pages_are_never_cached_and_carry_security_headers(surveys, client):
     page = client.get("/s/piscine")
     assert page.headers["Cache-Control"] == "no-store"
-    assert {"Accept-Language", "Cookie"} <= {v.strip() for v in page.headers["Vary"].split(",")}
+    assert "Accept-Language" in {v.strip() for v in page.headers["Vary"].split(",")}
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
     assert page.headers["X-Content-Type-Options"] == "nosniff"
-    # A returning visitor keeps one session, so forms opened in two tabs both work.
-    serializer = surveys.session_interface.get_signing_serializer(surveys)
-    cookies = [page.headers.get("Set-Cookie")] + [client.get("/s/piscine").headers.get("Set-Cookie") for _ in range(3)]
-    sessions = [serializer.loads(c.split(";")[0].split("=", 1)[1]) for c in cookies if c]
-    assert sessions and len({s["csrf_token"] for s in sessions}) == 1
-    assert cookies[-1] is None
+
+
+def test_a_resident_gets_no_cookie(surveys, client):
+    """No session, no tracking: the form, its errors and the thank-you page set no cookie."""
+    _, tokens = open_form(client)
+    replies = [
+        client.get("/s/piscine"),
+        client.post("/s/piscine", data={"courtesy": "3", **tokens}),
+        client.post("/s/piscine", data={"overall": "4", **tokens}),
+        client.get("/s/piscine/qr.svg"),
+        client.get("/s/piscine/poster"),
+    ]
+    assert [r.status_code for r in replies] == [200, 422, 200, 200, 200]
+    assert [r.headers.get("Set-Cookie") for r in replies] == [None] * 5
+    assert list(client._cookies) == []

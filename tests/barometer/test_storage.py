@@ -1,7 +1,9 @@
 """The write path: atomic, idempotent, shared limits across workers."""
 
+import fcntl
 import os
 import socket
+import threading
 
 import pytest
 
@@ -150,3 +152,30 @@ def test_a_connection_that_cannot_roll_back_is_discarded_and_the_first_error_kep
         monkeypatch.undo()  # SQLAlchemy's own connections come from raw_connection too
     assert discarded == [True]
     assert counts(surveys) == (0, 0)
+
+
+def test_sqlite_writers_take_turns_on_the_lock_file_beside_the_database(surveys):
+    """A worker's submission waits while another holds the turn, then is stored at once."""
+    with surveys.app_context():
+        url = db.engine.url
+    if url.get_backend_name() != "sqlite":
+        pytest.skip("a database server queues its writers itself: no lock file")
+    submission = piscine_submission(surveys, "waits-for-its-turn-000")
+    other_worker = open(f"{url.database}-writer", "a")  # noqa: SIM115  (another process's open file)
+    fcntl.flock(other_worker, fcntl.LOCK_EX)
+    writer = threading.Thread(target=lambda: _store_in(surveys, submission))
+    try:
+        writer.start()
+        writer.join(0.3)
+        assert writer.is_alive() and counts(surveys) == (0, 0)
+    finally:
+        fcntl.flock(other_worker, fcntl.LOCK_UN)
+        other_worker.close()
+    writer.join(5)
+    assert not writer.is_alive() and counts(surveys) == (1, 2)
+
+
+def _store_in(app, submission) -> None:
+    with app.app_context():
+        storage.store_response(submission)
+        db.session.remove()

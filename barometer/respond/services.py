@@ -6,7 +6,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -206,7 +206,7 @@ def token_of(form_value: str) -> str:
 _OWN_FETCH_SITES = frozenset({"same-origin", "none"})
 
 
-def is_cross_site(headers: Mapping[str, str], own_origins: frozenset[str]) -> bool:
+def is_cross_site(headers: Mapping[str, str], own_origins: Callable[[], Collection[str]]) -> bool:
     """Whether a browser sent this request from another site's page: a forged submission.
 
     The survey's protection against cross-site request forgery, without a cookie (the
@@ -214,17 +214,18 @@ def is_cross_site(headers: Mapping[str, str], own_origins: frozenset[str]) -> bo
     `Sec-Fetch-Site` (every current browser), else in `Origin` (sent with every form
     POST by browsers since 2020), else in `Referer`. A request with none of them was
     not sent by a browser's page (a script can send anything, and could fetch a token
-    first just as well); forms of the same origin only. `own_origins` are this site's
-    origins, as "scheme://host[:port]".
+    first just as well); forms of the same origin only. `own_origins()` gives this
+    site's origins, lower-case "scheme://host[:port]"; only older browsers need it.
     """
     site = headers.get("Sec-Fetch-Site")
     if site is not None:
         return site not in _OWN_FETCH_SITES
-    origin = headers.get("Origin") or _origin_of(headers.get("Referer"))
-    return origin is not None and origin.lower() not in own_origins
+    origin = headers.get("Origin") or origin_of(headers.get("Referer"))
+    return origin is not None and origin.lower() not in own_origins()
 
 
-def _origin_of(url: str | None) -> str | None:
+def origin_of(url: str | None) -> str | None:
+    """The origin of an address, "scheme://host[:port]"; None for no address."""
     if not url:
         return None
     parts = urlsplit(url)

@@ -1,7 +1,6 @@
 """The resident's survey pages: the form, the thank-you page, QR codes and posters."""
 
 import io
-from urllib.parse import urlsplit
 
 import segno
 from flask import abort, current_app, render_template, request, url_for
@@ -12,7 +11,7 @@ from ..extensions import csrf
 from ..models import web_channel
 from . import bp
 from .forms import condition_label, survey_form
-from .services import count_submission, form_token, get_survey, is_cross_site, take_submission
+from .services import count_submission, form_token, get_survey, is_cross_site, origin_of, take_submission
 
 
 def _context_or_404(slug: str, site: str | None):
@@ -47,7 +46,7 @@ def submit_survey(slug: str, site: str | None = None):
     if closed:
         return closed
     count_submission()
-    outcome = take_submission(context, request.form, cross_site=is_cross_site(request.headers, _own_origins()))
+    outcome = take_submission(context, request.form, cross_site=is_cross_site(request.headers, _own_origins))
     if outcome.stored:
         return _thanks(context, lang)
     if outcome.problem == "honeypot":
@@ -132,13 +131,12 @@ def _no_store(html: str | bytes, status: int):
     return current_app.response_class(html, status, _NO_STORE)
 
 
-def _own_origins() -> frozenset[str]:
+def _own_origins() -> set[str]:
     """This site's origins: the one the request came to, and the public one if set."""
-    origins = {request.host_url.rstrip("/").lower()}
+    origins = {origin_of(request.host_url).lower()}
     if base := current_app.config["PUBLIC_BASE_URL"]:
-        parts = urlsplit(base)
-        origins.add(f"{parts.scheme}://{parts.netloc}".lower())
-    return frozenset(origins)
+        origins.add(origin_of(base).lower())
+    return origins
 
 
 def _survey_url(context) -> str:

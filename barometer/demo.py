@@ -15,7 +15,7 @@ from decimal import Decimal
 import numpy as np
 from sqlalchemy import delete, func, select
 
-from surveys.schema import NOT_APPLICABLE
+from surveys.schema import NOT_APPLICABLE, choices_for
 
 from .extensions import db
 from .models import (
@@ -222,7 +222,7 @@ def _service_month(rng, service, context, design, sites, n, month, m_index, n_mo
     site_pick = rng.integers(0, max(len(sites), 1), n)
     stated_p = beta / beta.sum() if beta.sum() else None
     stated_codes = _choice_codes(q, "important_attributes")
-    extras = _extras(q)
+    extras = _extras(q, context.areas)
     subs = []
     start = datetime(month.year, month.month, 1, tzinfo=UTC)
     for i in range(n):
@@ -272,8 +272,9 @@ def _choice_codes(q, key: str) -> set[str]:
         return set()
 
 
-def _extras(q):
-    """Plausible answers to the non-driver questions of service extensions."""
+def _extras(q, areas=()):
+    """Plausible answers to the non-driver questions of service extensions; a question
+    on the organisation's areas (`choices_from: areas`) picks among them too."""
     out = []
     for question in q.questions:
         if question.role is not None or question.key in {"overall", "recommend", "comment", "important_attributes"}:
@@ -281,7 +282,7 @@ def _extras(q):
         if question.type == "yesno":
             out.append((question.key, lambda rng, raw: int(rng.random() < 0.3)))
         elif question.type in ("single", "multiple"):
-            codes = [c.code for c in question.choices]
+            codes = [c.code for c in choices_for(question, areas)]
             cond = question.show_if
 
             def pick(rng, raw, codes=codes, cond=cond, multiple=question.type == "multiple"):

@@ -19,6 +19,7 @@ from barometer.frames import responses_frame
 from barometer.models import Allocation, PopulationMargin, Response, Service, User
 from surveys.schema import DEFAULT_ROOT, load_bundle
 from tests.conftest import _make_app, empty_tables
+from tests.helpers import edit_yaml
 
 FLAGGED_QUADRANTS = {"possible_overkill", "concentrate_here"}
 
@@ -110,3 +111,29 @@ def test_frames_treat_not_applicable_and_prefer_not_to_say_as_missing(demo_app):
     assert "nsp" not in set(frame["age_band"].dropna())
     assert frame["age_band"].isna().mean() == pytest.approx(0.05, abs=0.02)
     assert set(np.unique(frame["overall"])) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+
+
+def test_extension_questions_on_the_areas_get_answers_the_definition_accepts(tree):
+    def ask_where(doc):
+        doc["questions"].append(
+            {
+                "key": "visited_from",
+                "type": "multiple",
+                "section": "more",
+                "choices_from": "areas",
+                "label": {"fr": "D'où venez-vous ?", "en": "Where do you come from?"},
+                "choices": [{"code": "elsewhere", "label": {"fr": "D'ailleurs", "en": "Elsewhere"}}],
+            }
+        )
+
+    edit_yaml(tree / "questionnaires" / "piscine.yaml", ask_where)
+    bundle = load_bundle(tree)
+    q = bundle.questionnaires["piscine"]
+    areas = bundle.organisations[0].areas
+    picks = dict(demo._extras(q, areas))["visited_from"]
+    rng = np.random.default_rng(0)
+    chosen = [set(picks(rng, {})) for _ in range(200)]
+    offered = {c.code for c in areas} | {"elsewhere"}
+    assert set().union(*chosen) == offered
+    for codes in chosen:
+        assert q.clean({"overall": 4, "visited_from": sorted(codes)}, areas=areas)[1] == {}

@@ -1,12 +1,15 @@
 """Staff sign-in, scopes on the reports page, sign-out."""
 
 import re
+from datetime import UTC, datetime
 
 import pytest
+from babel.dates import format_date
 from sqlalchemy import select
 
 from barometer.extensions import db
 from barometer.models import Organisation, Role, Service, User
+from tests.helpers import open_form
 
 PASSWORD = "correct horse battery"
 
@@ -150,3 +153,16 @@ def test_password_guessing_is_rate_limited_with_a_delay_to_wait(accounts):
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     # Even the right password waits: the limit is per address, not per guess.
     assert client.get("/rapports/").status_code == 302
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_dates_follow_the_reader_language(accounts, language):
+    resident = accounts.test_client()
+    _, tokens = open_form(resident)
+    assert resident.post("/s/piscine", data={"overall": "4", **tokens}).status_code == 200
+    client = accounts.test_client()
+    login(client, "piscine@example.fr")
+    html = client.get("/rapports/", headers={"Accept-Language": language}).get_data(as_text=True)
+    row = re.search(r'<th scope="row">Piscine municipale</th><td>[^<]*</td><td>([^<]*)</td><td>([^<]*)</td>', html)
+    # "27 nov. 2026" in French, "Nov 27, 2026" in English: the reader's conventions.
+    assert row.groups() == ("1", format_date(datetime.now(UTC), "medium", locale=language))

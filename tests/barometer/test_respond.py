@@ -7,8 +7,9 @@ import pytest
 from sqlalchemy import select
 
 from barometer.extensions import db
+from barometer.loader import load_surveys
 from barometer.models import Answer, Channel, Response, Site
-from tests.helpers import count_rows, errors, form_tokens, open_form
+from tests.helpers import count_rows, edit_yaml, errors, form_tokens, open_form
 
 VALID = {
     "overall": "4",
@@ -352,6 +353,45 @@ def test_page_is_accessible_markup_without_javascript(surveys, client):
     assert '<label class="ql" for="comment">' in html
     # follow-up questions are on the page, with the condition in words
     assert "Si vous avez répondu « Oui » à la question précédente." in html
+
+
+def test_each_scale_of_a_section_is_explained_to_the_questions_on_it(app, tree, client):
+    """Two scales in one section: each question is described by its own scale's hint."""
+    agreement = {
+        "points": [
+            {"value": v, "label": {"fr": fr, "en": en}}
+            for v, fr, en in [
+                (1, "Pas du tout d'accord", "Strongly disagree"),
+                (2, "Plutôt pas d'accord", "Disagree"),
+                (3, "Plutôt d'accord", "Agree"),
+                (4, "Tout à fait d'accord", "Strongly agree"),
+            ]
+        ]
+    }
+
+    def add_agreement(doc):
+        doc["scales"] = {"agreement4": agreement}
+        doc["questions"].append(
+            {
+                "key": "would_return",
+                "type": "scale",
+                "scale": "agreement4",
+                "section": "experience",
+                "label": {"fr": "Je reviendrai", "en": "I will come back"},
+            }
+        )
+
+    edit_yaml(tree / "questionnaires" / "piscine.yaml", add_agreement)
+    with app.app_context():
+        load_surveys(tree)
+    html, _ = open_form(client)
+    assert re.findall(r'<p class="hint" id="experience-scale-(\w+)">([^<]+)</p>', html) == [
+        ("satisfaction5", "Notez de 1 (pas du tout satisfait) à 5 (très satisfait)."),
+        ("agreement4", "Notez de 1 (pas du tout d&#39;accord) à 4 (tout à fait d&#39;accord)."),
+    ]
+    described = dict(re.findall(r'id="q-(\w+)" aria-describedby="([^"]+)"', html))
+    assert described["courtesy"] == "experience-scale-satisfaction5"
+    assert described["would_return"] == "experience-scale-agreement4"
 
 
 def test_qr_code_and_poster(surveys, client):

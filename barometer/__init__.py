@@ -5,7 +5,6 @@ from pathlib import Path
 
 from babel import Locale
 from flask import Flask, request
-from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import Config
@@ -21,7 +20,7 @@ def create_app(config: type | dict | None = None) -> Flask:
         app.config.update(config)
     elif config is not None:
         app.config.from_object(config)
-    # A form's CSRF token is what dates it: a survey left open longer must be reloaded.
+    # Staff forms are dated by their CSRF token, the survey by its own signed token.
     app.config["WTF_CSRF_TIME_LIMIT"] = app.config["SURVEY_TOKEN_MAX_AGE"]
     if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True, **app.config["SQLALCHEMY_ENGINE_OPTIONS"]}
@@ -45,7 +44,6 @@ def register_extensions(app: Flask) -> None:
     from . import models  # noqa: F401  (tables must be known to Alembic)
     from .extensions import babel, csrf, db, limiter, login_manager, migrate
 
-    app.session_interface = _SessionInterface()
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
@@ -167,20 +165,3 @@ def register_security_headers(app: Flask) -> None:
     def _headers(response):
         response.headers.extend(SECURITY_HEADERS)
         return response
-
-
-class _SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, with the signing serializer built once per key.
-
-    Residents get a session for their CSRF token on every first visit, so building the
-    serializer on each request showed in the survey page's cost.
-    """
-
-    _serializers: dict = {}
-
-    def get_signing_serializer(self, app: Flask):
-        key = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
-        serializer = self._serializers.get(key)
-        if serializer is None:
-            serializer = self._serializers[key] = super().get_signing_serializer(app)
-        return serializer

@@ -78,7 +78,19 @@ def _response_id_setter(insert_answers: _DriverInsert):
 
 
 _turn_lock = threading.Lock()
-_turn_files: dict[tuple[int, str], object] = {}
+#: The open lock file of each database, in this process.
+_turn_files: dict[str, object] = {}
+
+
+def _forget_turns() -> None:
+    """In a new process: a lock file opened before the fork would be one lock shared
+    with the parent, and a thread lock held then would stay held."""
+    global _turn_lock
+    _turn_lock = threading.Lock()
+    _turn_files.clear()
+
+
+os.register_at_fork(after_in_child=_forget_turns)
 
 
 @contextmanager
@@ -97,13 +109,11 @@ def _write_turn(engine) -> Iterator[None]:
         yield
         return
     with _turn_lock:  # threads of one process share its open file, hence its flock
-        # Per process: a file opened before a fork would be one lock shared by both.
-        key = (os.getpid(), database)
-        turn = _turn_files.get(key)
+        turn = _turn_files.get(database)
         if turn is None:
-            turn = _turn_files[key] = open(f"{database}-writer", "a")  # noqa: SIM115  (kept open)
-        fcntl.flock(turn, fcntl.LOCK_EX)
+            turn = _turn_files[database] = open(f"{database}-writer", "a")  # noqa: SIM115  (kept open)
         try:
+            fcntl.flock(turn, fcntl.LOCK_EX)
             yield
         finally:
             fcntl.flock(turn, fcntl.LOCK_UN)

@@ -66,7 +66,7 @@ class SurveyFormBase(FlaskForm):
     """
 
     class Meta:
-        csrf = False  # checked by take_submission; the template writes the token
+        csrf = False  # no session: take_submission checks the origin and the signed token
 
     token = HiddenField()
     channel = HiddenField()

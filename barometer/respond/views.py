@@ -32,7 +32,7 @@ def _open_survey(slug: str, site: str | None):
 @bp.get("/s/<slug>")
 @bp.get("/s/<slug>/<site>")
 def show_survey(slug: str, site: str | None = None):
-    """Show a service's survey, blank, with fresh tokens."""
+    """Show a service's survey, blank, with a fresh token."""
     context, lang, closed = _open_survey(slug, site)
     return closed or _fresh_form(context, lang, request.args.get("c", "link"))
 

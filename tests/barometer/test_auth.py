@@ -9,6 +9,8 @@ from sqlalchemy import select
 
 from barometer.extensions import db
 from barometer.models import Organisation, Role, Service, User
+from barometer.respond.services import get_survey, new_token
+from barometer.storage import Submission, store_responses
 from tests.helpers import open_form
 
 PASSWORD = "correct horse battery"
@@ -155,14 +157,25 @@ def test_password_guessing_is_rate_limited_with_a_delay_to_wait(accounts):
     assert client.get("/rapports/").status_code == 302
 
 
-@pytest.mark.parametrize("language", ["fr", "en"])
-def test_dates_follow_the_reader_language(accounts, language):
+@pytest.mark.parametrize(("language", "count"), [("fr", "1\u202f001"), ("en", "1,001")])
+def test_counts_and_dates_follow_the_reader_language(accounts, language, count):
     resident = accounts.test_client()
     _, tokens = open_form(resident)
     assert resident.post("/s/piscine", data={"overall": "4", **tokens}).status_code == 200
+    with accounts.test_request_context():
+        context = get_survey("piscine")
+        answers, _ = context.questionnaire.clean({"overall": "3"})
+        earlier = datetime(2025, 3, 1, tzinfo=UTC)
+        kwargs = {"service_id": context.service_id, "version_id": context.version_id, "submitted_at": earlier}
+        store_responses(
+            [
+                Submission(token=new_token(), questionnaire=context.questionnaire, answers=answers, **kwargs)
+                for _ in range(1000)
+            ]
+        )
     client = accounts.test_client()
     login(client, "piscine@example.fr")
     html = client.get("/rapports/", headers={"Accept-Language": language}).get_data(as_text=True)
     row = re.search(r'<th scope="row">Piscine municipale</th><td>[^<]*</td><td>([^<]*)</td><td>([^<]*)</td>', html)
-    # "27 nov. 2026" in French, "Nov 27, 2026" in English: the reader's conventions.
-    assert row.groups() == ("1", format_date(datetime.now(UTC), "medium", locale=language))
+    # "1 001" and "27 nov. 2026" in French, "1,001" and "Nov 27, 2026" in English.
+    assert row.groups() == (count, format_date(datetime.now(UTC), "medium", locale=language))

@@ -186,7 +186,6 @@ def test_a_forged_token_is_refused_and_answers_kept(surveys, client):
 
 
 def test_a_missing_token_is_refused(surveys, client):
-    open_form(client)
     html = refused(surveys, client, {"overall": "4"}, "Le formulaire n'a pas pu être vérifié")
     assert checked(html, "overall", "4")
 
@@ -208,10 +207,12 @@ CROSS_SITE = "Ces réponses ont été envoyées depuis un autre site : rien n'a 
         {"Sec-Fetch-Site": "cross-site"},
         {"Sec-Fetch-Site": "same-site", "Origin": "http://localhost"},  # a neighbouring subdomain
         {"Origin": "https://attaquant.example"},
+        {"Origin": "http://localhost:8080"},  # another port is another origin
+        {"Origin": "https://localhost"},  # and so is another scheme
         {"Origin": "null"},  # a sandboxed frame or a file
         {"Referer": "https://attaquant.example/page"},
     ],
-    ids=["fetch-cross-site", "fetch-same-site", "origin", "null-origin", "referer"],
+    ids=["fetch-cross-site", "fetch-same-site", "origin", "port", "scheme", "null-origin", "referer"],
 )
 def test_a_submission_from_another_site_is_refused_and_answers_kept(surveys, client, headers):
     """Cross-site request forgery: another site's page cannot make a browser answer."""

@@ -322,6 +322,12 @@ def main() -> None:
         "(req/s sur l'ensemble des tours ; p50 et p99 : médiane des tours ; p99 pire : le pire des tours ; "
         "CPU ms/req : temps processeur des processus gunicorn par requête, hors wrk)"
     )
+    floor = results["bare insert (POST)"]
+    per_round = [x["rps"] / f["rps"] for x, f in zip(post["rounds"], floor["rounds"], strict=True)]
+    print(
+        f"envoi / plancher (le même POST écrit en une ligne, sans rien vérifier) : {post['rps'] / floor['rps']:.2f} "
+        f"(tours {min(per_round):.2f}–{max(per_round):.2f})"
+    )
     print()
     print(
         f"soumissions (mise en route comprise) : 2xx reçus par wrk {received}, 2xx envoyés par le serveur {server_ok}, "

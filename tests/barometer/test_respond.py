@@ -479,4 +479,5 @@ def test_a_resident_gets_no_cookie(surveys, client):
     ]
     assert [r.status_code for r in replies] == [200, 422, 200, 200, 200]
     assert [r.headers.get("Set-Cookie") for r in replies] == [None] * 5
+    assert "et aucun cookie n'est déposé." in replies[0].get_data(as_text=True)
     assert list(client._cookies) == []

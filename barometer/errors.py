@@ -5,6 +5,8 @@ import time
 
 from flask import make_response, render_template
 
+from .extensions import limiter
+
 
 def register_errorhandlers(app) -> None:
     for code in (400, 403, 404, 405, 410, 413, 429, 500):
@@ -19,8 +21,6 @@ def _render(error):
 
 def with_retry_after(response, error):
     """Add `Retry-After` (seconds) to a 429 reply: when the breached limit resets."""
-    from .extensions import limiter
-
     response = make_response(response)
     seconds = getattr(error, "retry_after", None)
     if seconds is None and (breached := limiter.current_limit) is not None:

@@ -50,18 +50,17 @@ class _DriverInsert:
             for key in keys
             if (convert := table.c[key].type.dialect_impl(dialect).bind_processor(dialect)) is not None
         ]
+        # Where each value sits in built parameters: by name, or by position.
+        self.slot = {key: key for key in keys} if self.order is None else {key: self.order.index(key) for key in keys}
 
     def parameters(self, row: dict):
         for key, convert in self.conversions:
             row[key] = convert(row[key])
         return row if self.order is None else [row[key] for key in self.order]
 
-    def setter(self, key: str):
-        """Sets `key` in parameters already built (a row's response id, known last)."""
-        if self.order is None:
-            return lambda parameters, value: parameters.__setitem__(key, value)
-        index = self.order.index(key)
-        return lambda parameters, value: parameters.__setitem__(index, value)
+    def put(self, parameters, key: str, value) -> None:
+        """Set `key` in parameters already built (an answer's response id, known last)."""
+        parameters[self.slot[key]] = value
 
 
 @lru_cache(maxsize=8)
@@ -70,11 +69,6 @@ def _driver_inserts(dialect) -> tuple[_DriverInsert, _DriverInsert]:
         _DriverInsert(_RESPONSES, _RESPONSE_KEYS, dialect, returning=_RESPONSES.c.id),
         _DriverInsert(_ANSWERS, _ANSWER_KEYS, dialect),
     )
-
-
-@lru_cache(maxsize=8)
-def _response_id_setter(insert_answers: _DriverInsert):
-    return insert_answers.setter("response_id")
 
 
 _turn_lock = threading.Lock()
@@ -202,16 +196,15 @@ def store_response(sub: Submission) -> tuple[int, bool]:
 
 
 def _insert(connection, dialect, response, answers: list) -> int | Exception:
-    """One response and its answers in one transaction: the new id, or the refusal
-    by a constraint (rolled back)."""
+    """One response and its answers (parameters built) in one transaction: the new id,
+    or the refusal by a constraint (rolled back)."""
     insert_response, insert_answers = _driver_inserts(dialect)
-    set_response_id = _response_id_setter(insert_answers)
     cursor = connection.cursor()
     try:
         cursor.execute(insert_response.sql, response)
         response_id = cursor.fetchone()[0]
         for parameters in answers:
-            set_response_id(parameters, response_id)
+            insert_answers.put(parameters, "response_id", response_id)
         if answers:
             cursor.executemany(insert_answers.sql, answers)
         connection.commit()

@@ -209,6 +209,12 @@ def combine(rounds: list[dict]) -> dict:
     }
 
 
+def spread(case: dict, reference: dict) -> str:
+    """The lowest and highest of a case's per-round throughput ratios to a reference."""
+    ratios = [x["rps"] / r["rps"] for x, r in zip(case["rounds"], reference["rounds"], strict=True)]
+    return f"{min(ratios):.2f}–{max(ratios):.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -303,7 +309,7 @@ def main() -> None:
     print()
     print(
         f"machine : {os.cpu_count()} cœurs ; gunicorn {opts.workers} workers (sync, sans journal d'accès) ; SQLite WAL ; "
-        f"wrk 2 threads, {opts.connections} connexions ; {opts.rounds} tours de {per_round} s par cas, "
+        f"wrk {WRK_THREADS} threads, {opts.connections} connexions ; {opts.rounds} tours de {per_round} s par cas, "
         "les cas à tour de rôle"
     )
     print(
@@ -311,22 +317,19 @@ def main() -> None:
         f"{'CPU ms/req':>12}{'2xx':>9}{'autres':>8}"
     )
     for name, r in results.items():
-        per_round_ratios = [x["rps"] / b["rps"] for x, b in zip(r["rounds"], bare["rounds"], strict=True)]
-        spread = f"{min(per_round_ratios):.2f}–{max(per_round_ratios):.2f}"
         print(
             f"{name:<22}{r['rps']:>10.0f}{r['p50']:>10.2f}{r['p99']:>10.2f}{r['p99_worst']:>10.2f}"
             f"{r['rps'] / bare['rps']:>8.2f}"
-            f"{spread:>22}{r['cpu_ms']:>12.3f}{r['ok']:>9}{r['requests'] - r['ok']:>8}"
+            f"{spread(r, bare):>22}{r['cpu_ms']:>12.3f}{r['ok']:>9}{r['requests'] - r['ok']:>8}"
         )
     print(
         "(req/s sur l'ensemble des tours ; p50 et p99 : médiane des tours ; p99 pire : le pire des tours ; "
         "CPU ms/req : temps processeur des processus gunicorn par requête, hors wrk)"
     )
     floor = results["bare insert (POST)"]
-    per_round = [x["rps"] / f["rps"] for x, f in zip(post["rounds"], floor["rounds"], strict=True)]
     print(
         f"envoi / plancher (le même POST écrit en une ligne, sans rien vérifier) : {post['rps'] / floor['rps']:.2f} "
-        f"(tours {min(per_round):.2f}–{max(per_round):.2f})"
+        f"(tours {spread(post, floor)})"
     )
     print()
     print(

@@ -146,7 +146,7 @@ def test_a_connection_that_cannot_roll_back_is_discarded_and_the_first_error_kep
 
         monkeypatch.setattr(engine, "raw_connection", Unrecoverable)
         # After the response row is written, before its answers.
-        monkeypatch.setattr(storage, "_response_id_setter", lambda insert: crash)
+        monkeypatch.setattr(storage._DriverInsert, "put", crash)
         with pytest.raises(ValueError, match="worker killed mid-write"):
             storage.store_response(submission)
         monkeypatch.undo()  # SQLAlchemy's own connections come from raw_connection too

@@ -86,6 +86,18 @@ def test_logout_is_a_post_with_csrf(accounts):
     assert client.get("/rapports/").status_code == 302
 
 
+def test_a_session_cookie_is_read_only_when_its_signature_holds(accounts):
+    client = accounts.test_client()
+    login(client, "dgs@example.fr")
+    page = client.get("/rapports/")
+    assert page.status_code == 200
+    # A page that depends on the session says so to caches.
+    assert "Cookie" in {v.strip() for v in page.headers["Vary"].split(",")}
+    signed = client.get_cookie("session").value
+    client.set_cookie("session", signed[:-2] + ("AA" if not signed.endswith("AA") else "BB"))
+    assert client.get("/rapports/").status_code == 302  # a tampered cookie signs nobody in
+
+
 def test_inactive_accounts_cannot_sign_in(accounts):
     with accounts.app_context():
         user = db.session.execute(select(User).where(User.email == "dgs@example.fr")).scalar_one()

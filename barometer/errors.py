@@ -10,10 +10,11 @@ from .extensions import limiter
 
 def register_errorhandlers(app) -> None:
     for code in (400, 403, 404, 405, 410, 413, 429, 500):
-        app.register_error_handler(code, _render)
+        app.register_error_handler(code, render_error)
 
 
-def _render(error):
+def render_error(error):
+    """The error page for an HTTP error, in the visitor's language."""
     code = getattr(error, "code", 500) or 500
     response = render_template("errors/error.html", code=code), code
     return with_retry_after(response, error) if code == 429 else response

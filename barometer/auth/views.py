@@ -5,7 +5,9 @@ from urllib.parse import urlsplit
 from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
+from flask_wtf.csrf import CSRFError
 
+from ..errors import render_error
 from ..extensions import limiter
 from . import bp
 from .forms import LoginForm, LogoutForm
@@ -44,6 +46,18 @@ def login():
     elif request.method == "POST":
         status = 422
     return render_template("auth/login.html", form=form), status
+
+
+@bp.errorhandler(CSRFError)
+def refuse_stale_form(error: CSRFError):
+    """A staff form sent without a valid CSRF token: expired (left open too long), from
+    an older session, or forged. The sign-in form comes back with the address typed and
+    a message to send it again; nothing is done, as for any refused token."""
+    if request.endpoint != "auth.login" or current_user.is_authenticated:
+        return render_error(error)
+    form = LoginForm()
+    form.csrf_token.errors = [error.description]
+    return render_template("auth/login.html", form=form), 400
 
 
 @bp.route("/deconnexion", methods=["POST"])

@@ -7,6 +7,7 @@ import pytest
 from babel.dates import format_date
 from sqlalchemy import select
 
+from barometer.auth import services as auth_services
 from barometer.extensions import db
 from barometer.models import Organisation, Role, Service, User
 from barometer.respond.services import get_survey, new_token
@@ -96,6 +97,44 @@ def test_a_session_cookie_is_read_only_when_its_signature_holds(accounts):
     signed = client.get_cookie("session").value
     client.set_cookie("session", signed[:-2] + ("AA" if not signed.endswith("AA") else "BB"))
     assert client.get("/rapports/").status_code == 302  # a tampered cookie signs nobody in
+
+
+def test_a_stale_sign_in_form_comes_back_with_the_address_kept(accounts):
+    client = accounts.test_client()
+    csrf(client)  # the form was shown; its token then went stale
+    page = client.post("/connexion", data={"email": "dgs@example.fr", "password": PASSWORD, "csrf_token": "stale"})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 400
+    assert "Le formulaire a expiré : envoyez-le à nouveau." in html and 'role="alert"' in html
+    assert 'value="dgs@example.fr"' in html and PASSWORD not in html
+    assert client.get("/rapports/").status_code == 302  # nobody signed in
+    fresh = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
+    again = client.post("/connexion", data={"email": "dgs@example.fr", "password": PASSWORD, "csrf_token": fresh})
+    assert again.status_code == 302 and client.get("/rapports/").status_code == 200
+
+
+def test_a_stale_sign_out_form_is_refused_and_keeps_the_session(accounts):
+    client = accounts.test_client()
+    login(client, "dgs@example.fr")
+    page = client.post("/deconnexion", data={"csrf_token": "stale"})
+    assert page.status_code == 400 and "Requête invalide" in page.get_data(as_text=True)
+    assert client.get("/rapports/").status_code == 200
+
+
+@pytest.mark.parametrize("email", ["dgs@example.fr", "nobody@example.fr", "inactive@example.fr"])
+def test_every_refused_sign_in_checks_a_password(accounts, monkeypatch, email):
+    """The delay of a refusal must not tell which addresses have an (active) account."""
+    with accounts.app_context():
+        user = User(email="inactive@example.fr", role=Role.director, active=False)
+        user.set_password(PASSWORD)
+        db.session.add(user)
+        db.session.commit()
+    checked = []
+    real = auth_services.check_password_hash
+    monkeypatch.setattr(auth_services, "check_password_hash", lambda h, p: checked.append(h) or real(h, p))
+    with accounts.app_context():
+        assert auth_services.authenticate(email, "wrong password") is None
+    assert len(checked) == 1 and checked[0].startswith("scrypt:")
 
 
 def test_inactive_accounts_cannot_sign_in(accounts):

@@ -39,16 +39,18 @@ def test_a_failure_mid_write_leaves_nothing_and_the_retry_stores_once(surveys, m
     client = surveys.test_client()
     _, tokens = open_form(client)
     data = {"overall": "4", "courtesy": "5", "comment": "Très bien", **tokens}
-    real = storage._answer_rows
+    real = storage._DriverInsert.put
+    written = []
 
-    def crash(*args):  # the worker dies after the response row, before its answers
+    def crash(self, *args):  # the worker dies after the response row, before its answers
+        written.append(args[-1])  # the new response's id: its row is in the transaction
         raise RuntimeError("worker killed")
 
-    monkeypatch.setattr(storage, "_answer_rows", crash)
+    monkeypatch.setattr(storage._DriverInsert, "put", crash)
     surveys.config["PROPAGATE_EXCEPTIONS"] = False
     assert client.post("/s/piscine", data=data).status_code == 500
-    assert counts(surveys) == (0, 0)
-    monkeypatch.setattr(storage, "_answer_rows", real)
+    assert written and counts(surveys) == (0, 0)
+    monkeypatch.setattr(storage._DriverInsert, "put", real)
     assert client.post("/s/piscine", data=data).status_code == 200
     assert client.post("/s/piscine", data=data).status_code == 200
     assert counts(surveys) == (1, 3)

@@ -176,14 +176,15 @@ def prepare_database(db_path: Path, n_tokens: int) -> list[str]:
 
     from barometer import create_app
     from barometer.loader import load_surveys
-    from barometer.respond.services import form_token
+    from barometer.respond.services import form_token, get_survey
     from surveys.schema import DEFAULT_ROOT
 
     app = create_app({"SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}"})
     with app.app_context():
         upgrade()
         load_surveys(DEFAULT_ROOT)
-        return [form_token() for _ in range(n_tokens)]
+        version_id = get_survey(SERVICE).version_id
+        return [form_token(version_id) for _ in range(n_tokens)]
 
 
 def page_weight(base: str) -> tuple[int, int]:

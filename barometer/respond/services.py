@@ -52,13 +52,14 @@ _cache: dict[tuple[str, str | None], tuple[float, SurveyContext]] = {}
 CACHE_SIZE = 2048
 
 
-def get_survey(slug: str, site_code: str | None = None) -> SurveyContext | None:
-    """The survey of a service (and site), or None when either is unknown."""
+def get_survey(slug: str, site_code: str | None = None, *, refresh: bool = False) -> SurveyContext | None:
+    """The survey of a service (and site), or None when either is unknown; `refresh`
+    reads it again rather than from this worker's cache."""
     ttl = current_app.config["SURVEY_CACHE_SECONDS"]
     key = (slug, site_code)
     hit = _cache.get(key)
     now = time.monotonic()
-    if hit is not None and now - hit[0] < ttl:
+    if hit is not None and now - hit[0] < ttl and not refresh:
         return hit[1]
     context = _read_survey(slug, site_code)
     # Unknown addresses are not cached: a crawler inventing them must not grow memory.
@@ -170,21 +171,34 @@ def _signer_for(keys: tuple[str, ...]) -> TimestampSigner:
     return TimestampSigner(list(keys), salt="survey-form")
 
 
-def form_token() -> str:
-    """The token of one display of the form: a new response token, signed and dated.
+def form_token(version_id: int) -> str:
+    """The token of one display of the form: a new response token and the questionnaire
+    version shown, signed and dated.
 
-    The signature says the form came from this site; the date lets a form left open
-    longer than `SURVEY_TOKEN_MAX_AGE` be sent again rather than stored. Only the
-    response token inside is stored, never the date.
+    The signature says the form came from this site; the version, which questions the
+    resident saw (a response is stored under the version it answered); the date lets a
+    form left open longer than `SURVEY_TOKEN_MAX_AGE` be sent again rather than stored.
+    Only the response token inside is stored, never the date.
     """
-    return _signer().sign(new_token()).decode()
+    return _signer().sign(f"{version_id}:{new_token()}").decode()
 
 
-def token_of(form_value: str) -> str:
-    """The response token inside a form token; `SignatureExpired` when the form is too
-    old, `BadSignature` when the value is not a form token of this site (only
-    `form_token` signs with this salt, so what it signed is a response token)."""
-    return _signer().unsign(form_value, max_age=current_app.config["SURVEY_TOKEN_MAX_AGE"]).decode()
+@dataclass(frozen=True)
+class FormToken:
+    """What a form's token says: the response's token and the version it answers."""
+
+    response: str
+    version_id: int
+
+
+def token_of(form_value: str) -> FormToken:
+    """What a form token carries; `SignatureExpired` when the form is too old,
+    `BadSignature` when the value is not a form token of this site."""
+    value = _signer().unsign(form_value, max_age=current_app.config["SURVEY_TOKEN_MAX_AGE"]).decode()
+    version, _, response = value.partition(":")
+    if not version.isdigit() or not response:  # signed by this site before tokens named a version
+        raise BadSignature("form token without a version")
+    return FormToken(response, int(version))
 
 
 # ------------------------------------------------------------- cross-site requests
@@ -227,7 +241,8 @@ class Outcome:
     stored: bool = False
     #: Why nothing was stored apart from the answers: "honeypot", "cross_site" (sent
     #: from another site's page), "expired" (the form is older than
-    #: `SURVEY_TOKEN_MAX_AGE`) or "token" (missing, forged or malformed).
+    #: `SURVEY_TOKEN_MAX_AGE`), "token" (missing, forged or malformed) or "version" (the
+    #: questionnaire changed while the form was open).
     problem: str | None = None
     #: Answer errors by question key, as `Questionnaire.clean` words them (code, params).
     errors: Mapping[str, tuple[str, dict]] = field(default_factory=dict)
@@ -258,6 +273,9 @@ def take_submission(context: SurveyContext, formdata, *, cross_site: bool = Fals
         return Outcome(problem="expired", errors=errors)
     except BadSignature:
         return Outcome(problem="token", errors=errors)
+    if token.version_id != context.version_id:
+        # The questions answered are not the current ones: shown again, answers kept.
+        return Outcome(problem="version", errors=errors)
     if errors:
         return Outcome(errors=errors)
     # A token seen before is the same response (double tap, refresh, retry): stored once.
@@ -266,7 +284,7 @@ def take_submission(context: SurveyContext, formdata, *, cross_site: bool = Fals
             service_id=context.service_id,
             site_id=context.site_id,
             version_id=context.version_id,
-            token=token,
+            token=token.response,
             questionnaire=context.questionnaire,
             answers=answers,
             channel=web_channel(formdata.get("channel")),

@@ -46,7 +46,18 @@ def submit_survey(slug: str, site: str | None = None):
     if closed:
         return closed
     count_submission()
-    outcome = take_submission(context, request.form, cross_site=is_cross_site(request.headers, _own_origins))
+    cross_site = is_cross_site(request.headers, _own_origins)
+    outcome = take_submission(context, request.form, cross_site=cross_site)
+    if outcome.problem == "version":
+        # This worker's copy of the survey may be the older one (the form came from a
+        # worker that read the new version already): judged again on the current one.
+        get_survey(slug, site, refresh=True)
+        current, lang, closed = _open_survey(slug, site)
+        if closed:
+            return closed
+        if current.version_id != context.version_id:
+            context = current
+            outcome = take_submission(context, request.form, cross_site=cross_site)
     if outcome.stored:
         return _thanks(context, lang)
     if outcome.problem == "honeypot":
@@ -69,7 +80,7 @@ def refuse_too_many(error):
 
 def _show_answers(form, context, lang: str, notice: str | None, status: int):
     """The form again, with what the resident typed, a fresh token and what went wrong."""
-    form.token.data = form_token()
+    form.token.data = form_token(context.version_id)
     return _no_store(
         render_template(
             "respond/survey.html",
@@ -111,7 +122,7 @@ def _fresh_form(context, lang: str, channel: str):
         before, after = html.split(_TOKEN_SLOT)
         parts = context.pages[key] = (before.encode(), after.encode())
     before, after = parts
-    return _no_store(b"".join((before, form_token().encode(), after)), 200)
+    return _no_store(b"".join((before, form_token(context.version_id).encode(), after)), 200)
 
 
 def _thanks(context, lang: str):

@@ -8,9 +8,10 @@ from sqlalchemy import select
 
 from barometer.extensions import db
 from barometer.loader import load_surveys
-from barometer.models import Answer, Channel, Response, Site
+from barometer.models import Answer, Channel, Response, Service, Site
+from barometer.respond.services import form_token, get_survey
 from barometer.templating import in_french
-from tests.helpers import count_rows, edit_yaml, errors, form_tokens, open_form
+from tests.helpers import count_rows, edit_yaml, errors, form_tokens, open_form, question_of
 
 VALID = {
     "overall": "4",
@@ -480,3 +481,53 @@ def test_a_resident_gets_no_cookie(surveys, client):
     assert [r.headers.get("Set-Cookie") for r in replies] == [None] * 5
     assert "et aucun cookie n'est déposé." in replies[0].get_data(as_text=True)
     assert client.get_cookie("session") is None
+
+
+def _reword_crowding(tree) -> None:
+    def change(doc):
+        question_of(doc, "crowding")["label"]["fr"] = "Le bassin était-il bondé ?"
+
+    edit_yaml(tree / "questionnaires" / "piscine.yaml", change)
+
+
+def _stored_versions(app) -> list[int]:
+    with app.app_context():
+        return db.session.execute(select(Response.version_id)).scalars().all()
+
+
+def test_a_form_left_open_across_a_new_version_is_shown_again_then_stored_under_it(app, tree, client):
+    with app.app_context():
+        load_surveys(tree)
+    _, tokens = open_form(client)
+    _reword_crowding(tree)
+    with app.app_context():
+        load_surveys(tree)
+        current = get_survey("piscine").version_id
+    page = client.post("/s/piscine", data={"overall": "4", "crowding": "1", **tokens})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 400
+    assert "Le questionnaire a été mis à jour pendant que vous répondiez." in html
+    assert "Le bassin était-il bondé ?" in html  # the current questions, the answers kept
+    assert checked(html, "overall", "4") and checked(html, "crowding", "1")
+    assert count_rows(app) == 0
+    again = client.post("/s/piscine", data={"overall": "4", "crowding": "1", **form_tokens(html)})
+    assert again.status_code == 200 and _stored_versions(app) == [current]
+
+
+def test_a_worker_that_kept_the_old_version_judges_a_new_form_on_the_new_one(app_factory, tree):
+    app = app_factory(SURVEY_CACHE_SECONDS=3600)
+    client = app.test_client()
+    with app.app_context():
+        load_surveys(tree)
+    open_form(client)  # this worker now keeps the first version in memory
+    _reword_crowding(tree)
+    with app.app_context():
+        load_surveys(tree)
+        current = (
+            db.session.execute(select(Service).where(Service.slug == "piscine")).scalar_one().questionnaire.current.id
+        )
+    with app.test_request_context():
+        assert get_survey("piscine").version_id != current  # the kept copy is the old one
+        token = form_token(current)  # a form shown by a worker that read the new version
+    page = client.post("/s/piscine", data={"overall": "4", "token": token})
+    assert page.status_code == 200 and _stored_versions(app) == [current]

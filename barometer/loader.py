@@ -6,8 +6,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
-from surveys.schema import Bundle, load_bundle
+from surveys.schema import Bundle, DefinitionError, OrganisationDef, SiteDef, load_bundle
 
 from .extensions import db
 from .models import (
@@ -29,21 +30,36 @@ class LoadReport:
 
     created: list[str] = field(default_factory=list)
     new_versions: list[str] = field(default_factory=list)
+    #: Services their file no longer lists: closed, never deleted (their responses stay).
+    closed: list[str] = field(default_factory=list)
+    #: Rows their file no longer lists and no response refers to (population margins).
+    deleted: list[str] = field(default_factory=list)
+    #: What the files ask for and the loader cannot do: shown after every load until fixed.
+    warnings: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"créé : {x}" for x in self.created]
         out += [f"nouvelle version : {x}" for x in self.new_versions]
-        return out or ["aucun changement"]
+        out += [f"fermé : {x}" for x in self.closed]
+        out += [f"supprimé : {x}" for x in self.deleted]
+        return (out or ["aucun changement"]) + [f"attention : {x}" for x in self.warnings]
 
     def summary(self) -> list[str]:
-        """A few lines for the console: counts of what was created, then the rest."""
-        kinds: dict[str, int] = {}
-        for item in self.created:
-            kind = item.split(" ", 1)[0]
-            kinds[kind] = kinds.get(kind, 0) + 1
-        out = [f"créés : {', '.join(f'{n} × {kind}' for kind, n in kinds.items())}"] if kinds else []
+        """A few lines for the console: counts of what was created or deleted, then the rest."""
+        out = [f"créés : {_counts(self.created)}"] if self.created else []
         out += [f"nouvelle version : {x}" for x in self.new_versions]
-        return out or ["aucun changement"]
+        out += [f"fermé : {x}" for x in self.closed]
+        out += [f"supprimés : {_counts(self.deleted)}"] if self.deleted else []
+        return (out or ["aucun changement"]) + [f"attention : {x}" for x in self.warnings]
+
+
+def _counts(items: list[str]) -> str:
+    """Counts by kind, "2 × service, 1 × site", of labels that start with their kind."""
+    kinds: dict[str, int] = {}
+    for item in items:
+        kind = item.split(" ", 1)[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return ", ".join(f"{n} × {kind}" for kind, n in kinds.items())
 
 
 def load_surveys(root: Path | str) -> LoadReport:
@@ -54,6 +70,7 @@ def load_surveys(root: Path | str) -> LoadReport:
     bundle = load_bundle(root)
     report = LoadReport()
     try:
+        _refuse_type_changes(bundle)
         _upsert(bundle, report)
         db.session.commit()
     except Exception:
@@ -107,6 +124,7 @@ def _upsert(bundle: Bundle, report: LoadReport) -> None:
                     Site, report, f"site {s.slug}/{site_def.code}", service_id=service.id, code=site_def.code
                 )
                 site.name = site_def.name
+            _report_unlisted_sites(service, s.sites, report)
         for dim, shares in o.margins.items():
             for category, share in shares.items():
                 m = _get_or_new(
@@ -118,6 +136,87 @@ def _upsert(bundle: Bundle, report: LoadReport) -> None:
                     category=category,
                 )
                 m.share = share
+        _delete_unlisted_margins(org, o, report)
+    _close_unlisted_services(bundle, report)
+
+
+def _close_unlisted_services(bundle: Bundle, report: LoadReport) -> None:
+    """Close the services an organisation's file no longer lists.
+
+    Closed, not deleted: their responses stay, and the survey says it is closed.
+    Services may move between files, so a service is unlisted only if no file lists it.
+    """
+    listed = [s.slug for o in bundle.organisations for s in o.services]
+    unlisted = db.session.execute(
+        select(Service)
+        .join(Organisation)
+        .where(Organisation.slug.in_([o.slug for o in bundle.organisations]), Service.slug.not_in(listed))
+        .order_by(Service.slug)
+    ).scalars()
+    for service in unlisted:
+        if service.is_open:
+            service.is_open = False
+            report.closed.append(f"service {service.slug}")
+
+
+def _report_unlisted_sites(service: Service, listed: tuple[SiteDef, ...], report: LoadReport) -> None:
+    """Sites have no closed state: one its file no longer lists still takes answers, so say so."""
+    codes = [site.code for site in listed]
+    for code in db.session.execute(
+        select(Site.code).where(Site.service_id == service.id, Site.code.not_in(codes)).order_by(Site.code)
+    ).scalars():
+        report.warnings.append(
+            f"site {service.slug}/{code} absent du fichier mais toujours ouvert (un site ne peut pas être fermé)"
+        )
+
+
+def _delete_unlisted_margins(org: Organisation, definition: OrganisationDef, report: LoadReport) -> None:
+    """Delete the margins the file no longer gives, so that each dimension sums as in the file."""
+    listed = {(dim, category) for dim, shares in definition.margins.items() for category in shares}
+    margins = db.session.execute(
+        select(PopulationMargin)
+        .where(PopulationMargin.organisation_id == org.id)
+        .order_by(PopulationMargin.dimension, PopulationMargin.category)
+    ).scalars()
+    for m in margins:
+        if (m.dimension, m.category) not in listed:
+            db.session.delete(m)
+            report.deleted.append(f"marge {definition.slug} {m.dimension}={m.category}")
+
+
+def _refuse_type_changes(bundle: Bundle) -> None:
+    """Refuse a new version that gives a question key another type than an earlier version.
+
+    Answers are compared over time by key: a key that was a scale and becomes a yes/no
+    would mix values that mean different things. Labels and scale points may change
+    (a new version, a break in the series); a new type needs a new key. Checked before
+    any write, like the files themselves.
+    """
+    rows = {
+        q.key: q
+        for q in db.session.execute(
+            select(Questionnaire)
+            .where(Questionnaire.key.in_(list(bundle.questionnaires)))
+            .options(selectinload(Questionnaire.versions))
+        ).scalars()
+    }
+    # In the bundle's order: a base questionnaire before the ones that extend it, so a
+    # change to a core question is blamed on the core's file.
+    for key, definition in bundle.questionnaires.items():
+        row = rows.get(key)
+        if row is None or not row.versions or row.current.checksum == definition.checksum:
+            continue
+        types = definition.types
+        for version in reversed(row.versions):
+            for question in version.definition["questions"]:
+                old, new = question["type"], types.get(question["key"], question["type"])
+                if new != old:
+                    raise DefinitionError(
+                        bundle.sources.get(key, f"questionnaire {key}"),
+                        f"questions.{question['key']}.type",
+                        f"type de question changé de {old} à {new} (version {version.number}) : "
+                        "les réponses ne seraient plus comparables, utilisez une nouvelle clé",
+                    )
 
 
 def _upsert_version(q: Questionnaire, definition, report: LoadReport) -> None:

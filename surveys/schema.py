@@ -40,6 +40,33 @@ SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 ORGANISATION_KINDS = ("commune", "epci", "departement", "region")
 #: Site codes that would shadow a survey's own pages (/s/<service>/poster).
 RESERVED_SITE_CODES = frozenset({"poster"})
+#: Question keys the survey page already uses. Each question becomes a form field named
+#: by its key (barometer/respond/forms.py), so a key must not shadow the form's own
+#: fields (token, channel), Flask-WTF's csrf_token, or a WTForms form attribute; nor
+#: the page's other inputs: the honeypot (website) and the submit button's id.
+RESERVED_QUESTION_KEYS = frozenset(
+    {
+        "token",
+        "channel",
+        "website",
+        "submit",
+        "csrf_token",
+        "meta",
+        "data",
+        "errors",
+        "form_errors",
+        "hidden_tag",
+        "is_submitted",
+        "populate_obj",
+        "post_process",
+        "process",
+        "show_errors",
+        "validate",
+        "validate_on_submit",
+    }
+)
+#: WTForms calls a form attribute validate_<key> as a validator of the field <key>.
+RESERVED_QUESTION_PREFIX = "validate_"
 #: Removed from free text: every control character but tab and newline.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -322,13 +349,75 @@ class _Reader:
 
 
 def load_yaml(path: Path) -> Any:
+    """Read a YAML file, refusing a key given twice in one mapping (YAML would keep the last)."""
     try:
         with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
+            loader = yaml.SafeLoader(fh)
+            try:
+                node = loader.get_single_node()
+                if node is None:
+                    return None
+                _refuse_duplicate_keys(loader, node, str(path))
+                return loader.construct_document(node)
+            finally:
+                loader.dispose()
     except yaml.YAMLError as exc:
         raise DefinitionError(str(path), "YAML", f"syntaxe invalide ({exc})") from exc
     except OSError as exc:
         raise DefinitionError(str(path), "fichier", f"illisible ({exc.strerror})") from exc
+
+
+#: Fields that name an item of a list in a fault's path (questions.courtesy, not questions[1]).
+_ITEM_NAMES = ("key", "slug", "code")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _refuse_duplicate_keys(loader: yaml.SafeLoader, root: yaml.Node, source: str) -> None:
+    """Raise DefinitionError at the first mapping key given twice, anywhere in the document.
+
+    Keys are compared once read, as the document would hold them (`yes` and `true` are
+    the same key). Keys a merge (`<<: *anchor`) brings in may be overridden: that is
+    what a merge is for.
+    """
+    seen: set[int] = set()  # an alias is its anchor's node: walk each node once
+
+    def walk(node: yaml.Node, where: str) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, _join(where, _item_name(item) or f"[{i}]"))
+        elif isinstance(node, yaml.MappingNode):
+            lines: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+                    continue  # a key that is a list or a mapping is refused when the document is read
+                key = loader.construct_object(key_node)
+                path, line = _join(where, str(key)), key_node.start_mark.line + 1
+                if key in lines:
+                    raise DefinitionError(source, path, f"clé en double (ligne {line}, déjà donnée ligne {lines[key]})")
+                lines[key] = line
+                walk(value_node, path)
+
+    walk(root, "")
+
+
+def _item_name(node: yaml.Node) -> str | None:
+    """The key, slug or code a list item gives once, to name it in a path."""
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for name in _ITEM_NAMES:
+        values = [v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == name]
+        if len(values) == 1 and isinstance(values[0], yaml.ScalarNode) and values[0].value:
+            return values[0].value
+    return None
+
+
+def _join(where: str, part: str) -> str:
+    if not where or part.startswith("["):
+        return where + part
+    return f"{where}.{part}"
 
 
 def _parse_scales(r: _Reader, node: Any) -> dict[str, Scale]:
@@ -365,6 +454,8 @@ def _parse_question(r: _Reader, node: Any, where: str, scales: Mapping[str, Scal
     r.unknown_fields(node, _QUESTION_FIELDS, where)
     key = r.key(node.get("key"), f"{where}.key")
     where = f"questions.{key}"
+    if key in RESERVED_QUESTION_KEYS or key.startswith(RESERVED_QUESTION_PREFIX):
+        raise r.fail(where, f"clé de question réservée {key!r} (ce nom est déjà pris par le formulaire de l'enquête)")
     qtype = node.get("type")
     if qtype not in QUESTION_TYPES:
         raise r.fail(f"{where}.type", f"type de question inconnu {qtype!r} (attendu : {', '.join(QUESTION_TYPES)})")
@@ -709,6 +800,8 @@ class Bundle:
     catalogue: Catalogue
     questionnaires: Mapping[str, Questionnaire]
     organisations: tuple[OrganisationDef, ...]
+    #: The file each questionnaire comes from, by key, to name it in later refusals.
+    sources: Mapping[str, str] = field(default_factory=dict)
 
 
 def load_bundle(root: Path | str) -> Bundle:
@@ -724,6 +817,7 @@ def load_bundle(root: Path | str) -> Bundle:
     catalogue = parse_catalogue(load_yaml(cat_path), str(cat_path))
     docs = {p: load_yaml(p) for p in sorted((root / "questionnaires").glob("*.yaml"))}
     questionnaires: dict[str, Questionnaire] = {}
+    sources: dict[str, str] = {}
     pending = dict(docs)
     # Resolve `extends` in dependency order, whatever the file names.
     while pending:
@@ -739,7 +833,7 @@ def load_bundle(root: Path | str) -> Bundle:
             q = parse_questionnaire(doc, str(path), parents=questionnaires)
             if q.key in questionnaires:
                 raise DefinitionError(str(path), "key", f"questionnaire en double {q.key!r}")
-            questionnaires[q.key] = q
+            questionnaires[q.key], sources[q.key] = q, str(path)
             del pending[path]
             progressed = True
         if not progressed:
@@ -755,7 +849,7 @@ def load_bundle(root: Path | str) -> Bundle:
         raise DefinitionError(
             str(root / "services"), "services", f"service présent dans deux fichiers : {', '.join(sorted(dupes))}"
         )
-    return Bundle(catalogue=catalogue, questionnaires=questionnaires, organisations=organisations)
+    return Bundle(catalogue=catalogue, questionnaires=questionnaires, organisations=organisations, sources=sources)
 
 
 DEFAULT_ROOT = Path(__file__).resolve().parent

@@ -93,6 +93,26 @@ def test_a_bad_file_writes_nothing(app, tree):
         assert n(Domain) == 0 and n(Service) == 0 and n(Questionnaire) == 0
 
 
+COURTESY_LABEL = "    label: {fr: L'accueil et la courtoisie, en: Welcome and courtesy}\n"
+
+
+@pytest.mark.parametrize(
+    ("file", "change"),
+    [
+        ("questionnaires/core.yaml", lambda t: t.replace(COURTESY_LABEL, COURTESY_LABEL * 2)),
+        ("catalogue.yaml", lambda t: t + "domains: []\n"),
+    ],
+    ids=["question-label-twice", "catalogue-domains-twice"],
+)
+def test_a_duplicate_key_writes_nothing(app, tree, file, change):
+    path = tree / file
+    path.write_text(change(path.read_text(encoding="utf-8")), encoding="utf-8")
+    with app.app_context():
+        with pytest.raises(DefinitionError, match="clé en double"):
+            load_surveys(tree)
+        assert n(Domain) == 0 and n(Service) == 0 and n(Questionnaire) == 0
+
+
 def test_load_surveys_command_names_file_key_and_problem(app, tree):
     edit_yaml(tree / "questionnaires" / "core.yaml", lambda d: question_of(d, "ease").update(type="stars"))
     result = app.test_cli_runner().invoke(args=["barometer", "load-surveys", str(tree)])
@@ -114,3 +134,141 @@ def test_demo_help_lists_the_planted_effects(runner):
     for planted in demo.PLANTED:
         assert planted.service in result.output and planted.detail in result.output
     assert "aucun effet introduit" in result.output
+
+
+# ------------------------------------------------------------ question types across versions
+
+
+def courtesy_as_yesno(doc):
+    q = question_of(doc, "courtesy")
+    for name in ("scale", "not_applicable", "display"):
+        q.pop(name, None)
+    q["type"] = "yesno"
+
+
+def test_a_new_version_cannot_change_a_question_type(app, tree):
+    core = tree / "questionnaires" / "core.yaml"
+    with app.app_context():
+        load_surveys(tree)
+        edit_yaml(core, courtesy_as_yesno)
+        reword_courtesy(tree, "Vous a-t-on bien accueilli ?")
+        with pytest.raises(DefinitionError) as info:
+            load_surveys(tree)
+        err = info.value
+        assert err.source.endswith("questionnaires/core.yaml")
+        assert err.where == "questions.courtesy.type"
+        assert err.problem == (
+            "type de question changé de scale à yesno (version 1) : "
+            "les réponses ne seraient plus comparables, utilisez une nouvelle clé"
+        )
+        assert n(QuestionnaireVersion) == 5
+
+
+def test_a_key_cannot_come_back_with_another_type(app, tree):
+    core = tree / "questionnaires" / "core.yaml"
+    removed = []
+
+    def remove(d):
+        removed.append(question_of(d, "courtesy"))
+        d["questions"].remove(removed[0])
+
+    def add_back_as_yesno(d):
+        d["questions"].append(removed[0])
+        courtesy_as_yesno(d)
+
+    with app.app_context():
+        load_surveys(tree)
+        edit_yaml(core, remove)
+        load_surveys(tree)
+        edit_yaml(core, add_back_as_yesno)
+        with pytest.raises(
+            DefinitionError, match=r"questions\.courtesy\.type: type de question changé de scale à yesno"
+        ):
+            load_surveys(tree)
+        assert n(QuestionnaireVersion) == 10
+
+
+def test_new_labels_or_scale_points_keep_the_key_in_a_new_version(app, tree):
+    core = tree / "questionnaires" / "core.yaml"
+    with app.app_context():
+        load_surveys(tree)
+        edit_yaml(
+            core, lambda d: d["scales"]["satisfaction5"]["points"][-1]["label"].update(fr="Tout à fait satisfait")
+        )
+        reword_courtesy(tree, "La qualité de l'accueil")
+        assert "questionnaire core v2" in load_surveys(tree).new_versions
+
+
+# ------------------------------------------------------ what a services file no longer lists
+
+
+def edit_services(root, change):
+    edit_yaml(root / "services" / "demo-commune.yaml", change)
+
+
+def without_service(slug):
+    return lambda d: d.update(services=[s for s in d["services"] if s["slug"] != slug])
+
+
+def test_a_service_gone_from_its_file_is_closed_and_keeps_its_responses(app, tree):
+    client = app.test_client()
+    with app.app_context():
+        load_surveys(tree)
+    answer_once(client, "etat-civil")
+    with app.app_context():
+        edit_services(tree, without_service("etat-civil"))
+        report = load_surveys(tree)
+        assert report.closed == ["service etat-civil"]
+        assert "fermé : service etat-civil" in report.lines()
+        assert "fermé : service etat-civil" in report.summary()
+        service = db.session.execute(select(Service).where(Service.slug == "etat-civil")).scalar_one()
+        assert service.is_open is False
+        assert n(Service) == 31 and n(Response) == 1
+        assert load_surveys(tree).lines() == ["aucun changement"]
+    assert client.get("/s/etat-civil").status_code == 410
+    # Listed again, it takes answers again.
+    edit_yaml(
+        tree / "services" / "demo-commune.yaml",
+        lambda d: d["services"].append(
+            {"slug": "etat-civil", "name": "État civil", "policy": "etat-civil-citoyennete", "questionnaire": "core"}
+        ),
+    )
+    with app.app_context():
+        load_surveys(tree)
+    assert client.get("/s/etat-civil").status_code == 200
+
+
+def test_a_site_gone_from_its_file_is_kept_and_reported(app, tree):
+    def drop_site(d):
+        piscine = next(s for s in d["services"] if s["slug"] == "piscine")
+        piscine["sites"] = [x for x in piscine["sites"] if x["code"] != "bassin-nord"]
+
+    with app.app_context():
+        load_surveys(tree)
+        edit_services(tree, drop_site)
+        report = load_surveys(tree)
+        warning = "attention : site piscine/bassin-nord absent du fichier mais toujours ouvert (un site ne peut pas être fermé)"
+        assert warning in report.lines() and warning in report.summary()
+        assert n(Site) == 10
+
+
+def test_a_margin_gone_from_its_file_is_deleted(app, tree):
+    def change(d):
+        d["margins"]["area"] = {"centre": 0.5, "nord": 0.5}
+        del d["margins"]["sex"]
+
+    with app.app_context():
+        load_surveys(tree)
+        edit_services(tree, change)
+        report = load_surveys(tree)
+        rows = db.session.execute(select(PopulationMargin.dimension, PopulationMargin.category, PopulationMargin.share))
+        shares: dict[str, dict[str, float]] = {}
+        for dim, category, share in rows:
+            shares.setdefault(dim, {})[category] = share
+        assert shares["area"] == {"centre": 0.5, "nord": 0.5}
+        assert set(shares) == {"age_band", "area"}
+        assert sum(shares["age_band"].values()) == pytest.approx(1)
+        assert "supprimé : marge saint-aubin-des-pres area=gare" in report.lines()
+        assert "supprimé : marge saint-aubin-des-pres sex=f" in report.lines()
+        assert "supprimés : 5 × marge" in report.summary()
+        assert load_surveys(tree).lines() == ["aucun changement"]

@@ -5,8 +5,12 @@ import pytest
 from surveys.schema import (
     DEFAULT_ROOT,
     NOT_APPLICABLE,
+    PREFER_NOT_TO_SAY,
     PROFILE_KEYS,
+    RESERVED_QUESTION_KEYS,
+    Choice,
     DefinitionError,
+    Text,
     load_bundle,
     questionnaire_from_dict,
 )
@@ -27,18 +31,52 @@ def test_catalogue_has_nine_domains_and_about_55_policies(bundle):
 
 
 def test_core_questionnaire_is_the_design(bundle):
+    # The wordings of ../shared/DESIGN.md, section "The core questionnaire".
     core = bundle.questionnaires["core"]
     overall = core.question("overall")
-    assert overall.required and overall.scale.values == (1, 2, 3, 4, 5)
+    assert overall.label.fr == "Globalement, êtes-vous satisfait(e) de ce service ?"
+    assert overall.type == "scale" and overall.required
+    assert overall.scale.values == (1, 2, 3, 4, 5)
     assert overall.scale.points[0].label.fr == "Pas du tout satisfait"
+    assert overall.scale.points[-1].label.fr == "Très satisfait"
     assert core.drivers == CORE_DRIVERS
-    assert all(core.question(k).not_applicable for k in CORE_DRIVERS)
-    assert core.question("recommend").type == "nps"
-    assert core.question("comment").type == "text"
+    for key in CORE_DRIVERS:
+        driver = core.question(key)
+        assert driver.type == "scale" and driver.scale.values == (1, 2, 3, 4, 5), key
+        assert driver.not_applicable, key
+        answers, errors = core.clean({"overall": "3", key: NOT_APPLICABLE})
+        assert errors == {} and answers[key] == NOT_APPLICABLE, key
+    # Stated importance, optional, is asked of the eight drivers.
+    importance = core.question("important_attributes")
+    assert importance.type == "multiple" and not importance.required
+    assert tuple(c.code for c in importance.choices) == CORE_DRIVERS
+    recommend = core.question("recommend")
+    assert recommend.type == "nps"
+    assert "(0 = pas du tout, 10 = certainement)" in recommend.label.fr
+    assert core.clean({"overall": "3", "recommend": "0"})[0]["recommend"] == 0
+    assert core.clean({"overall": "3", "recommend": "10"})[0]["recommend"] == 10
+    assert core.clean({"overall": "3", "recommend": "11"})[1] == {"recommend": ("out_of_range", {"low": 0, "high": 10})}
+    comment = core.question("comment")
+    assert comment.type == "text"
+    assert comment.hint.fr == "N'indiquez ni nom, ni adresse e-mail, ni numéro de téléphone."
+    assert comment.hint.en == "Do not enter your name, e-mail address or phone number."
     for key in PROFILE_KEYS:
-        codes = [c.code for c in core.question(key).choices]
-        assert "nsp" in codes, key
-    assert sum(q.required for q in core.questions) == 1
+        profile = core.question(key)
+        assert profile.role == "profile" and not profile.required, key
+        # core.yaml words DESIGN.md's "préfère ne pas dire" as a full sentence.
+        assert profile.choices[-1] == Choice(
+            code=PREFER_NOT_TO_SAY, label=Text(fr="Je préfère ne pas le dire", en="I prefer not to say")
+        ), key
+    assert [q.key for q in core.questions if q.required] == ["overall"]
+
+
+def test_drivers_offer_non_concerne_on_the_page(app, bundle):
+    from barometer.respond.forms import _options
+
+    core = bundle.questionnaires["core"]
+    with app.test_request_context("/s/piscine"):
+        for key in CORE_DRIVERS:
+            assert _options(core.question(key), "fr", ())[-1] == (NOT_APPLICABLE, "Non concerné"), key
 
 
 def test_extensions_keep_core_keys_and_add_their_own(bundle):
@@ -300,3 +338,108 @@ def test_a_site_cannot_take_the_poster_address(tree):
     edit_yaml(tree / "services" / "demo-commune.yaml", change)
     with pytest.raises(DefinitionError, match=r"services\.piscine\.sites\[0\]\.code: code de site réservé 'poster'"):
         load_bundle(tree)
+
+
+# ------------------------------------------------------------- duplicate YAML keys
+
+
+def _repeat_line(path, line: str, again: str) -> tuple[int, int]:
+    """Add `again` right after `line` in a file; the line numbers of both (1-based)."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    first = lines.index(line) + 1
+    indent = line[: len(line) - len(line.lstrip())]
+    lines.insert(first, indent + again)
+    path.write_text("".join(lines), encoding="utf-8")
+    return first, first + 1
+
+
+def test_a_question_with_two_labels_is_refused(tree):
+    path = tree / "questionnaires" / "core.yaml"
+    first, second = _repeat_line(
+        path,
+        "    label: {fr: L'accueil et la courtoisie, en: Welcome and courtesy}\n",
+        "label: {fr: Accueil, en: Welcome}\n",
+    )
+    with pytest.raises(DefinitionError) as info:
+        load_bundle(tree)
+    err = info.value
+    assert err.source.endswith("questionnaires/core.yaml")
+    assert err.where == "questions.courtesy.label"
+    assert err.problem == f"clé en double (ligne {second}, déjà donnée ligne {first})"
+
+
+def test_a_catalogue_with_two_domains_lists_is_refused(tree):
+    path = tree / "catalogue.yaml"
+    first = path.read_text(encoding="utf-8").splitlines().index("domains:") + 1
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("domains: []\n")
+    second = len(path.read_text(encoding="utf-8").splitlines())
+    with pytest.raises(DefinitionError) as info:
+        load_bundle(tree)
+    err = info.value
+    assert err.source.endswith("catalogue.yaml")
+    assert err.where == "domains"
+    assert err.problem == f"clé en double (ligne {second}, déjà donnée ligne {first})"
+    assert str(err) == f"{err.source}: domains: clé en double (ligne {second}, déjà donnée ligne {first})"
+
+
+def test_a_duplicate_key_deep_in_a_list_is_named_by_its_path(tree):
+    path = tree / "services" / "demo-commune.yaml"
+    first, second = _repeat_line(path, "    policy: lecture-publique\n", "policy: lecture-publique\n")
+    with pytest.raises(DefinitionError) as info:
+        load_bundle(tree)
+    assert info.value.where == "services.mediatheque.policy"
+    assert info.value.problem == f"clé en double (ligne {second}, déjà donnée ligne {first})"
+
+
+def test_yaml_keys_equal_once_read_are_duplicates(tree):
+    # "yes" and "true" both read as True: one of the two answers would be lost.
+    path = tree / "questionnaires" / "core.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + "extra:\n  yes: 1\n  true: 2\n", encoding="utf-8")
+    with pytest.raises(DefinitionError, match=r"core\.yaml: extra\.True: clé en double"):
+        load_bundle(tree)
+
+
+def test_yaml_merge_keys_are_not_duplicates(tree):
+    # `<<:` copies a mapping on purpose; the keys given beside it override it.
+    path = tree / "questionnaires" / "core.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + "base: &base {a: 1, b: 2}\nother:\n  <<: *base\n  a: 3\n", encoding="utf-8")
+    with pytest.raises(DefinitionError) as info:
+        load_bundle(tree)
+    assert info.value.problem == "champ inconnu : base, other"
+
+
+# ----------------------------------------------------------- reserved question keys
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["website", "token", "channel", "csrf_token", "submit", "meta", "data", "errors", "validate", "validate_overall"],
+)
+def test_a_question_key_the_survey_form_uses_is_refused(tree, key):
+    edit_yaml(
+        tree / "questionnaires" / "piscine.yaml",
+        lambda d: d["questions"].append(
+            {"key": key, "type": "yesno", "section": "more", "label": {"fr": "a", "en": "b"}}
+        ),
+    )
+    with pytest.raises(DefinitionError) as info:
+        load_bundle(tree)
+    err = info.value
+    assert err.source.endswith("questionnaires/piscine.yaml")
+    assert err.where == f"questions.{key}"
+    assert err.problem == f"clé de question réservée {key!r} (ce nom est déjà pris par le formulaire de l'enquête)"
+
+
+def test_reserved_question_keys_cover_every_name_of_the_survey_form(app):
+    from barometer.respond.forms import SurveyFormBase
+
+    with app.test_request_context("/s/piscine"):
+        form = SurveyFormBase()
+    # A question becomes a form attribute named by its key (forms.survey_form_class).
+    names = {n for n in (*dir(SurveyFormBase), *vars(form)) if not n.startswith("_") and n.islower()}
+    assert names <= RESERVED_QUESTION_KEYS
+    # The page's own inputs besides the questions (templates/respond/survey.html).
+    assert {"token", "channel", "website", "submit", "csrf_token"} <= RESERVED_QUESTION_KEYS

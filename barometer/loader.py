@@ -30,19 +30,18 @@ class LoadReport:
 
     created: list[str] = field(default_factory=list)
     new_versions: list[str] = field(default_factory=list)
-    #: Services their file no longer lists: closed, never deleted (their responses stay).
+    #: Services and sites their file no longer lists: closed, never deleted (their
+    #: responses stay).
     closed: list[str] = field(default_factory=list)
     #: Rows their file no longer lists and no response refers to (population margins).
     deleted: list[str] = field(default_factory=list)
-    #: What the files ask for and the loader cannot do: shown after every load until fixed.
-    warnings: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"créé : {x}" for x in self.created]
         out += [f"nouvelle version : {x}" for x in self.new_versions]
         out += [f"fermé : {x}" for x in self.closed]
         out += [f"supprimé : {x}" for x in self.deleted]
-        return (out or ["aucun changement"]) + [f"attention : {x}" for x in self.warnings]
+        return out or ["aucun changement"]
 
     def summary(self) -> list[str]:
         """A few lines for the console: counts of what was created or deleted, then the rest."""
@@ -50,7 +49,7 @@ class LoadReport:
         out += [f"nouvelle version : {x}" for x in self.new_versions]
         out += [f"fermé : {x}" for x in self.closed]
         out += [f"supprimés : {_counts(self.deleted)}"] if self.deleted else []
-        return (out or ["aucun changement"]) + [f"attention : {x}" for x in self.warnings]
+        return out or ["aucun changement"]
 
 
 def _counts(items: list[str]) -> str:
@@ -123,8 +122,8 @@ def _upsert(bundle: Bundle, report: LoadReport) -> None:
                 site = _get_or_new(
                     Site, report, f"site {s.slug}/{site_def.code}", service_id=service.id, code=site_def.code
                 )
-                site.name = site_def.name
-            _report_unlisted_sites(service, s.sites, report)
+                site.name, site.is_open = site_def.name, site_def.open
+            _close_unlisted_sites(service, s.sites, report)
         for dim, shares in o.margins.items():
             for category, share in shares.items():
                 m = _get_or_new(
@@ -159,15 +158,15 @@ def _close_unlisted_services(bundle: Bundle, report: LoadReport) -> None:
             report.closed.append(f"service {service.slug}")
 
 
-def _report_unlisted_sites(service: Service, listed: tuple[SiteDef, ...], report: LoadReport) -> None:
-    """Sites have no closed state: one its file no longer lists still takes answers, so say so."""
+def _close_unlisted_sites(service: Service, listed: tuple[SiteDef, ...], report: LoadReport) -> None:
+    """Close the sites a service's file no longer lists; their responses stay."""
     codes = [site.code for site in listed]
-    for code in db.session.execute(
-        select(Site.code).where(Site.service_id == service.id, Site.code.not_in(codes)).order_by(Site.code)
+    for site in db.session.execute(
+        select(Site).where(Site.service_id == service.id, Site.code.not_in(codes)).order_by(Site.code)
     ).scalars():
-        report.warnings.append(
-            f"site {service.slug}/{code} absent du fichier mais toujours ouvert (un site ne peut pas être fermé)"
-        )
+        if site.is_open:
+            site.is_open = False
+            report.closed.append(f"site {service.slug}/{site.code}")
 
 
 def _delete_unlisted_margins(org: Organisation, definition: OrganisationDef, report: LoadReport) -> None:

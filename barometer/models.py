@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -169,6 +170,8 @@ class Site(db.Model):
     service_id: Mapped[int] = mapped_column(ForeignKey("service.id"))
     code: Mapped[str] = mapped_column(String(80))
     name: Mapped[str] = mapped_column(String(200))
+    #: A closed site's survey says so instead of taking answers (its responses stay).
+    is_open: Mapped[bool] = mapped_column(default=True, server_default=true())
 
     service: Mapped[Service] = relationship(back_populates="sites")
 

@@ -420,6 +420,14 @@ def _join(where: str, part: str) -> str:
     return f"{where}.{part}"
 
 
+def _open(r: _Reader, node: Mapping, where: str) -> bool:
+    """A service's or site's `open` flag: true (the default) or false."""
+    value = node.get("open", True)
+    if not isinstance(value, bool):
+        raise r.fail(f"{where}.open", f"valeur {value!r} invalide (attendu : true ou false)")
+    return value
+
+
 def _parse_scales(r: _Reader, node: Any) -> dict[str, Scale]:
     scales: dict[str, Scale] = {}
     for name, spec in (r.mapping(node, "scales") if node is not None else {}).items():
@@ -672,6 +680,8 @@ def _name(r: _Reader, node: Mapping, where: str) -> str:
 class SiteDef:
     code: str
     name: str
+    #: A closed site's survey says so instead of taking answers.
+    open: bool = True
 
 
 @dataclass(frozen=True)
@@ -739,7 +749,10 @@ def parse_organisation(
                 raise r.fail(f"{sw}.sites", f"site en double {code!r}")
             if code in RESERVED_SITE_CODES:
                 raise r.fail(f"{sw}.sites[{j}].code", f"code de site réservé {code!r} (il sert d'adresse à l'affiche)")
-            sites.append(SiteDef(code=code, name=_name(r, site, f"{sw}.sites.{code}")))
+            r.unknown_fields(site, {"code", "name", "open"}, f"{sw}.sites.{code}")
+            sites.append(
+                SiteDef(code=code, name=_name(r, site, f"{sw}.sites.{code}"), open=_open(r, site, f"{sw}.sites.{code}"))
+            )
         services.append(
             ServiceDef(
                 slug=slug,
@@ -747,7 +760,7 @@ def parse_organisation(
                 policy=s["policy"],
                 questionnaire=s["questionnaire"],
                 sites=tuple(sites),
-                open=bool(s.get("open", True)),
+                open=_open(r, s, sw),
             )
         )
     if any(q.choices_from == "areas" for q in _used(questionnaires, services)) and not areas:

@@ -99,7 +99,7 @@ def _read_survey(slug: str, site_code: str | None) -> SurveyContext | None:
         service_slug=service.slug,
         service_name=service.name,
         organisation_name=service.organisation.name,
-        is_open=service.is_open,
+        is_open=service.is_open and (site is None or site.is_open),
         site_id=site.id if site else None,
         site_code=site.code if site else None,
         site_name=site.name if site else None,

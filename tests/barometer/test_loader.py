@@ -238,18 +238,57 @@ def test_a_service_gone_from_its_file_is_closed_and_keeps_its_responses(app, tre
     assert client.get("/s/etat-civil").status_code == 200
 
 
-def test_a_site_gone_from_its_file_is_kept_and_reported(app, tree):
+def test_a_site_gone_from_its_file_is_closed_and_keeps_its_responses(app, tree):
+    client = app.test_client()
+
     def drop_site(d):
         piscine = next(s for s in d["services"] if s["slug"] == "piscine")
         piscine["sites"] = [x for x in piscine["sites"] if x["code"] != "bassin-nord"]
 
     with app.app_context():
         load_surveys(tree)
+    answer_once(client, "piscine/bassin-nord")
+    with app.app_context():
         edit_services(tree, drop_site)
         report = load_surveys(tree)
-        warning = "attention : site piscine/bassin-nord absent du fichier mais toujours ouvert (un site ne peut pas être fermé)"
-        assert warning in report.lines() and warning in report.summary()
-        assert n(Site) == 10
+        assert "fermé : site piscine/bassin-nord" in report.lines()
+        assert "fermé : site piscine/bassin-nord" in report.summary()
+        assert n(Site) == 10 and n(Response) == 1
+        assert load_surveys(tree).lines() == ["aucun changement"]
+    page = client.get("/s/piscine/bassin-nord")
+    assert page.status_code == 410 and "Cette enquête est close" in page.get_data(as_text=True)
+    assert client.get("/s/piscine").status_code == 200  # the service itself stays open
+
+
+def test_a_site_can_be_closed_in_its_file_and_opened_again(app, tree):
+    client = app.test_client()
+
+    def set_open(value):
+        def change(d):
+            piscine = next(s for s in d["services"] if s["slug"] == "piscine")
+            next(x for x in piscine["sites"] if x["code"] == "bassin-nord")["open"] = value
+
+        return change
+
+    with app.app_context():
+        load_surveys(tree)
+        edit_services(tree, set_open(False))
+        load_surveys(tree)
+    assert client.get("/s/piscine/bassin-nord").status_code == 410
+    with app.app_context():
+        edit_services(tree, set_open(True))
+        load_surveys(tree)
+    assert client.get("/s/piscine/bassin-nord").status_code == 200
+
+
+@pytest.mark.parametrize("value", ["non", 0, None])
+def test_open_must_be_true_or_false(app, tree, value):
+    def change(d):
+        next(s for s in d["services"] if s["slug"] == "piscine")["open"] = value
+
+    edit_services(tree, change)
+    with app.app_context(), pytest.raises(DefinitionError, match=r"services\.piscine\.open: valeur .* invalide"):
+        load_surveys(tree)
 
 
 def test_a_margin_gone_from_its_file_is_deleted(app, tree):

@@ -67,6 +67,8 @@ RESERVED_QUESTION_KEYS = frozenset(
 )
 #: WTForms calls a form attribute validate_<key> as a validator of the field <key>.
 RESERVED_QUESTION_PREFIX = "validate_"
+#: Where a choice question's choices may come from (`choices_from`).
+CHOICE_SOURCES = ("areas", "drivers")
 #: Removed from free text: every control character but tab and newline.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -135,7 +137,9 @@ class Question:
     display: str = "text"
     not_applicable: bool = False
     choices: tuple[Choice, ...] = ()
-    #: Take the choices from the organisation's list (only "areas" for now).
+    #: Where the choices come from besides `choices`: "areas" (the organisation's list,
+    #: known per service) or "drivers" (one choice per attribute of the questionnaire,
+    #: an extension's included: which ones matter most, its stated importance).
     choices_from: str | None = None
     max_choices: int | None = None
     max_length: int = TEXT_MAX_LENGTH
@@ -510,8 +514,11 @@ def _parse_question(r: _Reader, node: Any, where: str, scales: Mapping[str, Scal
             choices.append(Choice(code=code, label=r.text(c.get("label"), f"{cw}.label")))
         kwargs["choices"] = tuple(choices)
         choices_from = node.get("choices_from")
-        if choices_from not in (None, "areas"):
-            raise r.fail(f"{where}.choices_from", f"source de choix inconnue {choices_from!r} (attendu : areas)")
+        if choices_from not in (None, *CHOICE_SOURCES):
+            raise r.fail(
+                f"{where}.choices_from",
+                f"source de choix inconnue {choices_from!r} (attendu : {', '.join(CHOICE_SOURCES)})",
+            )
         kwargs["choices_from"] = choices_from
         if not choices and not choices_from:
             raise r.fail(f"{where}.choices", "une question à choix doit avoir des choix")
@@ -603,6 +610,11 @@ def parse_questionnaire(doc: Any, source: str, *, parents: Mapping[str, Question
     # Extension questions join the end of their section, before the next section.
     order = {s.key: i for i, s in enumerate(sections)}
     ordered = sorted(questions.values(), key=lambda q: order.get(q.section, len(order)))
+    for i, q in enumerate(ordered):
+        if q.choices_from == "drivers":
+            ordered[i] = q = _with_driver_choices(q, ordered)
+            if not q.choices:
+                raise r.fail(f"questions.{q.key}.choices_from", "le questionnaire n'a aucun attribut (role: driver)")
     if not any(q.key == "overall" for q in ordered):
         raise r.fail("questions", "la question « overall » (satisfaction globale) est obligatoire")
     return Questionnaire(
@@ -614,6 +626,14 @@ def parse_questionnaire(doc: Any, source: str, *, parents: Mapping[str, Question
         extends=parent.key if parent else None,
         scales=scales,
     )
+
+
+def _with_driver_choices(q: Question, questions: list[Question]) -> Question:
+    """One choice per attribute (driver) of the questionnaire, in its order, labelled as
+    asked, then the question's other choices; an extension's attributes are offered too."""
+    drivers = tuple(Choice(code=d.key, label=d.label) for d in questions if d.role == "driver")
+    codes = {c.code for c in drivers}
+    return replace(q, choices=drivers + tuple(c for c in q.choices if c.code not in codes))
 
 
 # ------------------------------------------------------------------- catalogue

@@ -89,6 +89,20 @@ def test_extensions_keep_core_keys_and_add_their_own(bundle):
         assert keys.index("overall") == 0
 
 
+def test_stated_importance_offers_every_attribute_an_extension_adds(bundle):
+    for q in bundle.questionnaires.values():
+        importance = q.question("important_attributes")
+        drivers = [x for x in q.questions if x.role == "driver"]
+        assert [c.code for c in importance.choices] == [d.key for d in drivers], q.key
+        assert [c.label for c in importance.choices] == [d.label for d in drivers], q.key
+    piscine = bundle.questionnaires["piscine"].question("important_attributes")
+    assert [c.code for c in piscine.choices] == [*CORE_DRIVERS, "water_cleanliness"]
+    answers, errors = bundle.questionnaires["piscine"].clean(
+        {"overall": "4", "important_attributes": ["water_cleanliness", "courtesy"]}
+    )
+    assert errors == {} and answers["important_attributes"] == ("courtesy", "water_cleanliness")
+
+
 def test_demo_commune_spreads_about_30_services_over_the_9_domains(bundle):
     (org,) = bundle.organisations
     assert 25 <= len(org.services) <= 35
@@ -185,6 +199,18 @@ def test_clean_keeps_valid_answers_and_words_errors_as_codes(bundle):
             ),
             "questions.clarity",
             "clé de question en double 'clarity'",
+        ),
+        (
+            "questionnaires/core.yaml",
+            lambda d: question_of(d, "important_attributes").update(choices_from="attributes"),
+            "questions.important_attributes.choices_from",
+            "source de choix inconnue 'attributes' (attendu : areas, drivers)",
+        ),
+        (
+            "questionnaires/core.yaml",
+            lambda d: [q.pop("role") for q in d["questions"] if q.get("role") == "driver"],
+            "questions.important_attributes.choices_from",
+            "le questionnaire n'a aucun attribut (role: driver)",
         ),
         (
             "questionnaires/core.yaml",
@@ -295,6 +321,8 @@ def test_clean_keeps_valid_answers_and_words_errors_as_codes(bundle):
         "unknown-type",
         "duplicate-key",
         "extension-duplicates-core-key",
+        "unknown-choice-source",
+        "importance-without-drivers",
         "scale-without-labels",
         "scale-point-without-label",
         "show-if-unknown-question",

@@ -1,9 +1,16 @@
-"""`flask barometer ...` commands."""
+"""`flask barometer ...` commands.
+
+Everything these commands print, their help included, is for a collectivité's IT staff,
+hence in French.
+"""
+
+import functools
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import select
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import OperationalError
 
 from surveys.schema import DEFAULT_ROOT, DefinitionError
 
@@ -12,21 +19,58 @@ from .extensions import db
 from .loader import load_surveys
 from .models import Organisation, Role, Service, User
 
+REPLACE_OPTION = "--remplacer"
+
+#: Click's own `--help` says "Show this message and exit."
+french_help = click.help_option("--help", help="Affiche cette aide et quitte.")
+
+
+def needs_schema(command):
+    """Refuse with a French message, not SQLAlchemy's traceback, before `flask db upgrade`."""
+
+    @functools.wraps(command)
+    def checked(*args, **kwargs):
+        url = db.engine.url.render_as_string(hide_password=True)
+        try:
+            inspector = inspect(db.engine)
+            tables = set(inspector.get_table_names())
+            # A migration not yet applied shows as a missing table or column.
+            up_to_date = set(db.metadata.tables) <= tables and all(
+                {c.name for c in table.columns} <= {c["name"] for c in inspector.get_columns(name)}
+                for name, table in db.metadata.tables.items()
+            )
+        except OperationalError as exc:
+            raise click.ClickException(
+                f"base de données injoignable ({url}) : {exc.orig}\nVérifiez DATABASE_URL."
+            ) from exc
+        if not up_to_date:
+            raise click.ClickException(
+                f"la base de données ({url}) n'a pas encore son schéma, ou pas sa dernière version : "
+                "lancez d'abord `flask db upgrade` (ou `make run`, qui le fait)."
+            )
+        return command(*args, **kwargs)
+
+    return checked
+
 
 @click.group("barometer")
+@french_help
 def barometer_cli():
-    """Baromètre: surveys, demo data and accounts."""
+    """Baromètre : questionnaires, données de démonstration et comptes."""
 
 
-@barometer_cli.command("load-surveys")
-@click.argument("path", required=False, type=click.Path(file_okay=False, path_type=str))
+@barometer_cli.command("load-surveys", short_help="Valide et charge les questionnaires et les services.")
+@click.argument("path", metavar="[DOSSIER]", required=False, type=click.Path(file_okay=False, path_type=str))
 @click.option("--verbose", "-v", is_flag=True, help="Liste chaque élément créé.")
+@french_help
 @with_appcontext
+@needs_schema
 def load_surveys_command(path, verbose):
-    """Validate and load the survey definitions of PATH (default: surveys/).
+    """Valide puis charge les définitions de questionnaires et de services du DOSSIER
+    (par défaut : surveys/).
 
-    A bad file is refused whole and nothing is written; a questionnaire changed after
-    it received responses gets a new version.
+    Un fichier en erreur est refusé en entier et rien n'est écrit ; un questionnaire
+    modifié après avoir reçu des réponses obtient une nouvelle version.
     """
     try:
         report = load_surveys(path or DEFAULT_ROOT)
@@ -39,7 +83,12 @@ def load_surveys_command(path, verbose):
 def _demo_help() -> str:
     planted = "\n".join(f"  - {p.service} : {p.detail}" + (f" ({p.target})" if p.target else "") for p in demo.PLANTED)
     return (
-        "Fill the demo commune with synthetic responses, budgets and margins.\n\n"
+        "Remplit la commune de démonstration : réponses synthétiques, budgets sur 3 ans, "
+        "priorités, marges de population et comptes de démonstration.\n\n"
+        "L'historique couvre les mois complets qui précèdent le mois en cours (--months, 24 par défaut) : "
+        "aucune réponse n'est datée du mois en cours, ni après le lancement de la commande.\n\n"
+        "La base doit être vide de réponses. Budgets, priorités et comptes sont écrits avant les "
+        f"réponses ; si la commande est interrompue, relancez-la avec {REPLACE_OPTION}.\n\n"
         "\b\nEffets introduits (les analyses doivent les retrouver) :\n" + planted + "\n\n"
         "Tous les autres services ouverts de la commune n'ont aucun effet introduit : "
         "leurs attributs les mieux notés sont aussi ceux qui comptent le plus, et leur "
@@ -47,30 +96,52 @@ def _demo_help() -> str:
     )
 
 
-@barometer_cli.command("demo", help=_demo_help())
-@click.option("--seed", default=1, show_default=True, help="Graine du générateur aléatoire.")
-@click.option("--months", default=24, show_default=True, help="Nombre de mois d'historique.")
-@click.option("--per-month", default=3000, show_default=True, help="Réponses par mois, tous services confondus.")
+@barometer_cli.command("demo", help=_demo_help(), short_help="Remplit la commune de démonstration.")
+@click.option("--seed", default=1, help="Graine du générateur aléatoire (1 par défaut).")
+@click.option("--months", default=24, help="Nombre de mois complets d'historique (24 par défaut).")
+@click.option("--per-month", default=3000, help="Réponses par mois, tous services confondus (3000 par défaut).")
+@click.option(
+    REPLACE_OPTION,
+    "replace",
+    is_flag=True,
+    help="Supprime d'abord les réponses des services de la commune de démonstration, et "
+    "seulement elles (après une démonstration interrompue, par exemple), puis la refait.",
+)
+@french_help
 @with_appcontext
-def demo_command(seed, months, per_month):
-    if demo.has_responses():
+@needs_schema
+def demo_command(seed, months, per_month, replace):
+    if demo.has_responses() and not replace:
         raise click.ClickException(
-            "la base contient déjà des réponses : la démonstration ne s'ajoute qu'à une base vide."
+            "la base contient déjà des réponses : la démonstration ne s'ajoute qu'à une base vide. "
+            "Pour refaire celle de la commune de démonstration (après une interruption, par exemple), "
+            f"relancez avec {REPLACE_OPTION} : seules les réponses de ses services seront supprimées."
         )
     load_surveys(DEFAULT_ROOT)
-    with click.progressbar(length=months, label="Réponses de démonstration", show_pos=True) as bar:
-        stored = demo.generate(
-            seed=seed, months=months, per_month=per_month, progress=lambda done, total: bar.update(1)
-        )
+    if replace:
+        click.echo(f"réponses supprimées de la commune de démonstration : {demo.delete_responses()}")
+    # Everything but the responses first, so that an interrupted run leaves a usable commune.
     demo.add_budgets(seed=seed)
-    click.echo(f"{stored} réponses enregistrées sur {months} mois ; budgets sur 3 ans ; marges de population chargées.")
     click.echo("Comptes de démonstration (mot de passe affiché une seule fois) :")
     for email, password in demo.add_users().items():
         click.echo(f"  {email}  {password}")
+    try:
+        with click.progressbar(length=months, label="Réponses de démonstration", show_pos=True) as bar:
+            stored = demo.generate(
+                seed=seed, months=months, per_month=per_month, progress=lambda done, total: bar.update(1)
+            )
+    except KeyboardInterrupt:
+        click.echo(
+            "\nDémonstration interrompue : son historique est incomplet. Pour la refaire, lancez "
+            f"`flask barometer demo {REPLACE_OPTION}`.",
+            err=True,
+        )
+        raise SystemExit(130) from None
+    click.echo(f"{stored} réponses enregistrées sur {months} mois ; budgets sur 3 ans ; marges de population chargées.")
 
 
-@barometer_cli.command("create-user")
-@click.argument("email")
+@barometer_cli.command("create-user", short_help="Crée un compte du personnel ou change son mot de passe.")
+@click.argument("email", metavar="EMAIL")
 @click.option(
     "--role", type=click.Choice([r.value for r in Role]), help="Rôle (par défaut : manager pour un nouveau compte)."
 )
@@ -78,10 +149,20 @@ def demo_command(seed, months, per_month):
 @click.option(
     "--service", "services", multiple=True, help="Slug d'un service du périmètre d'un manager (option répétable)."
 )
-@click.password_option(help="Mot de passe (demandé s'il n'est pas donné).")
+@click.password_option(
+    prompt="Mot de passe",
+    confirmation_prompt="Mot de passe (confirmation)",
+    help="Mot de passe, 10 caractères au moins (demandé s'il n'est pas donné).",
+)
+@french_help
 @with_appcontext
+@needs_schema
 def create_user_command(email, role, organisation, services, password):
-    """Create a staff account, or change its password; role and scope change only when given."""
+    """Crée le compte du personnel EMAIL, ou change son mot de passe.
+
+    Le rôle, la collectivité et les services d'un compte existant ne changent que s'ils
+    sont donnés.
+    """
     if len(password) < 10:
         raise click.ClickException("le mot de passe doit faire au moins 10 caractères.")
     email = email.strip().lower()
@@ -107,18 +188,28 @@ def create_user_command(email, role, organisation, services, password):
     click.echo(f"compte {email} ({user.role.value}) enregistré.")
 
 
-@barometer_cli.command("is-empty")
+@barometer_cli.command("is-empty", short_help="Dit si la base est encore sans réponse (code de sortie).")
+@french_help
 @with_appcontext
+@needs_schema
 def is_empty_command():
-    """Exit 0 when the database holds no responses yet (used by `make run`)."""
+    """Sort avec le code 0 si la base ne contient encore aucune réponse, 1 sinon
+    (utilisé par `make run`)."""
     raise SystemExit(1 if demo.has_responses() else 0)
 
 
-@barometer_cli.command("urls")
-@click.option("--base", default="http://127.0.0.1:8000", show_default=True)
+@barometer_cli.command("urls", short_help="Affiche les adresses principales.")
+@click.option(
+    "--base",
+    default="http://127.0.0.1:8000",
+    help="Adresse de l'application au début de chaque lien (par défaut : http://127.0.0.1:8000).",
+)
+@french_help
 @with_appcontext
+@needs_schema
 def urls_command(base):
-    """Print the main URLs: a survey, the reports and the login page."""
+    """Affiche les adresses principales : un questionnaire, son affiche, les rapports et
+    la page de connexion."""
     service = (
         db.session.execute(select(Service).where(Service.is_open.is_(True)).order_by(Service.slug)).scalars().first()
     )

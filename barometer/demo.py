@@ -20,6 +20,7 @@ from surveys.schema import NOT_APPLICABLE, choices_for
 from .extensions import db
 from .models import (
     Allocation,
+    Answer,
     Channel,
     Organisation,
     Priority,
@@ -101,12 +102,16 @@ COMMENTS = (
 
 
 def _month_starts(months: int, end: date) -> list[date]:
-    first = end.replace(day=1)
+    """The first days of the `months` months before the month of `end`, oldest first.
+
+    The month of `end` itself is left out: spreading its responses over the whole
+    month would date some of them after `end`.
+    """
     out = []
-    y, m = first.year, first.month
+    y, m = end.year, end.month
     for _ in range(months):
-        out.append(date(y, m, 1))
         y, m = (y, m - 1) if m > 1 else (y - 1, 12)
+        out.append(date(y, m, 1))
     return out[::-1]
 
 
@@ -135,10 +140,11 @@ def generate(
     seed: int = 1,
     months: int = 24,
     per_month: int = 3000,
-    end: date | None = None,
+    end: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Fill the demo commune with responses; returns how many were stored."""
+    """Fill the demo commune with responses over the `months` full months before the
+    month of `end` (default: now); returns how many were stored."""
     rng = np.random.default_rng(seed)
     org = db.session.execute(select(Organisation).where(Organisation.slug == DEMO_ORGANISATION)).scalar_one_or_none()
     if org is None:
@@ -162,7 +168,7 @@ def generate(
     weights[[i for i, s in enumerate(services) if s.slug in PLANTED_SERVICES]] = 1.6
     lam = per_month * weights / weights.sum()
     designs = {s.slug: _design(s.slug, contexts[s.slug].questionnaire.drivers, rng) for s in services}
-    month_list = _month_starts(months, end or datetime.now(UTC).date())
+    month_list = _month_starts(months, (end or datetime.now(UTC)).date())
     stored = 0
     for m_index, month in enumerate(month_list):
         subs: list[Submission] = []
@@ -362,4 +368,16 @@ def add_users() -> dict[str, str]:
 
 
 def has_responses() -> bool:
+    """Whether the database holds any response, of any organisation."""
     return db.session.execute(select(func.count()).select_from(Response)).scalar_one() > 0
+
+
+def delete_responses() -> int:
+    """Delete the responses of the demo commune's services, and only them; returns how many."""
+    services = select(Service.id).join(Service.organisation).where(Organisation.slug == DEMO_ORGANISATION)
+    responses = select(Response.id).where(Response.service_id.in_(services))
+    count = db.session.execute(select(func.count()).select_from(responses.subquery())).scalar_one()
+    db.session.execute(delete(Answer).where(Answer.response_id.in_(responses)))
+    db.session.execute(delete(Response).where(Response.service_id.in_(services)))
+    db.session.commit()
+    return count

@@ -4,6 +4,8 @@ The analyses of analysis/ must find every effect the command's help lists, and f
 none of the services it lists as without effect.
 """
 
+from datetime import UTC, datetime
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,16 +28,18 @@ FLAGGED_QUADRANTS = {"possible_overkill", "concentrate_here"}
 
 @pytest.fixture(scope="module")
 def demo_app(_schema):
-    """One demo history (24 months, 1,500 responses a month) shared by this module."""
+    """One demo history (24 months, 1,500 responses a month) shared by this module, with
+    the moment its run started."""
     app = _make_app(_schema)
+    started = datetime.now(UTC)
     result = app.test_cli_runner().invoke(args=["barometer", "demo", "--seed", "1", "--per-month", "1500"])
     assert result.exit_code == 0, result.output
-    yield app, result.output
+    yield app, result.output, started
     empty_tables(app)
 
 
 def test_demo_fills_history_budgets_margins_and_accounts(demo_app):
-    app, output = demo_app
+    app, output, _ = demo_app
     with app.app_context():
         assert responses_frame(keys=["overall"])["period"].nunique() == 24
         total = db.session.execute(select(func.count()).select_from(Response)).scalar_one()
@@ -51,7 +55,7 @@ def test_demo_fills_history_budgets_margins_and_accounts(demo_app):
 
 
 def test_analyses_find_every_planted_effect_and_nothing_else(demo_app):
-    app, _ = demo_app
+    app, _, _ = demo_app
     with app.app_context():
         frame = responses_frame()
     planted = {p.kind: p for p in demo.PLANTED}
@@ -94,6 +98,31 @@ def test_analyses_find_every_planted_effect_and_nothing_else(demo_app):
     assert gaps[gaps.service.isin(controls) & gaps.under_served].empty
 
 
+def test_no_response_is_dated_after_the_run_started(demo_app):
+    app, _, started = demo_app
+    with app.app_context():
+        first, last = db.session.execute(select(func.min(Response.submitted_at), func.max(Response.submitted_at))).one()
+    first, last = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (first, last))
+    # Stored times are truncated to the hour: a response of a moment later in the
+    # current hour would still be stored at or before `started`, hence the start's hour.
+    assert last <= started.replace(minute=0, second=0, microsecond=0)
+    # As the help says, the history is made of the full months before the current one.
+    this_month = started.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    assert last < this_month
+    assert first >= this_month.replace(year=this_month.year - 2)
+
+
+def test_generated_history_stops_before_the_month_of_its_end(demo_app, monkeypatch):
+    app, _, _ = demo_app
+    generated = []
+    monkeypatch.setattr(demo, "store_responses", lambda subs: generated.extend(subs) or len(subs))
+    with app.app_context():
+        demo.generate(seed=2, months=2, per_month=300, end=datetime(2024, 3, 15, 10, 30, tzinfo=UTC))
+    stamps = [s.submitted_at for s in generated]
+    assert datetime(2024, 1, 1, tzinfo=UTC) <= min(stamps) and max(stamps) < datetime(2024, 3, 1, tzinfo=UTC)
+    assert {(t.year, t.month) for t in stamps} == {(2024, 1), (2024, 2)}
+
+
 DRIVERS = {d for q in load_bundle(DEFAULT_ROOT).questionnaires.values() for d in q.drivers}
 
 
@@ -103,7 +132,7 @@ def demo_drivers(rows: pd.DataFrame) -> list[str]:
 
 
 def test_frames_treat_not_applicable_and_prefer_not_to_say_as_missing(demo_app):
-    app, _ = demo_app
+    app, _, _ = demo_app
     with app.app_context():
         frame = responses_frame(services=["piscine"])
     assert set(frame["service"]) == {"piscine"}

@@ -1,0 +1,189 @@
+"""The `flask barometer` commands: French help, a clear refusal before `flask db upgrade`,
+and a demo that can be redone after an interruption."""
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from barometer import demo
+from barometer.cli import barometer_cli
+from barometer.extensions import db
+from barometer.models import Allocation, Organisation, OrganisationKind, Response, Service, User
+from barometer.respond.services import get_survey
+from barometer.storage import Submission, store_response
+from tests.conftest import _make_app
+from tests.helpers import count_rows
+
+#: Each command's line in the group's French help.
+SHORT_HELP = {
+    "load-surveys": "Valide et charge les questionnaires et les services.",
+    "demo": "Remplit la commune de démonstration.",
+    "create-user": "Crée un compte du personnel ou change son mot de passe.",
+    "is-empty": "Dit si la base est encore sans réponse (code de sortie).",
+    "urls": "Affiche les adresses principales.",
+}
+#: The start of each command's French help.
+HELP = {
+    "load-surveys": "Valide puis charge les définitions de questionnaires et de services du DOSSIER",
+    "demo": "Remplit la commune de démonstration",
+    "create-user": "Crée le compte du personnel EMAIL, ou change son mot de passe.",
+    "is-empty": "Sort avec le code 0 si la base ne contient encore aucune réponse",
+    "urls": "Affiche les adresses principales",
+}
+#: Phrases of the English help the commands used to show.
+ENGLISH = (
+    "Show this message",
+    "surveys, demo data and accounts",
+    "Validate and load",
+    "Fill the demo commune",
+    "Create a staff account",
+    "Exit 0 when",
+    "Print the main URLs",
+    "[default:",
+)
+
+
+def flat(text: str) -> str:
+    """Help text with Click's line wrapping and indentation undone."""
+    return " ".join(text.split())
+
+
+def test_every_command_is_listed_with_french_help(runner):
+    result = runner.invoke(args=["barometer", "--help"])
+    assert result.exit_code == 0, result.output
+    output = flat(result.output)
+    assert "Baromètre : questionnaires, données de démonstration et comptes." in output
+    assert "Affiche cette aide et quitte." in output
+    assert set(SHORT_HELP) == set(HELP) == set(barometer_cli.commands)
+    for name, text in SHORT_HELP.items():
+        assert f"{name} {text}" in output
+    assert not [phrase for phrase in ENGLISH if phrase in output]
+
+
+@pytest.mark.parametrize("name", sorted(HELP))
+def test_command_help_is_french_for_the_command_and_each_option(runner, name):
+    result = runner.invoke(args=["barometer", name, "--help"])
+    assert result.exit_code == 0, result.output
+    output = flat(result.output)
+    assert HELP[name] in output
+    assert "Affiche cette aide et quitte." in output
+    assert not [phrase for phrase in ENGLISH if phrase in output]
+    for param in barometer_cli.commands[name].params:
+        if param.param_type_name == "option":
+            assert param.help and flat(param.help) in output, param.name
+        else:  # arguments have no help of their own: the command's help names them
+            assert param.metavar.strip("[]") in flat(HELP[name]), param.name
+
+
+@pytest.fixture
+def bare_runner(tmp_path):
+    """A runner on an empty SQLite file, as before `flask db upgrade`."""
+    path = tmp_path / "vide.sqlite3"
+    path.touch()
+    app = _make_app(f"sqlite:///{path}")
+    yield app.test_cli_runner()
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["load-surveys"],
+        ["demo"],
+        ["demo", "--remplacer"],
+        ["create-user", "agent@example.org", "--password", "un-long-mot-de-passe"],
+        ["is-empty"],
+        ["urls"],
+    ],
+)
+def test_commands_before_db_upgrade_say_to_run_it(bare_runner, args):
+    result = bare_runner.invoke(args=["barometer", *args])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), result.exception  # not an SQLAlchemy error
+    assert "n'a pas encore son schéma" in result.output
+    assert "lancez d'abord `flask db upgrade` (ou `make run`" in result.output
+
+
+def test_commands_on_an_unreachable_database_say_so(tmp_path):
+    app = _make_app(f"sqlite:///{tmp_path / 'absent' / 'base.sqlite3'}")
+    result = app.test_cli_runner().invoke(args=["barometer", "is-empty"])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "base de données injoignable" in result.output and "DATABASE_URL" in result.output
+
+
+def test_an_interrupted_demo_keeps_budgets_and_accounts_and_names_the_way_out(app, runner, monkeypatch):
+    stored_months = []
+    store = demo.store_responses
+
+    def store_one_month_then_interrupt(subs):
+        if stored_months:
+            raise KeyboardInterrupt
+        stored_months.append(len(subs))
+        return store(subs)
+
+    monkeypatch.setattr(demo, "store_responses", store_one_month_then_interrupt)
+    result = runner.invoke(args=["barometer", "demo", "--months", "3", "--per-month", "60"])
+    assert result.exit_code == 130, result.output
+    assert "Démonstration interrompue" in result.output
+    assert "flask barometer demo --remplacer" in result.output
+    assert count_rows(app, Response) == stored_months[0] > 0
+    assert count_rows(app, Allocation) == 3 * count_rows(app, Service)
+    assert count_rows(app, User) == 3
+    assert "piscine@demo.invalid" in result.output  # the passwords were shown before the interruption
+
+    # The default stays: a database with responses is refused, and the refusal says what to do.
+    monkeypatch.undo()
+    again = runner.invoke(args=["barometer", "demo", "--months", "2", "--per-month", "60"])
+    assert again.exit_code == 1
+    assert "déjà des réponses" in again.output and "--remplacer" in again.output
+    assert count_rows(app, Response) == stored_months[0]
+
+
+def _store(slug: str, token: str) -> None:
+    survey = get_survey(slug)
+    answers, errors = survey.questionnaire.clean({"overall": 4}, areas=survey.areas)
+    assert errors == {}
+    store_response(
+        Submission(
+            service_id=survey.service_id,
+            version_id=survey.version_id,
+            token=token,
+            questionnaire=survey.questionnaire,
+            answers=answers,
+        )
+    )
+
+
+def test_demo_replace_deletes_the_demo_communes_responses_and_only_them(surveys, runner):
+    app = surveys
+    with app.app_context():
+        piscine = db.session.execute(select(Service).where(Service.slug == "piscine")).scalar_one()
+        other = Organisation(slug="autre-commune", name="Autre commune", kind=OrganisationKind.commune, areas=[])
+        db.session.add(
+            Service(
+                slug="autre-accueil",
+                name="Accueil",
+                organisation=other,
+                policy_id=piscine.policy_id,
+                questionnaire_id=piscine.questionnaire_id,
+            )
+        )
+        db.session.commit()
+        _store("piscine", "left-by-an-interrupted-demo")
+        _store("autre-accueil", "a-real-resident")
+
+    result = runner.invoke(args=["barometer", "demo", "--months", "2", "--per-month", "60", "--remplacer"])
+    assert result.exit_code == 0, result.output
+    assert "réponses supprimées de la commune de démonstration : 1" in result.output
+    stored = int(re.search(r"(\d+) réponses enregistrées sur 2 mois", result.output).group(1))
+    with app.app_context():
+        tokens = set(db.session.execute(select(Response.token)).scalars())
+        demo_responses = db.session.execute(
+            select(Response.id).join(Service).join(Organisation).where(Organisation.slug == demo.DEMO_ORGANISATION)
+        ).all()
+    assert "a-real-resident" in tokens
+    assert "left-by-an-interrupted-demo" not in tokens
+    assert len(demo_responses) == stored == len(tokens) - 1

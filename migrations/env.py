@@ -37,12 +37,33 @@ def run_migrations_online():
 
     conf_args = dict(current_app.extensions["migrate"].configure_args)
     conf_args.setdefault("process_revision_directives", process_revision_directives)
+    sqlite = db.engine.dialect.name == "sqlite"
     # SQLite cannot ALTER most things: batch mode rebuilds the table instead.
-    conf_args.setdefault("render_as_batch", db.engine.dialect.name == "sqlite")
+    conf_args.setdefault("render_as_batch", sqlite)
     with db.engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, **conf_args)
-        with context.begin_transaction():
-            context.run_migrations()
+        if sqlite:
+            # Rebuilding a table drops it, which enforced foreign keys (the app turns them
+            # on for every connection) refuse as soon as a row refers to it: off during
+            # the migration, as Alembic's batch mode asks, then on again, and checked.
+            _foreign_keys(connection, "OFF")
+        try:
+            context.configure(connection=connection, target_metadata=target_metadata, **conf_args)
+            with context.begin_transaction():
+                context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"références cassées après la migration : {broken[:5]}")
+        finally:
+            if sqlite:
+                _foreign_keys(connection, "ON")
+
+
+def _foreign_keys(connection, state: str) -> None:
+    """Turn SQLite's foreign keys on or off (only outside a transaction, hence the commit)."""
+    connection.commit()
+    connection.exec_driver_sql(f"PRAGMA foreign_keys={state}")
+    connection.commit()
 
 
 if context.is_offline_mode():

@@ -33,6 +33,8 @@ class LoadReport:
     #: Services and sites their file no longer lists: closed, never deleted (their
     #: responses stay).
     closed: list[str] = field(default_factory=list)
+    #: Services and sites closed before, opened again by their file.
+    reopened: list[str] = field(default_factory=list)
     #: Rows their file no longer lists and no response refers to (population margins).
     deleted: list[str] = field(default_factory=list)
 
@@ -40,6 +42,7 @@ class LoadReport:
         out = [f"créé : {x}" for x in self.created]
         out += [f"nouvelle version : {x}" for x in self.new_versions]
         out += [f"fermé : {x}" for x in self.closed]
+        out += [f"rouvert : {x}" for x in self.reopened]
         out += [f"supprimé : {x}" for x in self.deleted]
         return out or ["aucun changement"]
 
@@ -48,6 +51,7 @@ class LoadReport:
         out = [f"créés : {_counts(self.created)}"] if self.created else []
         out += [f"nouvelle version : {x}" for x in self.new_versions]
         out += [f"fermé : {x}" for x in self.closed]
+        out += [f"rouvert : {x}" for x in self.reopened]
         out += [f"supprimés : {_counts(self.deleted)}"] if self.deleted else []
         return out or ["aucun changement"]
 
@@ -112,17 +116,15 @@ def _upsert(bundle: Bundle, report: LoadReport) -> None:
         for s in o.services:
             service = _get_or_new(Service, report, f"service {s.slug}", slug=s.slug)
             service.name, service.organisation = s.name, org
-            service.policy, service.questionnaire, service.is_open = (
-                policies[s.policy],
-                questionnaires[s.questionnaire],
-                s.open,
-            )
+            service.policy, service.questionnaire = policies[s.policy], questionnaires[s.questionnaire]
+            _set_open(service, s.open, f"service {s.slug}", report)
             db.session.flush()
             for site_def in s.sites:
                 site = _get_or_new(
                     Site, report, f"site {s.slug}/{site_def.code}", service_id=service.id, code=site_def.code
                 )
-                site.name, site.is_open = site_def.name, site_def.open
+                site.name = site_def.name
+                _set_open(site, site_def.open, f"site {s.slug}/{site_def.code}", report)
             _close_unlisted_sites(service, s.sites, report)
         for dim, shares in o.margins.items():
             for category, share in shares.items():
@@ -137,6 +139,14 @@ def _upsert(bundle: Bundle, report: LoadReport) -> None:
                 m.share = share
         _delete_unlisted_margins(org, o, report)
     _close_unlisted_services(bundle, report)
+
+
+def _set_open(row: Service | Site, is_open: bool, label: str, report: LoadReport) -> None:
+    """Open or close a service or site as its file says; a change of state is reported
+    (a new row is reported as created, open or not)."""
+    if row.is_open is not None and row.is_open != is_open and row.id is not None:
+        (report.reopened if is_open else report.closed).append(label)
+    row.is_open = is_open
 
 
 def _close_unlisted_services(bundle: Bundle, report: LoadReport) -> None:

@@ -876,6 +876,11 @@ def load_bundle(root: Path | str) -> Bundle:
         parse_organisation(load_yaml(p), str(p), catalogue=catalogue, questionnaires=questionnaires)
         for p in sorted((root / "services").glob("*.yaml"))
     )
+    organisation_slugs = [o.slug for o in organisations]
+    if twice := sorted({s for s in organisation_slugs if organisation_slugs.count(s) > 1}):
+        raise DefinitionError(
+            str(root / "services"), "slug", f"collectivité présente dans deux fichiers : {', '.join(twice)}"
+        )
     slugs = [s.slug for o in organisations for s in o.services]
     dupes = {s for s in slugs if slugs.count(s) > 1}
     if dupes:

@@ -7,6 +7,7 @@ from barometer.extensions import db
 from barometer.loader import load_surveys
 from barometer.models import (
     Domain,
+    Organisation,
     Policy,
     PopulationMargin,
     Questionnaire,
@@ -234,7 +235,7 @@ def test_a_service_gone_from_its_file_is_closed_and_keeps_its_responses(app, tre
         ),
     )
     with app.app_context():
-        load_surveys(tree)
+        assert "rouvert : service etat-civil" in load_surveys(tree).lines()
     assert client.get("/s/etat-civil").status_code == 200
 
 
@@ -273,12 +274,35 @@ def test_a_site_can_be_closed_in_its_file_and_opened_again(app, tree):
     with app.app_context():
         load_surveys(tree)
         edit_services(tree, set_open(False))
-        load_surveys(tree)
+        assert load_surveys(tree).lines() == ["fermé : site piscine/bassin-nord"]
     assert client.get("/s/piscine/bassin-nord").status_code == 410
     with app.app_context():
         edit_services(tree, set_open(True))
-        load_surveys(tree)
+        assert load_surveys(tree).summary() == ["rouvert : site piscine/bassin-nord"]
     assert client.get("/s/piscine/bassin-nord").status_code == 200
+
+
+def test_a_service_closed_or_reopened_in_its_file_is_reported(app, tree):
+    def set_open(value):
+        return lambda d: next(s for s in d["services"] if s["slug"] == "piscine").update(open=value)
+
+    with app.app_context():
+        load_surveys(tree)
+        edit_services(tree, set_open(False))
+        assert load_surveys(tree).lines() == ["fermé : service piscine"]
+        assert load_surveys(tree).lines() == ["aucun changement"]
+        edit_services(tree, set_open(True))
+        assert load_surveys(tree).lines() == ["rouvert : service piscine"]
+
+
+def test_one_organisation_in_two_files_is_refused(app, tree):
+    source = tree / "services" / "demo-commune.yaml"
+    (tree / "services" / "autre.yaml").write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    edit_yaml(tree / "services" / "autre.yaml", lambda d: d.update(services=[]))
+    with app.app_context(), pytest.raises(DefinitionError, match="collectivité présente dans deux fichiers"):
+        load_surveys(tree)
+    with app.app_context():
+        assert n(Organisation) == 0
 
 
 @pytest.mark.parametrize("value", ["non", 0, None])

@@ -7,9 +7,11 @@ hence in French.
 import functools
 
 import click
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import inspect, select
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from surveys.schema import DEFAULT_ROOT, DefinitionError
@@ -26,24 +28,22 @@ french_help = click.help_option("--help", help="Affiche cette aide et quitte.")
 
 
 def needs_schema(command):
-    """Refuse with a French message, not SQLAlchemy's traceback, before `flask db upgrade`."""
+    """Refuse with a French message, not SQLAlchemy's traceback, before `flask db upgrade`
+    (or after a new migration, before it is applied)."""
 
     @functools.wraps(command)
     def checked(*args, **kwargs):
         url = db.engine.url.render_as_string(hide_password=True)
+        migrate = current_app.extensions["migrate"]
+        heads = set(ScriptDirectory.from_config(migrate.migrate.get_config(migrate.directory)).get_heads())
         try:
-            inspector = inspect(db.engine)
-            tables = set(inspector.get_table_names())
-            # A migration not yet applied shows as a missing table or column.
-            up_to_date = set(db.metadata.tables) <= tables and all(
-                {c.name for c in table.columns} <= {c["name"] for c in inspector.get_columns(name)}
-                for name, table in db.metadata.tables.items()
-            )
+            with db.engine.connect() as connection:
+                applied = set(MigrationContext.configure(connection).get_current_heads())
         except OperationalError as exc:
             raise click.ClickException(
                 f"base de données injoignable ({url}) : {exc.orig}\nVérifiez DATABASE_URL."
             ) from exc
-        if not up_to_date:
+        if applied != heads:
             raise click.ClickException(
                 f"la base de données ({url}) n'a pas encore son schéma, ou pas sa dernière version : "
                 "lancez d'abord `flask db upgrade` (ou `make run`, qui le fait)."
@@ -111,6 +111,11 @@ def _demo_help() -> str:
 @with_appcontext
 @needs_schema
 def demo_command(seed, months, per_month, replace):
+    if replace and demo.has_responses(beyond_demo=True):
+        raise click.ClickException(
+            "la base contient des réponses d'autres collectivités que la commune de démonstration : "
+            "la démonstration (et ses comptes) ne s'installe pas à côté de vraies données."
+        )
     if demo.has_responses() and not replace:
         raise click.ClickException(
             "la base contient déjà des réponses : la démonstration ne s'ajoute qu'à une base vide. "

@@ -367,9 +367,14 @@ def add_users() -> dict[str, str]:
     return out
 
 
-def has_responses() -> bool:
-    """Whether the database holds any response, of any organisation."""
-    return db.session.execute(select(func.count()).select_from(Response)).scalar_one() > 0
+def has_responses(*, beyond_demo: bool = False) -> bool:
+    """Whether the database holds any response (`beyond_demo`: of another organisation
+    than the demo commune)."""
+    query = select(func.count()).select_from(Response)
+    if beyond_demo:
+        demo_services = select(Service.id).join(Service.organisation).where(Organisation.slug == DEMO_ORGANISATION)
+        query = query.where(Response.service_id.not_in(demo_services))
+    return db.session.execute(query).scalar_one() > 0
 
 
 def delete_responses() -> int:

@@ -106,6 +106,20 @@ def test_commands_before_db_upgrade_say_to_run_it(bare_runner, args):
     assert "lancez d'abord `flask db upgrade` (ou `make run`" in result.output
 
 
+def test_commands_before_the_last_migration_say_to_run_it(tmp_path):
+    from flask_migrate import upgrade
+
+    app = _make_app(f"sqlite:///{tmp_path / 'behind.sqlite3'}")
+    with app.app_context():
+        upgrade(revision="0001")  # an older release's schema
+    result = app.test_cli_runner().invoke(args=["barometer", "load-surveys"])
+    assert result.exit_code == 1 and "pas sa dernière version" in result.output
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    assert app.test_cli_runner().invoke(args=["barometer", "load-surveys"]).exit_code == 0
+
+
 def test_commands_on_an_unreachable_database_say_so(tmp_path):
     app = _make_app(f"sqlite:///{tmp_path / 'absent' / 'base.sqlite3'}")
     result = app.test_cli_runner().invoke(args=["barometer", "is-empty"])
@@ -157,7 +171,20 @@ def _store(slug: str, token: str) -> None:
     )
 
 
-def test_demo_replace_deletes_the_demo_communes_responses_and_only_them(surveys, runner):
+def test_demo_replace_redoes_an_interrupted_demo(surveys, runner):
+    app = surveys
+    with app.app_context():
+        _store("piscine", "left-by-an-interrupted-demo")
+    result = runner.invoke(args=["barometer", "demo", "--months", "2", "--per-month", "60", "--remplacer"])
+    assert result.exit_code == 0, result.output
+    assert "réponses supprimées de la commune de démonstration : 1" in result.output
+    stored = int(re.search(r"(\d+) réponses enregistrées sur 2 mois", result.output).group(1))
+    with app.app_context():
+        tokens = set(db.session.execute(select(Response.token)).scalars())
+    assert "left-by-an-interrupted-demo" not in tokens and len(tokens) == stored > 0
+
+
+def test_demo_replace_refuses_a_database_with_other_organisations_responses(surveys, runner):
     app = surveys
     with app.app_context():
         piscine = db.session.execute(select(Service).where(Service.slug == "piscine")).scalar_one()
@@ -174,16 +201,15 @@ def test_demo_replace_deletes_the_demo_communes_responses_and_only_them(surveys,
         db.session.commit()
         _store("piscine", "left-by-an-interrupted-demo")
         _store("autre-accueil", "a-real-resident")
-
     result = runner.invoke(args=["barometer", "demo", "--months", "2", "--per-month", "60", "--remplacer"])
-    assert result.exit_code == 0, result.output
-    assert "réponses supprimées de la commune de démonstration : 1" in result.output
-    stored = int(re.search(r"(\d+) réponses enregistrées sur 2 mois", result.output).group(1))
+    assert result.exit_code == 1
+    assert "réponses d'autres collectivités que la commune de démonstration" in result.output
     with app.app_context():
-        tokens = set(db.session.execute(select(Response.token)).scalars())
-        demo_responses = db.session.execute(
-            select(Response.id).join(Service).join(Organisation).where(Organisation.slug == demo.DEMO_ORGANISATION)
-        ).all()
-    assert "a-real-resident" in tokens
-    assert "left-by-an-interrupted-demo" not in tokens
-    assert len(demo_responses) == stored == len(tokens) - 1
+        assert db.session.execute(select(User)).first() is None  # no demo account created
+        assert set(db.session.execute(select(Response.token)).scalars()) == {
+            "left-by-an-interrupted-demo",
+            "a-real-resident",
+        }
+        # Deleting the demo's responses touches no other organisation's.
+        assert demo.delete_responses() == 1
+        assert set(db.session.execute(select(Response.token)).scalars()) == {"a-real-resident"}

@@ -10,6 +10,7 @@ ratio of the bare app's measured in the same run. Figures, not pass/fail.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -169,22 +170,53 @@ def run_wrk(
     }
 
 
-def prepare_database(db_path: Path, n_tokens: int) -> list[str]:
-    """Schema by migrations, definitions loaded, and form tokens for the POST case
-    (signed with the servers' key, as each display of the form gets one)."""
+def prepare_database(db_path: Path, n_tokens: int) -> tuple[list[str], dict]:
+    """Schema by migrations, definitions loaded, form tokens for the POST case (signed
+    with the servers' key, as each display of the form gets one), and the rows the app
+    writes for the POST's answers (statements and parameters), for the bare write."""
     from flask_migrate import upgrade
+    from werkzeug.datastructures import MultiDict
 
     from barometer import create_app
+    from barometer.extensions import db
     from barometer.loader import load_surveys
-    from barometer.respond.services import form_token, get_survey
+    from barometer.respond.services import answers_sent, form_token, get_survey
+    from barometer.storage import Submission, _answer_rows, _driver_inserts, _response_row
     from surveys.schema import DEFAULT_ROOT
 
     app = create_app({"SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}"})
     with app.app_context():
         upgrade()
         load_surveys(DEFAULT_ROOT)
-        version_id = get_survey(SERVICE).version_id
-        return [form_token(version_id) for _ in range(n_tokens)]
+        context = get_survey(SERVICE)
+        sent = answers_sent(context.questionnaire, MultiDict(ANSWERS))
+        answers, errors = context.questionnaire.clean(sent, areas=context.areas)
+        assert not errors, errors
+        submission = Submission(
+            service_id=context.service_id,
+            version_id=context.version_id,
+            token="",
+            questionnaire=context.questionnaire,
+            answers=answers,
+        )
+        insert_response, insert_answers = _driver_inserts(db.engine.dialect)
+        rows = {
+            "response_sql": insert_response.sql,
+            "response": insert_response.parameters(_response_row(submission)),
+            "token_slot": insert_response.slot["token"],
+            "answer_sql": insert_answers.sql,
+            "answers": [insert_answers.parameters(r) for r in _answer_rows(0, submission)],
+            "response_id_slot": insert_answers.slot["response_id"],
+        }
+        db.engine.dispose()
+        return [form_token(context) for _ in range(n_tokens)], rows
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """A copy of a SQLite database (WAL mode included), taken with SQLite's backup."""
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+        dst.execute("PRAGMA journal_mode=WAL")
 
 
 def page_weight(base: str) -> tuple[int, int]:
@@ -233,14 +265,17 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-http-"))
     db_path = work / "bench.sqlite3"
     t0 = time.perf_counter()
-    tokens = prepare_database(db_path, opts.tokens)
+    tokens, rows = prepare_database(db_path, opts.tokens)
     print(f"préparation : base migrée et {len(tokens)} jetons en {time.perf_counter() - t0:.1f} s")
     create_floor_database(work / "floor.sqlite3")
+    copy_database(db_path, work / "rows.sqlite3")
     counts_dir = work / "counts"
     counts_dir.mkdir()
     env = {
         **os.environ,
         "BENCH_FLOOR_DB": str(work / "floor.sqlite3"),
+        "BENCH_ROWS_DB": str(work / "rows.sqlite3"),
+        "BENCH_ROWS": json.dumps(rows),
         "SECRET_KEY": SECRET,
         "DATABASE_URL": f"sqlite:///{db_path}",
         # The limiter stays on (its cost is part of a submission) but cannot trip here.
@@ -273,6 +308,9 @@ def main() -> None:
         cases = {
             "bare Flask hello": lambda i, s: run_wrk(f"{hello_base}/", s, opts.connections),
             "bare insert (POST)": lambda i, s: run_wrk(f"{hello_base}/insert", s, opts.connections, floor_script),
+            "bare response rows": lambda i, s: run_wrk(
+                f"{hello_base}/insert-response", s, opts.connections, floor_script
+            ),
             "survey page (GET)": lambda i, s: run_wrk(f"{base}/s/{SERVICE}", s, opts.connections),
             "submission (POST)": lambda i, s: run_wrk(
                 f"{base}/s/{SERVICE}",
@@ -331,6 +369,12 @@ def main() -> None:
     print(
         f"envoi / plancher (le même POST écrit en une ligne, sans rien vérifier) : {post['rps'] / floor['rps']:.2f} "
         f"(tours {spread(post, floor)})"
+    )
+    bare_rows = results["bare response rows"]
+    print(
+        f"envoi / écriture nue de ses {1 + len(rows['answers'])} lignes (réponse et réponses aux questions, "
+        f"schéma de l'application, sans rien vérifier) : {post['rps'] / bare_rows['rps']:.2f} "
+        f"(tours {spread(post, bare_rows)})"
     )
     print()
     print(

@@ -2,9 +2,13 @@
 
 `/` is a bare Flask "hello". `/insert` is the floor of any submission: a bare Flask
 view that writes the request body as one row into SQLite (WAL) and commits, with no
-ORM, form, CSRF, session or rate limiter.
+ORM, form, CSRF, session or rate limiter. `/insert-response` is the floor of this
+app's submission: a bare Flask view that writes the rows of one response (the response
+and its answers, as the app's storage builds them) into a copy of the app's database,
+with its schema, indexes and foreign keys, in one transaction, and checks nothing.
 """
 
+import json
 import os
 import secrets
 import sqlite3
@@ -43,4 +47,42 @@ def insert():
         "INSERT INTO floor (token, body) VALUES (?, ?)", (secrets.token_hex(8), request.get_data(as_text=True))
     )
     conn.commit()
+    return "ok"
+
+
+def _response_connection() -> sqlite3.Connection:
+    conn = getattr(_local, "rows", None)
+    if conn is None:
+        # A copy of the app's database, prepared by the benchmark; settings as the app's.
+        conn = _local.rows = sqlite3.connect(os.environ["BENCH_ROWS_DB"], timeout=10)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+_ROWS: dict = {}
+
+
+def _rows() -> dict:
+    """The statements and parameters of the benchmark's response, as the app builds them."""
+    if not _ROWS:
+        _ROWS.update(json.loads(os.environ["BENCH_ROWS"]))
+    return _ROWS
+
+
+@app.post("/insert-response")
+def insert_response():
+    rows, conn = _rows(), _response_connection()
+    request.get_data()
+    response = list(rows["response"])
+    response[rows["token_slot"]] = secrets.token_urlsafe(16)
+    cursor = conn.cursor()
+    cursor.execute(rows["response_sql"], response)
+    response_id = cursor.fetchone()[0]
+    answers = [list(a) for a in rows["answers"]]
+    for a in answers:
+        a[rows["response_id_slot"]] = response_id
+    cursor.executemany(rows["answer_sql"], answers)
+    conn.commit()
+    cursor.close()
     return "ok"

@@ -22,7 +22,7 @@ def authenticate(email: str, password: str) -> User | None:
     """
     # Addresses are stored in lower case (create-user, demo), so one lookup suffices.
     user = db.session.execute(select(User).where(User.email == email.strip().lower())).scalar_one_or_none()
-    matches = check_password_hash(user.password_hash if user is not None else _hash_of_nobody(), password)
+    matches = user.check_password(password) if user is not None else check_password_hash(_hash_of_nobody(), password)
     if user is None or not user.active or not matches:
         return None
     return user

@@ -171,34 +171,35 @@ def _signer_for(keys: tuple[str, ...]) -> TimestampSigner:
     return TimestampSigner(list(keys), salt="survey-form")
 
 
-def form_token(version_id: int) -> str:
-    """The token of one display of the form: a new response token and the questionnaire
-    version shown, signed and dated.
+def form_token(context: SurveyContext) -> str:
+    """The token of one display of a survey's form: a new response token, the service
+    and the questionnaire version shown, signed and dated.
 
-    The signature says the form came from this site; the version, which questions the
-    resident saw (a response is stored under the version it answered); the date lets a
-    form left open longer than `SURVEY_TOKEN_MAX_AGE` be sent again rather than stored.
-    Only the response token inside is stored, never the date.
+    The signature says the form came from this site; the service and version, which
+    questions the resident saw (a response is stored under the version it answered);
+    the date lets a form left open longer than `SURVEY_TOKEN_MAX_AGE` be sent again
+    rather than stored. Only the response token inside is stored, never the date.
     """
-    return _signer().sign(f"{version_id}:{new_token()}").decode()
+    return _signer().sign(f"{context.service_id}:{context.version_id}:{new_token()}").decode()
 
 
 @dataclass(frozen=True)
 class FormToken:
-    """What a form's token says: the response's token and the version it answers."""
+    """What a form's token says: the service and version of the form, and the response's token."""
 
-    response: str
+    service_id: int
     version_id: int
+    response: str
 
 
 def token_of(form_value: str) -> FormToken:
     """What a form token carries; `SignatureExpired` when the form is too old,
     `BadSignature` when the value is not a form token of this site."""
     value = _signer().unsign(form_value, max_age=current_app.config["SURVEY_TOKEN_MAX_AGE"]).decode()
-    version, _, response = value.partition(":")
-    if not version.isdigit() or not response:  # signed by this site before tokens named a version
-        raise BadSignature("form token without a version")
-    return FormToken(response, int(version))
+    service, version, response = (value.split(":", 2) + ["", ""])[:3]
+    if not (service.isdigit() and version.isdigit() and response):  # signed before tokens named them
+        raise BadSignature("form token without its service and version")
+    return FormToken(int(service), int(version), response)
 
 
 # ------------------------------------------------------------- cross-site requests
@@ -273,6 +274,8 @@ def take_submission(context: SurveyContext, formdata, *, cross_site: bool = Fals
         return Outcome(problem="expired", errors=errors)
     except BadSignature:
         return Outcome(problem="token", errors=errors)
+    if token.service_id != context.service_id:
+        return Outcome(problem="token", errors=errors)  # another service's form
     if token.version_id != context.version_id:
         # The questions answered are not the current ones: shown again, answers kept.
         return Outcome(problem="version", errors=errors)

@@ -21,9 +21,11 @@ def _context_or_404(slug: str, site: str | None):
     return context
 
 
-def _open_survey(slug: str, site: str | None):
+def _open_survey(slug: str, site: str | None, *, refresh: bool = False):
     """The survey's context and language, or the page to show instead."""
-    context = _context_or_404(slug, site)
+    context = get_survey(slug, site, refresh=refresh)
+    if context is None:
+        abort(404)
     lang = str(get_locale())
     closed = None if context.is_open else (render_template("respond/closed.html", context=context, lang=lang), 410)
     return context, lang, closed
@@ -51,8 +53,7 @@ def submit_survey(slug: str, site: str | None = None):
     if outcome.problem == "version":
         # This worker's copy of the survey may be the older one (the form came from a
         # worker that read the new version already): judged again on the current one.
-        get_survey(slug, site, refresh=True)
-        current, lang, closed = _open_survey(slug, site)
+        current, lang, closed = _open_survey(slug, site, refresh=True)
         if closed:
             return closed
         if current.version_id != context.version_id:
@@ -80,7 +81,7 @@ def refuse_too_many(error):
 
 def _show_answers(form, context, lang: str, notice: str | None, status: int):
     """The form again, with what the resident typed, a fresh token and what went wrong."""
-    form.token.data = form_token(context.version_id)
+    form.token.data = form_token(context)
     return _no_store(
         render_template(
             "respond/survey.html",
@@ -122,7 +123,7 @@ def _fresh_form(context, lang: str, channel: str):
         before, after = html.split(_TOKEN_SLOT)
         parts = context.pages[key] = (before.encode(), after.encode())
     before, after = parts
-    return _no_store(b"".join((before, form_token(context.version_id).encode(), after)), 200)
+    return _no_store(b"".join((before, form_token(context).encode(), after)), 200)
 
 
 def _thanks(context, lang: str):

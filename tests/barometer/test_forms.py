@@ -33,7 +33,7 @@ def test_one_field_per_question_in_definition_order(surveys):
 
 def test_valid_answers_are_cleaned_and_stored(surveys):
     with surveys.test_request_context():
-        token = form_token(get_survey("piscine").version_id)
+        token = form_token(get_survey("piscine"))
     data = [
         ("overall", "5"),
         ("courtesy", "na"),
@@ -60,12 +60,16 @@ def test_errors_land_on_their_fields_in_the_resident_language(surveys):
 
 def test_problems_are_named(surveys):
     with surveys.test_request_context():
-        token = form_token(get_survey("piscine").version_id)
+        token = form_token(get_survey("piscine"))
     assert judge(surveys, [("overall", "4"), ("website", "spam")])[0].problem == "honeypot"
     assert judge(surveys, [("overall", "4"), ("token", "forged")])[0].problem == "token"
     # A response token alone, unsigned, is not a form's token: a client cannot make its own.
     assert judge(surveys, [("overall", "4"), ("token", new_token())])[0].problem == "token"
-    # Nor is a token this site signed without the version its form showed.
+    # Nor is another service's form token.
+    with surveys.test_request_context():
+        elsewhere = form_token(get_survey("mediatheque"))
+    assert judge(surveys, [("overall", "4"), ("token", elsewhere)])[0].problem == "token"
+    # Nor a token this site signed without the service and version its form showed.
     with surveys.test_request_context():
         versionless = _signer().sign(new_token()).decode()
     assert judge(surveys, [("overall", "4"), ("token", versionless)])[0].problem == "token"
@@ -78,12 +82,12 @@ def test_problems_are_named(surveys):
 
 def test_a_form_token_carries_a_response_token_and_no_time_is_stored(surveys):
     with surveys.test_request_context():
-        version_id = get_survey("piscine").version_id
-        token = form_token(version_id)
+        context = get_survey("piscine")
+        token = form_token(context)
         carried = token_of(token)
     inner = carried.response
-    assert carried.version_id == version_id
-    assert len(inner) == 22 and token.startswith(f"{version_id}:{inner}.")
+    assert (carried.service_id, carried.version_id) == (context.service_id, context.version_id)
+    assert len(inner) == 22 and token.startswith(f"{context.service_id}:{context.version_id}:{inner}.")
     outcome, _ = judge(surveys, [("overall", "4"), ("token", token)])
     assert outcome.stored
     with surveys.app_context():

@@ -1,6 +1,7 @@
 """The resident's survey over HTTP: stored once, refused clearly, never doubled."""
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -528,6 +529,30 @@ def test_a_worker_that_kept_the_old_version_judges_a_new_form_on_the_new_one(app
         )
     with app.test_request_context():
         assert get_survey("piscine").version_id != current  # the kept copy is the old one
-        token = form_token(current)  # a form shown by a worker that read the new version
+        # A form shown by a worker that read the new version.
+        token = form_token(replace(get_survey("piscine"), version_id=current))
     page = client.post("/s/piscine", data={"overall": "4", "token": token})
     assert page.status_code == 200 and _stored_versions(app) == [current]
+
+
+def test_a_worker_that_kept_an_open_survey_refuses_a_new_form_once_it_is_closed(app_factory, tree):
+    app = app_factory(SURVEY_CACHE_SECONDS=3600)
+    client = app.test_client()
+    with app.app_context():
+        load_surveys(tree)
+    open_form(client)  # this worker keeps the open survey's first version in memory
+    _reword_crowding(tree)
+    edit_yaml(
+        tree / "services" / "demo-commune.yaml",
+        lambda d: next(s for s in d["services"] if s["slug"] == "piscine").update(open=False),
+    )
+    with app.app_context():
+        load_surveys(tree)
+        current = (
+            db.session.execute(select(Service).where(Service.slug == "piscine")).scalar_one().questionnaire.current.id
+        )
+    with app.test_request_context():
+        token = form_token(replace(get_survey("piscine"), version_id=current))
+    page = client.post("/s/piscine", data={"overall": "4", "token": token})
+    assert page.status_code == 410 and "Cette enquête est close" in page.get_data(as_text=True)
+    assert count_rows(app) == 0

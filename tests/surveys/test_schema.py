@@ -461,13 +461,19 @@ def test_a_question_key_the_survey_form_uses_is_refused(tree, key):
     assert err.problem == f"clé de question réservée {key!r} (ce nom est déjà pris par le formulaire de l'enquête)"
 
 
-def test_reserved_question_keys_cover_every_name_of_the_survey_form(app):
+def test_reserved_question_keys_cover_every_name_of_the_survey_form(surveys):
+    import re
+
     from barometer.respond.forms import SurveyFormBase
 
-    with app.test_request_context("/s/piscine"):
+    with surveys.test_request_context("/s/piscine"):
         form = SurveyFormBase()
     # A question becomes a form attribute named by its key (forms.survey_form_class).
     names = {n for n in (*dir(SurveyFormBase), *vars(form)) if not n.startswith("_") and n.islower()}
     assert names <= RESERVED_QUESTION_KEYS
-    # The page's own inputs besides the questions (templates/respond/survey.html).
-    assert {"token", "channel", "website", "submit", "csrf_token"} <= RESERVED_QUESTION_KEYS
+    # Every input the page sends, and the submit button's id, that is not a question.
+    html = surveys.test_client().get("/s/piscine").get_data(as_text=True)
+    keys = {q.key for q in load_bundle(DEFAULT_ROOT).questionnaires["piscine"].questions}
+    inputs = set(re.findall(r'<(?:input|textarea|select)\b[^>]*?\bname="([^"]+)"', html))
+    own = (inputs | set(re.findall(r'<button\b[^>]*?\bid="([^"]+)"', html))) - keys
+    assert own and own <= RESERVED_QUESTION_KEYS, own - RESERVED_QUESTION_KEYS

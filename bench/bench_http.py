@@ -265,7 +265,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-http-"))
     db_path = work / "bench.sqlite3"
     t0 = time.perf_counter()
-    tokens, rows = prepare_database(db_path, opts.tokens)
+    tokens, response_rows = prepare_database(db_path, opts.tokens)
     print(f"préparation : base migrée et {len(tokens)} jetons en {time.perf_counter() - t0:.1f} s")
     create_floor_database(work / "floor.sqlite3")
     copy_database(db_path, work / "rows.sqlite3")
@@ -275,7 +275,7 @@ def main() -> None:
         **os.environ,
         "BENCH_FLOOR_DB": str(work / "floor.sqlite3"),
         "BENCH_ROWS_DB": str(work / "rows.sqlite3"),
-        "BENCH_ROWS": json.dumps(rows),
+        "BENCH_ROWS": json.dumps(response_rows),
         "SECRET_KEY": SECRET,
         "DATABASE_URL": f"sqlite:///{db_path}",
         # The limiter stays on (its cost is part of a submission) but cannot trip here.
@@ -372,7 +372,7 @@ def main() -> None:
     )
     bare_rows = results["bare response rows"]
     print(
-        f"envoi / écriture nue de ses {1 + len(rows['answers'])} lignes (réponse et réponses aux questions, "
+        f"envoi / écriture nue de ses {1 + len(response_rows['answers'])} lignes (réponse et réponses aux questions, "
         f"schéma de l'application, sans rien vérifier) : {post['rps'] / bare_rows['rps']:.2f} "
         f"(tours {spread(post, bare_rows)})"
     )

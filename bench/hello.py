@@ -5,9 +5,11 @@ view that writes the request body as one row into SQLite (WAL) and commits, with
 ORM, form, CSRF, session or rate limiter. `/insert-response` is the floor of this
 app's submission: a bare Flask view that writes the rows of one response (the response
 and its answers, as the app's storage builds them) into a copy of the app's database,
-with its schema, indexes and foreign keys, in one transaction, and checks nothing.
+with its schema, indexes and foreign keys, in one transaction, taking turns with the
+other process on a lock file as the app's storage does, and checks nothing.
 """
 
+import fcntl
 import json
 import os
 import secrets
@@ -50,14 +52,17 @@ def insert():
     return "ok"
 
 
-def _response_connection() -> sqlite3.Connection:
+def _response_connection() -> tuple[sqlite3.Connection, object]:
+    """The connection to a copy of the app's database (prepared by the benchmark,
+    settings as the app's) and the file on which writers take turns, as the app's do."""
     conn = getattr(_local, "rows", None)
     if conn is None:
-        # A copy of the app's database, prepared by the benchmark; settings as the app's.
-        conn = _local.rows = sqlite3.connect(os.environ["BENCH_ROWS_DB"], timeout=10)
+        path = os.environ["BENCH_ROWS_DB"]
+        conn = _local.rows = sqlite3.connect(path, timeout=10)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
-    return conn
+        _local.turn = open(f"{path}-writer", "a")  # noqa: SIM115  (kept open)
+    return conn, _local.turn
 
 
 _ROWS: dict = {}
@@ -72,17 +77,21 @@ def _rows() -> dict:
 
 @app.post("/insert-response")
 def insert_response():
-    rows, conn = _rows(), _response_connection()
+    rows, (conn, turn) = _rows(), _response_connection()
     request.get_data()
     response = list(rows["response"])
     response[rows["token_slot"]] = secrets.token_urlsafe(16)
-    cursor = conn.cursor()
-    cursor.execute(rows["response_sql"], response)
-    response_id = cursor.fetchone()[0]
     answers = [list(a) for a in rows["answers"]]
-    for a in answers:
-        a[rows["response_id_slot"]] = response_id
-    cursor.executemany(rows["answer_sql"], answers)
-    conn.commit()
-    cursor.close()
+    fcntl.flock(turn, fcntl.LOCK_EX)
+    try:
+        cursor = conn.cursor()
+        cursor.execute(rows["response_sql"], response)
+        response_id = cursor.fetchone()[0]
+        for a in answers:
+            a[rows["response_id_slot"]] = response_id
+        cursor.executemany(rows["answer_sql"], answers)
+        conn.commit()
+        cursor.close()
+    finally:
+        fcntl.flock(turn, fcntl.LOCK_UN)
     return "ok"

@@ -515,44 +515,40 @@ def test_a_form_left_open_across_a_new_version_is_shown_again_then_stored_under_
     assert again.status_code == 200 and _stored_versions(app) == [current]
 
 
-def test_a_worker_that_kept_the_old_version_judges_a_new_form_on_the_new_one(app_factory, tree):
+def _worker_keeping_the_first_version(app_factory, tree, close: bool = False):
+    """A worker that keeps the pool's survey in memory as first read, after a new version
+    (and, with `close`, the service closed) was loaded; and the token of a form shown by
+    a worker that read the new version. Returns (app, client, token, new version id)."""
     app = app_factory(SURVEY_CACHE_SECONDS=3600)
     client = app.test_client()
     with app.app_context():
         load_surveys(tree)
     open_form(client)  # this worker now keeps the first version in memory
     _reword_crowding(tree)
+    if close:
+        edit_yaml(
+            tree / "services" / "demo-commune.yaml",
+            lambda d: next(s for s in d["services"] if s["slug"] == "piscine").update(open=False),
+        )
     with app.app_context():
         load_surveys(tree)
-        current = (
-            db.session.execute(select(Service).where(Service.slug == "piscine")).scalar_one().questionnaire.current.id
-        )
+        service = db.session.execute(select(Service).where(Service.slug == "piscine")).scalar_one()
+        current = service.questionnaire.current.id
     with app.test_request_context():
-        assert get_survey("piscine").version_id != current  # the kept copy is the old one
-        # A form shown by a worker that read the new version.
-        token = form_token(replace(get_survey("piscine"), version_id=current))
+        kept = get_survey("piscine")
+        assert kept.version_id != current and kept.is_open  # the kept copy is the old one
+        token = form_token(replace(kept, version_id=current))
+    return app, client, token, current
+
+
+def test_a_worker_that_kept_the_old_version_judges_a_new_form_on_the_new_one(app_factory, tree):
+    app, client, token, current = _worker_keeping_the_first_version(app_factory, tree)
     page = client.post("/s/piscine", data={"overall": "4", "token": token})
     assert page.status_code == 200 and _stored_versions(app) == [current]
 
 
 def test_a_worker_that_kept_an_open_survey_refuses_a_new_form_once_it_is_closed(app_factory, tree):
-    app = app_factory(SURVEY_CACHE_SECONDS=3600)
-    client = app.test_client()
-    with app.app_context():
-        load_surveys(tree)
-    open_form(client)  # this worker keeps the open survey's first version in memory
-    _reword_crowding(tree)
-    edit_yaml(
-        tree / "services" / "demo-commune.yaml",
-        lambda d: next(s for s in d["services"] if s["slug"] == "piscine").update(open=False),
-    )
-    with app.app_context():
-        load_surveys(tree)
-        current = (
-            db.session.execute(select(Service).where(Service.slug == "piscine")).scalar_one().questionnaire.current.id
-        )
-    with app.test_request_context():
-        token = form_token(replace(get_survey("piscine"), version_id=current))
+    app, client, token, _ = _worker_keeping_the_first_version(app_factory, tree, close=True)
     page = client.post("/s/piscine", data={"overall": "4", "token": token})
     assert page.status_code == 410 and "Cette enquête est close" in page.get_data(as_text=True)
     assert count_rows(app) == 0

@@ -38,7 +38,9 @@ def needs_schema(command):
         heads = set(ScriptDirectory.from_config(migrate.migrate.get_config(migrate.directory)).get_heads())
         try:
             with db.engine.connect() as connection:
-                applied = set(MigrationContext.configure(connection).get_current_heads())
+                # Where `flask db` keeps the applied revision, if configured elsewhere.
+                opts = {k: v for k, v in migrate.configure_args.items() if k.startswith("version_table")}
+                applied = set(MigrationContext.configure(connection, opts=opts).get_current_heads())
         except OperationalError as exc:
             raise click.ClickException(
                 f"base de données injoignable ({url}) : {exc.orig}\nVérifiez DATABASE_URL."

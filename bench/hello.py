@@ -92,6 +92,9 @@ def insert_response():
         cursor.executemany(rows["answer_sql"], answers)
         conn.commit()
         cursor.close()
+    except BaseException:
+        conn.rollback()  # the write lock is not kept by a failed transaction
+        raise
     finally:
         fcntl.flock(turn, fcntl.LOCK_UN)
     return "ok"

@@ -51,12 +51,20 @@ def run_migrations_online():
             with context.begin_transaction():
                 context.run_migrations()
             if sqlite:
+                # SQLite's schema changes are not transactional: the migration is applied.
                 broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                 if broken:
-                    raise RuntimeError(f"références cassées après la migration : {broken[:5]}")
+                    raise RuntimeError(
+                        "la migration est appliquée, mais des lignes font référence à des lignes "
+                        f"absentes (table, ligne, table visée) : {broken[:5]} ; restaurez la sauvegarde "
+                        "de la base et signalez l'erreur"
+                    )
         finally:
             if sqlite:
-                _foreign_keys(connection, "ON")
+                try:
+                    _foreign_keys(connection, "ON")
+                except Exception:  # a connection that cannot be restored is not pooled again
+                    connection.invalidate()
 
 
 def _foreign_keys(connection, state: str) -> None:

@@ -14,8 +14,8 @@ from .forms import condition_label, survey_form
 from .services import count_submission, form_token, get_survey, is_cross_site, origin_of, take_submission
 
 
-def _context_or_404(slug: str, site: str | None):
-    context = get_survey(slug, site)
+def _context_or_404(slug: str, site: str | None, *, refresh: bool = False):
+    context = get_survey(slug, site, refresh=refresh)
     if context is None:
         abort(404)
     return context
@@ -23,9 +23,7 @@ def _context_or_404(slug: str, site: str | None):
 
 def _open_survey(slug: str, site: str | None, *, refresh: bool = False):
     """The survey's context and language, or the page to show instead."""
-    context = get_survey(slug, site, refresh=refresh)
-    if context is None:
-        abort(404)
+    context = _context_or_404(slug, site, refresh=refresh)
     lang = str(get_locale())
     closed = None if context.is_open else (render_template("respond/closed.html", context=context, lang=lang), 410)
     return context, lang, closed

@@ -175,9 +175,9 @@ class CookielessSessionInterface(SecureCookieSessionInterface):
     Only staff sign in; a resident's request has no session cookie and gets none. Flask
     builds the cookie's signer on every request before looking for the cookie, and
     reads every cookie setting before finding there is nothing to save: measured, about
-    30 µs of the 0.8 ms a submission takes in the application. The behaviour is Flask's own: an empty new
-    session when there is no cookie; no cookie and no `Vary: Cookie` for a session
-    that is empty, unchanged and never read.
+    30 µs of the 0.8 ms a submission takes in the application. The behaviour is Flask's
+    own: an empty new session when there is no cookie; no cookie and no `Vary: Cookie`
+    for a session that is empty, unchanged and never read.
     """
 
     def open_session(self, app: Flask, request):

@@ -372,14 +372,18 @@ def has_responses(*, beyond_demo: bool = False) -> bool:
     than the demo commune)."""
     query = select(func.count()).select_from(Response)
     if beyond_demo:
-        demo_services = select(Service.id).join(Service.organisation).where(Organisation.slug == DEMO_ORGANISATION)
-        query = query.where(Response.service_id.not_in(demo_services))
+        query = query.where(Response.service_id.not_in(_demo_services()))
     return db.session.execute(query).scalar_one() > 0
+
+
+def _demo_services():
+    """The ids of the demo commune's services, as a subquery."""
+    return select(Service.id).join(Service.organisation).where(Organisation.slug == DEMO_ORGANISATION)
 
 
 def delete_responses() -> int:
     """Delete the responses of the demo commune's services, and only them; returns how many."""
-    services = select(Service.id).join(Service.organisation).where(Organisation.slug == DEMO_ORGANISATION)
+    services = _demo_services()
     responses = select(Response.id).where(Response.service_id.in_(services))
     count = db.session.execute(select(func.count()).select_from(responses.subquery())).scalar_one()
     db.session.execute(delete(Answer).where(Answer.response_id.in_(responses)))

@@ -144,7 +144,7 @@ def _upsert(bundle: Bundle, report: LoadReport) -> None:
 def _set_open(row: Service | Site, is_open: bool, label: str, report: LoadReport) -> None:
     """Open or close a service or site as its file says; a change of state is reported
     (a new row is reported as created, open or not)."""
-    if row.is_open is not None and row.is_open != is_open and row.id is not None:
+    if row.id is not None and row.is_open != is_open:
         (report.reopened if is_open else report.closed).append(label)
     row.is_open = is_open
 
@@ -163,9 +163,7 @@ def _close_unlisted_services(bundle: Bundle, report: LoadReport) -> None:
         .order_by(Service.slug)
     ).scalars()
     for service in unlisted:
-        if service.is_open:
-            service.is_open = False
-            report.closed.append(f"service {service.slug}")
+        _set_open(service, False, f"service {service.slug}", report)
 
 
 def _close_unlisted_sites(service: Service, listed: tuple[SiteDef, ...], report: LoadReport) -> None:
@@ -174,9 +172,7 @@ def _close_unlisted_sites(service: Service, listed: tuple[SiteDef, ...], report:
     for site in db.session.execute(
         select(Site).where(Site.service_id == service.id, Site.code.not_in(codes)).order_by(Site.code)
     ).scalars():
-        if site.is_open:
-            site.is_open = False
-            report.closed.append(f"site {service.slug}/{site.code}")
+        _set_open(site, False, f"site {service.slug}/{site.code}", report)
 
 
 def _delete_unlisted_margins(org: Organisation, definition: OrganisationDef, report: LoadReport) -> None:

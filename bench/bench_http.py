@@ -173,7 +173,7 @@ def run_wrk(
 def prepare_database(db_path: Path, n_tokens: int) -> tuple[list[str], dict]:
     """Schema by migrations, definitions loaded, form tokens for the POST case (signed
     with the servers' key, as each display of the form gets one), and the rows the app
-    writes for the POST's answers (statements and parameters), for the bare write."""
+    writes for the POST's answers (their parameters), for the bare write."""
     from flask_migrate import upgrade
     from werkzeug.datastructures import MultiDict
 
@@ -201,12 +201,8 @@ def prepare_database(db_path: Path, n_tokens: int) -> tuple[list[str], dict]:
         )
         insert_response, insert_answers = _driver_inserts(db.engine.dialect)
         rows = {
-            "response_sql": insert_response.sql,
             "response": insert_response.parameters(_response_row(submission)),
-            "token_slot": insert_response.slot["token"],
-            "answer_sql": insert_answers.sql,
             "answers": [insert_answers.parameters(r) for r in _answer_rows(0, submission)],
-            "response_id_slot": insert_answers.slot["response_id"],
         }
         db.engine.dispose()
         return [form_token(context) for _ in range(n_tokens)], rows

@@ -5,11 +5,11 @@ view that writes the request body as one row into SQLite (WAL) and commits, with
 ORM, form, CSRF, session or rate limiter. `/insert-response` is the floor of this
 app's submission: a bare Flask view that writes the rows of one response (the response
 and its answers, as the app's storage builds them) into a copy of the app's database,
-with its schema, indexes and foreign keys, in one transaction, taking turns with the
-other process on a lock file as the app's storage does, and checks nothing.
+with its schema, indexes and foreign keys: the app's own write code (its turn on the lock
+file, one transaction) on a plain connection, and nothing else: no form, check, session,
+limiter, pool or ORM.
 """
 
-import fcntl
 import json
 import os
 import secrets
@@ -17,6 +17,9 @@ import sqlite3
 import threading
 
 from flask import Flask, request
+from sqlalchemy import Engine, create_engine
+
+from barometer.storage import _driver_inserts, _insert, _write_turn
 
 app = Flask(__name__)
 _local = threading.local()
@@ -52,24 +55,25 @@ def insert():
     return "ok"
 
 
-def _response_connection() -> tuple[sqlite3.Connection, object]:
-    """The connection to a copy of the app's database (prepared by the benchmark,
-    settings as the app's) and the file on which writers take turns, as the app's do."""
+def _response_writer() -> tuple[sqlite3.Connection, Engine]:
+    """A connection to a copy of the app's database (prepared by the benchmark, settings
+    as the app's), and an engine that names that file and its dialect to the app's write
+    code (it never connects)."""
     conn = getattr(_local, "rows", None)
     if conn is None:
         path = os.environ["BENCH_ROWS_DB"]
         conn = _local.rows = sqlite3.connect(path, timeout=10)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
-        _local.turn = open(f"{path}-writer", "a")  # noqa: SIM115  (kept open)
-    return conn, _local.turn
+        _local.engine = create_engine(f"sqlite:///{path}")
+    return conn, _local.engine
 
 
 _ROWS: dict = {}
 
 
 def _rows() -> dict:
-    """The statements and parameters of the benchmark's response, as the app builds them."""
+    """The parameters of the benchmark's response and its answers, as the app builds them."""
     if not _ROWS:
         _ROWS.update(json.loads(os.environ["BENCH_ROWS"]))
     return _ROWS
@@ -77,24 +81,17 @@ def _rows() -> dict:
 
 @app.post("/insert-response")
 def insert_response():
-    rows, (conn, turn) = _rows(), _response_connection()
+    rows, (conn, engine) = _rows(), _response_writer()
     request.get_data()
+    insert, _ = _driver_inserts(engine.dialect)
     response = list(rows["response"])
-    response[rows["token_slot"]] = secrets.token_urlsafe(16)
+    insert.put(response, "token", secrets.token_urlsafe(16))
     answers = [list(a) for a in rows["answers"]]
-    fcntl.flock(turn, fcntl.LOCK_EX)
-    try:
-        cursor = conn.cursor()
-        cursor.execute(rows["response_sql"], response)
-        response_id = cursor.fetchone()[0]
-        for a in answers:
-            a[rows["response_id_slot"]] = response_id
-        cursor.executemany(rows["answer_sql"], answers)
-        conn.commit()
-        cursor.close()
-    except BaseException:
-        conn.rollback()  # the write lock is not kept by a failed transaction
-        raise
-    finally:
-        fcntl.flock(turn, fcntl.LOCK_UN)
+    # The app's own write: its turn on the lock file, then one transaction.
+    with _write_turn(engine):
+        try:
+            _insert(conn, engine.dialect, response, answers)
+        except BaseException:
+            conn.rollback()  # the write lock is not kept by a failed transaction
+            raise
     return "ok"

@@ -8,6 +8,8 @@ from sqlalchemy import func, select
 
 from barometer.extensions import db
 from barometer.models import Response
+from barometer.respond.services import get_survey
+from barometer.storage import Submission
 
 
 def form_tokens(html: str) -> dict[str, str]:
@@ -44,3 +46,27 @@ def edit_yaml(path: Path, change) -> None:
 def question_of(doc: dict, key: str) -> dict:
     """The question `key` of a questionnaire document."""
     return next(q for q in doc["questions"] if q["key"] == key)
+
+
+def service_of(doc: dict, slug: str) -> dict:
+    """The service `slug` of a services document."""
+    return next(s for s in doc["services"] if s["slug"] == slug)
+
+
+def valid_submission(app, slug: str, token: str, answers: dict | None = None, **fields) -> Submission:
+    """A valid response to a service's survey, ready to store: `answers` as a form sends
+    them (by default overall 5 and courtesy 4), `fields` to set on the Submission."""
+    with app.app_context():
+        context = get_survey(slug)
+        cleaned, errors = context.questionnaire.clean(answers or {"overall": "5", "courtesy": "4"}, areas=context.areas)
+    assert errors == {}
+    return Submission(
+        **{
+            "service_id": context.service_id,
+            "version_id": context.version_id,
+            "token": token,
+            "questionnaire": context.questionnaire,
+            "answers": cleaned,
+            **fields,
+        }
+    )

@@ -1,6 +1,7 @@
 """Staff sign-in, scopes on the reports page, sign-out."""
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -11,9 +12,9 @@ from barometer import models
 from barometer.auth import services as auth_services
 from barometer.extensions import db
 from barometer.models import Organisation, Role, Service, User
-from barometer.respond.services import get_survey, new_token
-from barometer.storage import Submission, store_responses
-from tests.helpers import open_form
+from barometer.respond.services import new_token
+from barometer.storage import store_responses
+from tests.helpers import open_form, valid_submission
 
 PASSWORD = "correct horse battery"
 
@@ -216,17 +217,9 @@ def test_counts_and_dates_follow_the_reader_language(accounts, language, count):
     resident = accounts.test_client()
     _, tokens = open_form(resident)
     assert resident.post("/s/piscine", data={"overall": "4", **tokens}).status_code == 200
-    with accounts.test_request_context():
-        context = get_survey("piscine")
-        answers, _ = context.questionnaire.clean({"overall": "3"})
-        earlier = datetime(2025, 3, 1, tzinfo=UTC)
-        kwargs = {"service_id": context.service_id, "version_id": context.version_id, "submitted_at": earlier}
-        store_responses(
-            [
-                Submission(token=new_token(), questionnaire=context.questionnaire, answers=answers, **kwargs)
-                for _ in range(1000)
-            ]
-        )
+    earlier = valid_submission(accounts, "piscine", "", {"overall": "3"}, submitted_at=datetime(2025, 3, 1, tzinfo=UTC))
+    with accounts.app_context():
+        store_responses([replace(earlier, token=new_token()) for _ in range(1000)])
     client = accounts.test_client()
     login(client, "piscine@example.fr")
     html = client.get("/rapports/", headers={"Accept-Language": language}).get_data(as_text=True)

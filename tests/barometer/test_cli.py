@@ -10,10 +10,9 @@ from barometer import demo
 from barometer.cli import barometer_cli
 from barometer.extensions import db
 from barometer.models import Allocation, Organisation, OrganisationKind, Response, Service, User
-from barometer.respond.services import get_survey
-from barometer.storage import Submission, store_response
+from barometer.storage import store_response
 from tests.conftest import _make_app
-from tests.helpers import count_rows
+from tests.helpers import count_rows, valid_submission
 
 #: Each command's line in the group's French help.
 SHORT_HELP = {
@@ -156,25 +155,10 @@ def test_an_interrupted_demo_keeps_budgets_and_accounts_and_names_the_way_out(ap
     assert count_rows(app, Response) == stored_months[0]
 
 
-def _store(slug: str, token: str) -> None:
-    survey = get_survey(slug)
-    answers, errors = survey.questionnaire.clean({"overall": 4}, areas=survey.areas)
-    assert errors == {}
-    store_response(
-        Submission(
-            service_id=survey.service_id,
-            version_id=survey.version_id,
-            token=token,
-            questionnaire=survey.questionnaire,
-            answers=answers,
-        )
-    )
-
-
 def test_demo_replace_redoes_an_interrupted_demo(surveys, runner):
     app = surveys
     with app.app_context():
-        _store("piscine", "left-by-an-interrupted-demo")
+        store_response(valid_submission(app, "piscine", "left-by-an-interrupted-demo", {"overall": "4"}))
     result = runner.invoke(args=["barometer", "demo", "--months", "2", "--per-month", "60", "--remplacer"])
     assert result.exit_code == 0, result.output
     assert "réponses supprimées de la commune de démonstration : 1" in result.output
@@ -199,8 +183,8 @@ def test_demo_replace_refuses_a_database_with_other_organisations_responses(surv
             )
         )
         db.session.commit()
-        _store("piscine", "left-by-an-interrupted-demo")
-        _store("autre-accueil", "a-real-resident")
+        store_response(valid_submission(app, "piscine", "left-by-an-interrupted-demo", {"overall": "4"}))
+        store_response(valid_submission(app, "autre-accueil", "a-real-resident", {"overall": "4"}))
     result = runner.invoke(args=["barometer", "demo", "--months", "2", "--per-month", "60", "--remplacer"])
     assert result.exit_code == 1
     assert "réponses d'autres collectivités que la commune de démonstration" in result.output

@@ -17,7 +17,7 @@ from barometer.models import (
     Site,
 )
 from surveys.schema import DefinitionError
-from tests.helpers import edit_yaml, question_of
+from tests.helpers import edit_yaml, question_of, service_of
 
 
 def n(model) -> int:
@@ -228,8 +228,8 @@ def test_a_service_gone_from_its_file_is_closed_and_keeps_its_responses(app, tre
         assert load_surveys(tree).lines() == ["aucun changement"]
     assert client.get("/s/etat-civil").status_code == 410
     # Listed again, it takes answers again.
-    edit_yaml(
-        tree / "services" / "demo-commune.yaml",
+    edit_services(
+        tree,
         lambda d: d["services"].append(
             {"slug": "etat-civil", "name": "État civil", "policy": "etat-civil-citoyennete", "questionnaire": "core"}
         ),
@@ -243,7 +243,7 @@ def test_a_site_gone_from_its_file_is_closed_and_keeps_its_responses(app, tree):
     client = app.test_client()
 
     def drop_site(d):
-        piscine = next(s for s in d["services"] if s["slug"] == "piscine")
+        piscine = service_of(d, "piscine")
         piscine["sites"] = [x for x in piscine["sites"] if x["code"] != "bassin-nord"]
 
     with app.app_context():
@@ -266,7 +266,7 @@ def test_a_site_can_be_closed_in_its_file_and_opened_again(app, tree):
 
     def set_open(value):
         def change(d):
-            piscine = next(s for s in d["services"] if s["slug"] == "piscine")
+            piscine = service_of(d, "piscine")
             next(x for x in piscine["sites"] if x["code"] == "bassin-nord")["open"] = value
 
         return change
@@ -284,7 +284,7 @@ def test_a_site_can_be_closed_in_its_file_and_opened_again(app, tree):
 
 def test_a_service_closed_or_reopened_in_its_file_is_reported(app, tree):
     def set_open(value):
-        return lambda d: next(s for s in d["services"] if s["slug"] == "piscine").update(open=value)
+        return lambda d: service_of(d, "piscine").update(open=value)
 
     with app.app_context():
         load_surveys(tree)
@@ -308,7 +308,7 @@ def test_one_organisation_in_two_files_is_refused(app, tree):
 @pytest.mark.parametrize("value", ["non", 0, None])
 def test_open_must_be_true_or_false(app, tree, value):
     def change(d):
-        next(s for s in d["services"] if s["slug"] == "piscine")["open"] = value
+        service_of(d, "piscine")["open"] = value
 
     edit_services(tree, change)
     with app.app_context(), pytest.raises(DefinitionError, match=r"services\.piscine\.open: valeur .* invalide"):

@@ -10,29 +10,11 @@ import pytest
 from barometer import storage
 from barometer.extensions import db
 from barometer.models import Answer, Response
-from barometer.respond.services import get_survey
-from tests.helpers import count_rows, open_form
+from tests.helpers import count_rows, open_form, valid_submission
 
 
 def counts(app) -> tuple[int, int]:
     return count_rows(app, Response), count_rows(app, Answer)
-
-
-def piscine_submission(app, token: str, **fields) -> storage.Submission:
-    """A valid answer to the pool's survey (overall 5, courtesy 4), ready to store."""
-    with app.test_request_context("/s/piscine"):
-        context = get_survey("piscine")
-        answers, _ = context.questionnaire.clean({"overall": "5", "courtesy": "4"})
-    return storage.Submission(
-        **{
-            "service_id": context.service_id,
-            "version_id": context.version_id,
-            "token": token,
-            "questionnaire": context.questionnaire,
-            "answers": answers,
-            **fields,
-        }
-    )
 
 
 def test_a_failure_mid_write_leaves_nothing_and_the_retry_stores_once(surveys, monkeypatch):
@@ -87,9 +69,7 @@ def test_two_workers_share_the_rate_limit_through_redis(surveys, app_factory):
 
 
 def test_simultaneous_retries_of_one_token_store_one_response(surveys):
-    import threading
-
-    submission = piscine_submission(surveys, "same-token")
+    submission = valid_submission(surveys, "piscine", "same-token")
     barrier = threading.Barrier(6)
     results = []
 
@@ -110,7 +90,7 @@ def test_simultaneous_retries_of_one_token_store_one_response(surveys):
 
 
 def test_a_row_refused_for_another_reason_than_its_token_is_an_error_and_leaves_nothing(surveys):
-    orphan = piscine_submission(surveys, "an-orphan-token-000000", version_id=10**9)  # no such version
+    orphan = valid_submission(surveys, "piscine", "an-orphan-token-000000", version_id=10**9)  # no such version
     with surveys.app_context():
         dbapi = db.engine.dialect.loaded_dbapi
         with pytest.raises(dbapi.IntegrityError):
@@ -120,7 +100,7 @@ def test_a_row_refused_for_another_reason_than_its_token_is_an_error_and_leaves_
 
 
 def test_a_connection_that_cannot_roll_back_is_discarded_and_the_first_error_kept(surveys, monkeypatch):
-    submission = piscine_submission(surveys, "a-lost-connection-0000")
+    submission = valid_submission(surveys, "piscine", "a-lost-connection-0000")
     discarded = []
 
     with surveys.app_context():
@@ -162,7 +142,7 @@ def test_sqlite_writers_take_turns_on_the_lock_file_beside_the_database(surveys)
         url = db.engine.url
     if url.get_backend_name() != "sqlite":
         pytest.skip("a database server queues its writers itself: no lock file")
-    submission = piscine_submission(surveys, "waits-for-its-turn-000")
+    submission = valid_submission(surveys, "piscine", "waits-for-its-turn-000")
     other_worker = open(f"{url.database}-writer", "a")  # noqa: SIM115  (another process's open file)
     fcntl.flock(other_worker, fcntl.LOCK_EX)
     writer = threading.Thread(target=lambda: _store_in(surveys, submission))

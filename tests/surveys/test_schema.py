@@ -14,7 +14,7 @@ from surveys.schema import (
     load_bundle,
     questionnaire_from_dict,
 )
-from tests.helpers import edit_yaml, question_of
+from tests.helpers import edit_yaml, question_of, service_of
 
 CORE_DRIVERS = ("courtesy", "waiting_time", "clarity", "ease", "opening_hours", "competence", "outcome", "fairness")
 
@@ -175,6 +175,13 @@ def test_clean_keeps_valid_answers_and_words_errors_as_codes(bundle):
 
 
 # ----------------------------------------------------------------- refused files
+
+
+def refusal(tree) -> DefinitionError:
+    """Why loading the definitions of `tree` is refused."""
+    with pytest.raises(DefinitionError) as info:
+        load_bundle(tree)
+    return info.value
 
 
 @pytest.mark.parametrize(
@@ -344,9 +351,7 @@ def test_clean_keeps_valid_answers_and_words_errors_as_codes(bundle):
 )
 def test_a_bad_file_is_refused_with_file_key_and_problem(tree, file, change, where, problem):
     edit_yaml(tree / file, change)
-    with pytest.raises(DefinitionError) as info:
-        load_bundle(tree)
-    err = info.value
+    err = refusal(tree)
     assert err.source.endswith(file)
     assert err.where == where
     assert err.problem == problem
@@ -361,7 +366,7 @@ def test_invalid_yaml_names_the_file(tree):
 
 def test_a_site_cannot_take_the_poster_address(tree):
     def change(d):
-        next(s for s in d["services"] if s["slug"] == "piscine")["sites"][0]["code"] = "poster"
+        service_of(d, "piscine")["sites"][0]["code"] = "poster"
 
     edit_yaml(tree / "services" / "demo-commune.yaml", change)
     with pytest.raises(DefinitionError, match=r"services\.piscine\.sites\[0\]\.code: code de site réservé 'poster'"):
@@ -388,9 +393,7 @@ def test_a_question_with_two_labels_is_refused(tree):
         "    label: {fr: L'accueil et la courtoisie, en: Welcome and courtesy}\n",
         "label: {fr: Accueil, en: Welcome}\n",
     )
-    with pytest.raises(DefinitionError) as info:
-        load_bundle(tree)
-    err = info.value
+    err = refusal(tree)
     assert err.source.endswith("questionnaires/core.yaml")
     assert err.where == "questions.courtesy.label"
     assert err.problem == f"clé en double (ligne {second}, déjà donnée ligne {first})"
@@ -402,9 +405,7 @@ def test_a_catalogue_with_two_domains_lists_is_refused(tree):
     with path.open("a", encoding="utf-8") as fh:
         fh.write("domains: []\n")
     second = len(path.read_text(encoding="utf-8").splitlines())
-    with pytest.raises(DefinitionError) as info:
-        load_bundle(tree)
-    err = info.value
+    err = refusal(tree)
     assert err.source.endswith("catalogue.yaml")
     assert err.where == "domains"
     assert err.problem == f"clé en double (ligne {second}, déjà donnée ligne {first})"
@@ -414,10 +415,9 @@ def test_a_catalogue_with_two_domains_lists_is_refused(tree):
 def test_a_duplicate_key_deep_in_a_list_is_named_by_its_path(tree):
     path = tree / "services" / "demo-commune.yaml"
     first, second = _repeat_line(path, "    policy: lecture-publique\n", "policy: lecture-publique\n")
-    with pytest.raises(DefinitionError) as info:
-        load_bundle(tree)
-    assert info.value.where == "services.mediatheque.policy"
-    assert info.value.problem == f"clé en double (ligne {second}, déjà donnée ligne {first})"
+    err = refusal(tree)
+    assert err.where == "services.mediatheque.policy"
+    assert err.problem == f"clé en double (ligne {second}, déjà donnée ligne {first})"
 
 
 def test_yaml_keys_equal_once_read_are_duplicates(tree):
@@ -434,9 +434,7 @@ def test_yaml_merge_keys_are_not_duplicates(tree):
     path = tree / "questionnaires" / "core.yaml"
     text = path.read_text(encoding="utf-8")
     path.write_text(text + "base: &base {a: 1, b: 2}\nother:\n  <<: *base\n  a: 3\n", encoding="utf-8")
-    with pytest.raises(DefinitionError) as info:
-        load_bundle(tree)
-    assert info.value.problem == "champ inconnu : base, other"
+    assert refusal(tree).problem == "champ inconnu : base, other"
 
 
 # ----------------------------------------------------------- reserved question keys
@@ -453,9 +451,7 @@ def test_a_question_key_the_survey_form_uses_is_refused(tree, key):
             {"key": key, "type": "yesno", "section": "more", "label": {"fr": "a", "en": "b"}}
         ),
     )
-    with pytest.raises(DefinitionError) as info:
-        load_bundle(tree)
-    err = info.value
+    err = refusal(tree)
     assert err.source.endswith("questionnaires/piscine.yaml")
     assert err.where == f"questions.{key}"
     assert err.problem == f"clé de question réservée {key!r} (ce nom est déjà pris par le formulaire de l'enquête)"

@@ -7,7 +7,6 @@ from flask import abort, current_app, render_template, request, url_for
 from flask_babel import get_locale
 
 from ..errors import with_retry_after
-from ..extensions import csrf
 from ..models import web_channel
 from . import bp
 from .forms import condition_label, survey_form
@@ -39,7 +38,6 @@ def show_survey(slug: str, site: str | None = None):
 
 @bp.post("/s/<slug>")
 @bp.post("/s/<slug>/<site>")
-@csrf.exempt  # no session, no cookie: take_submission refuses cross-site requests itself
 def submit_survey(slug: str, site: str | None = None):
     """Take a resident's answers: store them once, or show what to correct."""
     context, lang, closed = _open_survey(slug, site)
@@ -133,8 +131,9 @@ def _thanks(context, lang: str):
     return _no_store(page, 200)
 
 
-# The page carries a one-time token and follows the browser's language.
-_NO_STORE = (("Cache-Control", "no-store"), ("Vary", "Accept-Language"))
+# The page carries a one-time token and follows the browser's language; it varies with
+# the cookie as Flask says of every page once the session was read (sign-in state).
+_NO_STORE = (("Cache-Control", "no-store"), ("Vary", "Accept-Language, Cookie"))
 
 
 def _no_store(html: str | bytes, status: int):

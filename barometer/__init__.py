@@ -60,6 +60,9 @@ def register_extensions(app: Flask) -> None:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         with app.app_context():
             _tune_sqlite(db.engine)
+    from .storage import response_journal
+
+    app.extensions["response_journal"] = response_journal(app)
 
     @login_manager.user_loader
     def load_user(user_id: str):

@@ -67,6 +67,13 @@ class Config:
     MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(64 * 1024)))
     #: Seconds a service's survey definition is cached in each worker.
     SURVEY_CACHE_SECONDS = int(os.environ.get("SURVEY_CACHE_SECONDS", "30"))
+    #: Responses are journaled by each worker and written into the database this often
+    #: (seconds), many to a transaction; 0 writes each one in its request.
+    RESPONSE_FLUSH_SECONDS = float(os.environ.get("RESPONSE_FLUSH_SECONDS", "0.2"))
+    #: Folder of the workers' journals, on a local disk. Default: beside a SQLite file
+    #: ("<file>-pending"); none for a database server, which then takes each response
+    #: in its request.
+    RESPONSE_JOURNAL_DIR = os.environ.get("RESPONSE_JOURNAL_DIR", "")
 
 
 class TestConfig(Config):
@@ -78,3 +85,6 @@ class TestConfig(Config):
     RATELIMIT_ENABLED = True
     RATELIMIT_STORAGE_URI = "memory://"
     SURVEY_CACHE_SECONDS = 0
+    # Each response written in its request, read back at once; the journal's own
+    # tests turn it on.
+    RESPONSE_FLUSH_SECONDS = 0

@@ -5,21 +5,27 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
-from typing import Any
+from functools import lru_cache, partial
+from pathlib import Path
+from typing import Any, TypeVar
 
+from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from surveys.schema import PROFILE_KEYS, Questionnaire
 
 from .extensions import db
+from .journal import Journal
 from .models import Answer, Channel, Response, utcnow
 from .privacy import mask_personal_data
 
+T = TypeVar("T")
 _RESPONSES = Response.__table__
 _ANSWERS = Answer.__table__
 # Built once: a statement object caches its compiled form and cache key.
@@ -39,10 +45,11 @@ class _DriverInsert:
     conversions), only executed without that machinery.
     """
 
-    def __init__(self, table, keys: tuple[str, ...], dialect, returning=None):
-        statement = table.insert().inline() if returning is None else table.insert().returning(returning)
+    def __init__(self, statement, keys: tuple[str, ...], dialect):
+        table = statement.table
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         self.sql = compiled.string
+        self.keys = keys
         # The parameters' order for a positional style (SQLite's "?"), None for a named one.
         self.order = compiled.positiontup
         self.conversions = [
@@ -52,11 +59,22 @@ class _DriverInsert:
         ]
         # Where each value sits in built parameters: by name, or by position.
         self.slot = {key: key for key in keys} if self.order is None else {key: self.order.index(key) for key in keys}
+        self.positions = None if self.order is None else [keys.index(key) for key in self.order]
+        self.slot_conversions = [(self.slot[key], convert) for key, convert in self.conversions]
 
     def parameters(self, row: dict):
         for key, convert in self.conversions:
             row[key] = convert(row[key])
         return row if self.order is None else [row[key] for key in self.order]
+
+    def sequence(self, values):
+        """Parameters from values given in the order of `keys` (a journal's line)."""
+        if self.order is None:
+            return self.parameters(dict(zip(self.keys, values, strict=True)))
+        parameters = [values[i] for i in self.positions]
+        for slot, convert in self.slot_conversions:
+            parameters[slot] = convert(parameters[slot])
+        return parameters
 
     def put(self, parameters, key: str, value) -> None:
         """Set `key` in parameters already built (an answer's response id, known last)."""
@@ -65,10 +83,20 @@ class _DriverInsert:
 
 @lru_cache(maxsize=8)
 def _driver_inserts(dialect) -> tuple[_DriverInsert, _DriverInsert]:
+    """The response's INSERT (returning its id) and the answers'."""
     return (
-        _DriverInsert(_RESPONSES, _RESPONSE_KEYS, dialect, returning=_RESPONSES.c.id),
-        _DriverInsert(_ANSWERS, _ANSWER_KEYS, dialect),
+        _DriverInsert(_RESPONSES.insert().returning(_RESPONSES.c.id), _RESPONSE_KEYS, dialect),
+        _DriverInsert(_ANSWERS.insert().inline(), _ANSWER_KEYS, dialect),
     )
+
+
+@lru_cache(maxsize=8)
+def _insert_unless_known(dialect) -> _DriverInsert:
+    """The response's INSERT that writes nothing, and returns no id, for a token
+    already stored (SQLite and PostgreSQL say it alike)."""
+    insert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[dialect.name]
+    statement = insert(_RESPONSES).on_conflict_do_nothing(index_elements=["token"]).returning(_RESPONSES.c.id)
+    return _DriverInsert(statement, _RESPONSE_KEYS, dialect)
 
 
 _turn_lock = threading.Lock()
@@ -127,23 +155,27 @@ class Submission:
     submitted_at: datetime = field(default_factory=utcnow)
 
 
-def _answer_rows(response_id: int, sub: Submission) -> list[dict]:
+def _answer_values(sub: Submission) -> list[tuple]:
+    """Each answer row of a response as (question key, value, choice, text)."""
     rows = []
     types = sub.questionnaire.types
     for key, value in sub.answers.items():
         if key in PROFILE_KEYS:
             continue
-        row = {"response_id": response_id, "question_key": key, "value": None, "choice": None, "text": None}
         kind = types[key]
         if kind == "text":
-            rows.append({**row, "text": mask_personal_data(value)})
+            rows.append((key, None, None, mask_personal_data(value)))
         elif isinstance(value, tuple):
-            rows.extend({**row, "choice": code} for code in value)
+            rows.extend((key, None, code, None) for code in value)
         elif isinstance(value, int):
-            rows.append({**row, "value": float(value)})
+            rows.append((key, float(value), None, None))
         else:  # a choice code, or NOT_APPLICABLE on a scale
-            rows.append({**row, "choice": value})
+            rows.append((key, None, value, None))
     return rows
+
+
+def _answer_rows(response_id: int, sub: Submission) -> list[dict]:
+    return [dict(zip(_ANSWER_KEYS, (response_id, *values), strict=True)) for values in _answer_values(sub)]
 
 
 def _response_row(sub: Submission) -> dict:
@@ -162,6 +194,17 @@ def _response_row(sub: Submission) -> dict:
     return row
 
 
+def keep_response(sub: Submission) -> None:
+    """Keep a resident's response: in this process's journal when the app has one (a
+    SQLite file: `barometer.journal`), else stored at once. Either way it is kept once
+    for its token, whatever the resident sends again."""
+    journal = current_app.extensions.get("response_journal")
+    if journal is None:
+        store_response(sub)
+    else:
+        journal.append(journal_record(sub))
+
+
 def store_response(sub: Submission) -> tuple[int, bool]:
     """Store one response once, in its own transaction; returns (response id, created).
 
@@ -174,11 +217,22 @@ def store_response(sub: Submission) -> tuple[int, bool]:
     # Everything is built before the write begins; only the response id is set inside.
     response = insert_response.parameters(_response_row(sub))
     answers = [insert_answers.parameters(r) for r in _answer_rows(0, sub)]
+    outcome = _in_turn(engine, lambda connection: _insert(connection, engine.dialect, response, answers))
+    if isinstance(outcome, int):
+        return outcome, True
+    existing = db.session.execute(select(Response.id).where(Response.token == sub.token)).scalar()
+    if existing is None:  # not a known token: another constraint refused the row
+        raise outcome
+    return existing, False
+
+
+def _in_turn(engine, write: Callable[[Any], T]) -> T:
+    """Run `write` on a pooled driver connection, in this process's turn to write."""
     connection = engine.raw_connection()  # from the pool, with its connect-time settings
     try:
         with _write_turn(engine):
             try:
-                outcome = _insert(connection, engine.dialect, response, answers)
+                return write(connection)
             except BaseException:
                 try:
                     connection.rollback()
@@ -187,12 +241,6 @@ def store_response(sub: Submission) -> tuple[int, bool]:
                 raise
     finally:
         connection.close()  # back to the pool
-    if isinstance(outcome, int):
-        return outcome, True
-    existing = db.session.execute(select(Response.id).where(Response.token == sub.token)).scalar()
-    if existing is None:  # not a known token: another constraint refused the row
-        raise outcome
-    return existing, False
 
 
 def _insert(connection, dialect, response, answers: list) -> int | Exception:
@@ -214,6 +262,97 @@ def _insert(connection, dialect, response, answers: list) -> int | Exception:
         return exc
     finally:
         cursor.close()
+
+
+# ------------------------------------------------------------------ the journal
+
+
+def journal_record(sub: Submission) -> dict:
+    """A response as one line of the journal (JSON): its rows, comment already masked."""
+    response = _response_row(sub)
+    response["submitted_at"] = response["submitted_at"].isoformat()
+    return {"response": response, "answers": _answer_values(sub)}
+
+
+def store_journaled(engine, records: list[dict], *, batch: int = 500) -> tuple[int, list[tuple[dict, str]]]:
+    """Store responses read from a journal, many to a transaction.
+
+    Returns how many were new, and those refused with the reason (a malformed line, a
+    row a constraint refuses). A response whose token is stored already (a double tap,
+    a journal written before its process died) is skipped.
+    """
+    dialect = engine.dialect
+    insert_new, (_, insert_answers) = _insert_unless_known(dialect), _driver_inserts(dialect)
+    built, refused = [], []
+    for record in records:
+        try:
+            response = dict(record["response"])
+            response["submitted_at"] = datetime.fromisoformat(response["submitted_at"])
+            built.append(
+                (
+                    record,
+                    insert_new.parameters({key: response[key] for key in _RESPONSE_KEYS}),
+                    [insert_answers.sequence((0, *values)) for values in record["answers"]],
+                )
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            refused.append((record, f"malformed: {exc!r}"))
+    stored = 0
+    for start in range(0, len(built), batch):
+        chunk = built[start : start + batch]
+        outcome = _in_turn(engine, lambda connection, items=chunk: _insert_new(connection, dialect, items))
+        if isinstance(outcome, int):
+            stored += outcome
+            continue
+        for item in chunk:  # one refused row undoes its whole transaction: each alone
+            outcome = _in_turn(engine, lambda connection, items=(item,): _insert_new(connection, dialect, items))
+            if isinstance(outcome, int):
+                stored += outcome
+            else:
+                refused.append((item[0], str(outcome)))
+    return stored, refused
+
+
+def _insert_new(connection, dialect, items) -> int | Exception:
+    """Responses (record, response parameters, answers' parameters) in one transaction,
+    each unless its token is known: how many were new, or the refusal by a constraint
+    (rolled back)."""
+    insert_new, (_, insert_answers) = _insert_unless_known(dialect), _driver_inserts(dialect)
+    cursor = connection.cursor()
+    stored = 0
+    try:
+        for _, response, answers in items:
+            cursor.execute(insert_new.sql, response)
+            row = cursor.fetchone()
+            if row is None:  # stored before
+                continue
+            for parameters in answers:
+                insert_answers.put(parameters, "response_id", row[0])
+            if answers:
+                cursor.executemany(insert_answers.sql, answers)
+            stored += 1
+        connection.commit()
+        return stored
+    except dialect.loaded_dbapi.IntegrityError as exc:
+        connection.rollback()
+        return exc
+    finally:
+        cursor.close()
+
+
+def response_journal(app) -> Journal | None:
+    """The app's journal of responses, unless `RESPONSE_FLUSH_SECONDS` is 0: beside a
+    SQLite file, or in `RESPONSE_JOURNAL_DIR` for any database; without a folder, a
+    database server takes each response in its request."""
+    seconds = app.config["RESPONSE_FLUSH_SECONDS"]
+    with app.app_context():
+        engine = db.engine
+    directory = app.config["RESPONSE_JOURNAL_DIR"]
+    if not directory and engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        directory = f"{engine.url.database}-pending"
+    if seconds <= 0 or not directory:
+        return None
+    return Journal(Path(directory), partial(store_journaled, engine), seconds)
 
 
 def store_responses(subs: Sequence[Submission], *, batch: int = 5000) -> int:

@@ -10,7 +10,15 @@ from ..errors import with_retry_after
 from ..models import web_channel
 from . import bp
 from .forms import condition_label, survey_form
-from .services import count_submission, form_token, get_survey, is_cross_site, origin_of, take_submission
+from .services import (
+    count_submission,
+    form_token,
+    get_survey,
+    is_cross_site,
+    origin_of,
+    posted_form,
+    take_submission,
+)
 
 
 def _context_or_404(slug: str, site: str | None, *, refresh: bool = False):
@@ -45,7 +53,8 @@ def submit_survey(slug: str, site: str | None = None):
         return closed
     count_submission()
     cross_site = is_cross_site(request.headers, _own_origins)
-    outcome = take_submission(context, request.form, cross_site=cross_site)
+    sent = posted_form(request)
+    outcome = take_submission(context, sent, cross_site=cross_site)
     if outcome.problem == "version":
         # This worker's copy of the survey may be the older one (the form came from a
         # worker that read the new version already): judged again on the current one.
@@ -54,7 +63,7 @@ def submit_survey(slug: str, site: str | None = None):
             return closed
         if current.version_id != context.version_id:
             context = current
-            outcome = take_submission(context, request.form, cross_site=cross_site)
+            outcome = take_submission(context, sent, cross_site=cross_site)
     if outcome.stored:
         return _thanks(context, lang)
     if outcome.problem == "honeypot":

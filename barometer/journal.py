@@ -1,0 +1,234 @@
+"""Responses taken and not yet in the database: a journal per process, written in batches.
+
+A SQLite file lets one writer in at a time, and each transaction costs more than the
+rows it writes: with every response its own transaction, the write was most of a
+submission's cost. So, on a SQLite file, a submission appends one line to its
+process's journal (one `write`, no transaction) and the resident gets the thank-you
+page; a thread of the process writes the journal into the database every
+`RESPONSE_FLUSH_SECONDS`, many responses to a transaction (`storage.store_journaled`).
+
+Nothing is lost and nothing counted twice:
+
+- the line is in the file before the page is answered: it survives the process as a
+  SQLite commit does (in WAL mode with `synchronous=NORMAL`, neither is synced to disk);
+- a process keeps an exclusive `flock` on each of its journal files until they are
+  written and removed; a file nobody holds was left by a process that died (a worker
+  killed, a machine stopped), and the next flush of any process writes it;
+- a line written to the database once and met again (its process died between the
+  commit and the file's removal) is skipped by its token, as a double tap is;
+- a line the database refuses, or that cannot be read, is kept in `refused/` beside
+  the journals and logged, never dropped.
+
+Files: `<dir>/<pid>-<random>.jsonl`, created as `.tmp` and renamed once locked, so
+that no other process ever takes a file before its owner holds it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".jsonl"
+#: A process looks for journals left by dead processes this often (seconds).
+RECOVER_EVERY = 10.0
+
+#: Every journal of this process, to close them in a child after a fork.
+_journals: weakref.WeakSet[Journal] = weakref.WeakSet()
+
+
+class Journal:
+    """The journal of one database, in one process.
+
+    `write(records)` stores decoded lines in the database and returns how many
+    responses it stored and those it refused, as (record, reason) pairs; it is
+    `storage.store_journaled` in the app.
+    """
+
+    def __init__(
+        self, directory: Path, write: Callable[[list[dict]], tuple[int, list[tuple[dict, str]]]], interval: float
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.write = write
+        self.interval = interval
+        #: Guards the current file: appends, and its swap for a new one.
+        self._lock = threading.Lock()
+        #: One flush at a time in this process.
+        self._flush_lock = threading.Lock()
+        #: The file being appended to, and its lines as written (read back from the
+        #: file only when they could not be written at once).
+        self._current: _File | None = None
+        #: Files whose write failed (the database away): kept, locked, tried again.
+        self._unwritten: list[_File] = []
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._last_recovery = float("-inf")
+        _journals.add(self)
+
+    # ----------------------------------------------------------------- taking
+
+    def append(self, record: dict) -> None:
+        """Journal one response: when this returns, it is in the file."""
+        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        with self._lock:
+            if self._thread is None:
+                self._start()
+            current = self._current
+            if current is None:
+                current = self._current = self._create()
+            written = os.write(current.fd, line)
+            if written != len(line):  # a full disk: refused rather than half kept
+                os.ftruncate(current.fd, os.fstat(current.fd).st_size - written)
+                raise OSError(f"journal {current.path}: {written} of {len(line)} bytes written")
+            current.records.append(record)
+
+    def _create(self) -> _File:
+        stem = self.directory / f"{os.getpid()}-{secrets.token_hex(6)}"
+        tmp = stem.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        path = stem.with_suffix(SUFFIX)
+        os.rename(tmp, path)
+        return _File(fd, path, [])
+
+    # ---------------------------------------------------------------- writing
+
+    def flush(self, *, recover: bool = False) -> int:
+        """Write this process's journal into the database, and with `recover` the
+        journals of processes that died; returns the responses stored."""
+        with self._flush_lock:
+            with self._lock:
+                if self._current is not None:
+                    self._unwritten.append(self._current)
+                    self._current = None
+            if recover:
+                self._last_recovery = time.monotonic()
+                self._unwritten.extend(self._orphans())
+            pending, self._unwritten = self._unwritten, []
+            stored = 0
+            for i, file in enumerate(pending):
+                try:
+                    stored += self._write_file(file)
+                except Exception:
+                    for kept in pending[i:]:  # kept, locked, for the next flush; read back then
+                        kept.records = None
+                        self._unwritten.append(kept)
+                    raise
+            return stored
+
+    def _orphans(self) -> list[_File]:
+        """The journal files no process holds, locked by this one."""
+        found = []
+        for path in sorted(self.directory.iterdir()):
+            if path.suffix not in (SUFFIX, ".tmp"):
+                continue
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:  # written and removed by its owner meanwhile
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if os.fstat(fd).st_ino != os.stat(path).st_ino:
+                    raise FileNotFoundError(path)  # removed, or another file by the name since
+            except (BlockingIOError, FileNotFoundError):  # its process holds it, or it is gone
+                os.close(fd)
+                continue
+            found.append(_File(fd, path, None))
+        return found
+
+    def _write_file(self, file: _File) -> int:
+        """Store a locked journal file's lines, then remove and release it; returns
+        the responses stored (a line already stored is not counted again)."""
+        fd, path = file.fd, file.path
+        records, refused = file.records, []
+        if records is None:
+            records = []
+            size = os.fstat(fd).st_size
+            for line in (os.pread(fd, size, 0) if size else b"").splitlines():
+                try:
+                    records.append(json.loads(line))
+                except ValueError as exc:  # a line cut short by a machine stopping mid-write
+                    refused.append((line.decode(errors="replace"), f"unreadable: {exc}"))
+        stored = 0
+        if records:
+            stored, refused_by_database = self.write(records)
+            refused.extend(refused_by_database)
+        if refused:
+            self._keep_refused(path, refused)
+        os.unlink(path)
+        os.close(fd)
+        return stored
+
+    def _keep_refused(self, path: Path, refused: Iterable[tuple[object, str]]) -> None:
+        folder = self.directory / "refused"
+        folder.mkdir(exist_ok=True)
+        with open(folder / path.name, "a", encoding="utf-8") as out:
+            for record, reason in refused:
+                log.error("journal %s: response not stored (%s), kept in %s", path.name, reason, folder)
+                out.write(json.dumps({"record": record, "reason": reason}, ensure_ascii=False) + "\n")
+
+    # ----------------------------------------------------------- the thread
+
+    def _start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="response-journal", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.flush(recover=time.monotonic() - self._last_recovery >= RECOVER_EVERY)
+            except Exception:  # the database away: every line stays in its file
+                log.exception("journal: responses not written yet, tried again in %s s", self.interval)
+
+    def close(self) -> None:
+        """Stop the thread and write what is left (the process is stopping)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=30)
+        self._thread = None
+        atexit.unregister(self.close)
+        try:
+            self.flush()
+        except Exception:  # its files stay, and the next process to flush writes them
+            log.exception("journal: responses left in %s for the next start", self.directory)
+
+    def _forget(self) -> None:
+        """In a child after a fork: the parent's files and thread are the parent's."""
+        for file in ([self._current] if self._current else []) + self._unwritten:
+            os.close(file.fd)  # the parent's descriptor keeps the lock
+        self._current, self._unwritten = None, []
+        self._lock, self._flush_lock = threading.Lock(), threading.Lock()
+        self._thread = None
+
+
+@dataclass
+class _File:
+    """A journal file this process holds (its descriptor keeps the lock)."""
+
+    fd: int
+    path: Path
+    #: Its lines as appended by this process, or None: read them from the file.
+    records: list[dict] | None
+
+
+def _forget_all() -> None:
+    for journal in list(_journals):
+        journal._forget()
+
+
+os.register_at_fork(after_in_child=_forget_all)

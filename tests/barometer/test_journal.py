@@ -1,0 +1,213 @@
+"""The responses' journal: taken at once, written in batches, never lost nor doubled."""
+
+import json
+import os
+import time
+from functools import partial
+
+import pytest
+from sqlalchemy import select
+
+from barometer import create_app, storage
+from barometer.config import TestConfig
+from barometer.extensions import db
+from barometer.journal import Journal
+from barometer.models import Answer, Response
+from tests.helpers import count_rows, open_form, valid_submission
+
+NEVER = 3600  # seconds: the thread never flushes during a test; the test does
+
+
+@pytest.fixture
+def journaled(app_factory, tmp_path):
+    """The app with its journal in a folder of the test's, flushed only when asked."""
+    from barometer.loader import load_surveys
+    from surveys.schema import DEFAULT_ROOT
+
+    app = app_factory(RESPONSE_FLUSH_SECONDS=NEVER, RESPONSE_JOURNAL_DIR=str(tmp_path / "pending"))
+    with app.app_context():
+        load_surveys(DEFAULT_ROOT)
+    yield app
+    app.extensions["response_journal"].close()
+
+
+def journal_of(app) -> Journal:
+    return app.extensions["response_journal"]
+
+
+def journal_files(app) -> list:
+    return sorted(journal_of(app).directory.glob("*.jsonl"))
+
+
+def another_journal(app) -> Journal:
+    """A second process's journal of the same database (its own files and locks)."""
+    with app.app_context():
+        engine = db.engine
+    return Journal(journal_of(app).directory, partial(storage.store_journaled, engine), NEVER)
+
+
+def stored_answers(app) -> dict[str, tuple]:
+    with app.app_context():
+        rows = db.session.execute(select(Answer.question_key, Answer.value, Answer.choice, Answer.text)).all()
+    return {key: (value, choice, text) for key, value, choice, text in rows}
+
+
+def write_orphan(app, name: str, lines: list[str]) -> None:
+    """A journal file left by a process that died before writing it."""
+    (journal_of(app).directory / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def line_of(submission) -> str:
+    return json.dumps(storage.journal_record(submission))
+
+
+def test_a_submission_is_journaled_at_once_and_stored_with_its_answers_by_the_flush(journaled):
+    client = journaled.test_client()
+    _, tokens = open_form(client)
+    data = {"overall": "4", "courtesy": "5", "waiting_time": "na", "comment": "Écrivez-moi : jean@example.org", **tokens}
+    page = client.post("/s/piscine", data=data)
+    assert page.status_code == 200 and "Merci" in page.get_data(as_text=True)
+    # Taken: in the journal's file, not yet in the database.
+    (file,) = journal_files(journaled)
+    assert count_rows(journaled, Response) == 0
+    assert "jean@example.org" not in file.read_text(encoding="utf-8")  # masked before any disk
+
+    assert journal_of(journaled).flush() == 1
+    assert count_rows(journaled, Response) == 1
+    answers = stored_answers(journaled)
+    assert answers["overall"] == (4.0, None, None)
+    assert answers["courtesy"] == (5.0, None, None)
+    assert answers["waiting_time"] == (None, "na", None)
+    assert "jean@example.org" not in answers["comment"][2]
+    assert journal_files(journaled) == []  # written, then removed
+
+
+def test_a_double_tap_is_journaled_twice_and_stored_once(journaled):
+    client = journaled.test_client()
+    _, tokens = open_form(client)
+    data = {"overall": "5", **tokens}
+    assert [client.post("/s/piscine", data=data).status_code for _ in range(2)] == [200, 200]
+    assert journal_of(journaled).flush() == 1
+    assert count_rows(journaled, Response) == 1
+    # Sent once more after the flush: known by its token, nothing added.
+    assert client.post("/s/piscine", data=data).status_code == 200
+    assert journal_of(journaled).flush() == 0
+    assert count_rows(journaled, Response) == 1
+
+
+def test_the_journal_of_a_killed_worker_is_stored_by_the_next_flush(journaled):
+    submission = valid_submission(journaled, "piscine", "taken-by-a-killed-worker")
+    directory = journal_of(journaled).directory
+    pid = os.fork()
+    if pid == 0:  # a worker: it journals one response and is killed before any flush
+        try:
+            Journal(directory, lambda records: (0, []), NEVER).append(storage.journal_record(submission))
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert len(journal_files(journaled)) == 1 and count_rows(journaled, Response) == 0
+
+    assert journal_of(journaled).flush() == 0  # its own journal only
+    assert journal_of(journaled).flush(recover=True) == 1
+    assert count_rows(journaled, Response) == 1
+    assert journal_files(journaled) == []
+
+
+def test_a_journal_its_process_still_holds_is_left_to_it(journaled):
+    other = another_journal(journaled)
+    other.append(storage.journal_record(valid_submission(journaled, "piscine", "held-by-a-live-worker")))
+    assert journal_of(journaled).flush(recover=True) == 0
+    assert len(journal_files(journaled)) == 1
+    assert other.flush() == 1
+    assert count_rows(journaled, Response) == 1 and journal_files(journaled) == []
+
+
+def test_lines_stored_before_their_process_died_are_skipped_and_the_rest_stored(journaled):
+    first = valid_submission(journaled, "piscine", "stored-before-the-crash")
+    second = valid_submission(journaled, "piscine", "not-stored-yet", {"overall": "2"})
+    with journaled.app_context():
+        storage.store_response(first)
+    write_orphan(journaled, "1-died.jsonl", [line_of(first), line_of(second)])
+    assert journal_of(journaled).flush(recover=True) == 1
+    with journaled.app_context():
+        tokens = db.session.execute(select(Response.token).order_by(Response.token)).scalars().all()
+    assert tokens == ["not-stored-yet", "stored-before-the-crash"]
+    assert count_rows(journaled, Answer) == 3  # 2 of the first, 1 of the second: none twice
+
+
+def test_a_line_the_database_refuses_or_that_is_cut_short_is_kept_aside_and_logged(journaled, caplog):
+    good = valid_submission(journaled, "piscine", "a-good-response")
+    orphan = valid_submission(journaled, "piscine", "of-an-unknown-version", version_id=10**9)
+    cut_short = line_of(valid_submission(journaled, "piscine", "cut-short"))[:40]
+    write_orphan(journaled, "2-died.jsonl", [line_of(orphan), line_of(good), cut_short])
+
+    assert journal_of(journaled).flush(recover=True) == 1
+    with journaled.app_context():
+        assert db.session.execute(select(Response.token)).scalars().all() == ["a-good-response"]
+    kept = [json.loads(line) for line in (journal_of(journaled).directory / "refused" / "2-died.jsonl").open()]
+    assert [k["record"] for k in kept] == [cut_short, json.loads(line_of(orphan))]
+    assert "unreadable" in kept[0]["reason"] and "FOREIGN KEY" in kept[1]["reason"].upper()
+    assert sum("not stored" in r.getMessage() for r in caplog.records if r.levelname == "ERROR") == 2
+    assert journal_files(journaled) == []
+
+
+def test_a_failed_write_keeps_the_lines_for_the_next_flush(journaled, monkeypatch):
+    client = journaled.test_client()
+    _, tokens = open_form(client)
+    assert client.post("/s/piscine", data={"overall": "3", **tokens}).status_code == 200
+    journal = journal_of(journaled)
+    real = journal.write
+
+    def database_away(records):
+        raise ConnectionError("database away")
+
+    monkeypatch.setattr(journal, "write", database_away)
+    with pytest.raises(ConnectionError):
+        journal.flush()
+    assert count_rows(journaled, Response) == 0 and len(journal_files(journaled)) == 1
+    monkeypatch.setattr(journal, "write", real)
+    assert journal.flush() == 1  # read back from its file
+    assert count_rows(journaled, Response) == 1 and journal_files(journaled) == []
+
+
+def test_closing_writes_what_is_left(journaled):
+    client = journaled.test_client()
+    _, tokens = open_form(client)
+    assert client.post("/s/piscine", data={"overall": "4", **tokens}).status_code == 200
+    journal_of(journaled).close()  # as a worker does when it stops
+    assert count_rows(journaled, Response) == 1 and journal_files(journaled) == []
+
+
+def test_the_thread_writes_the_journal_every_few_moments(app_factory, tmp_path):
+    from barometer.loader import load_surveys
+    from surveys.schema import DEFAULT_ROOT
+
+    app = app_factory(RESPONSE_FLUSH_SECONDS=0.05, RESPONSE_JOURNAL_DIR=str(tmp_path / "pending"))
+    with app.app_context():
+        load_surveys(DEFAULT_ROOT)
+    try:
+        client = app.test_client()
+        _, tokens = open_form(client)
+        assert client.post("/s/piscine", data={"overall": "4", **tokens}).status_code == 200
+        deadline = time.monotonic() + 10
+        while count_rows(app, Response) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert count_rows(app, Response) == 1
+    finally:
+        app.extensions["response_journal"].close()
+
+
+def test_where_the_journal_is_kept(tmp_path):
+    def journal(url: str, **settings):
+        config = {key: getattr(TestConfig, key) for key in dir(TestConfig) if key.isupper()}
+        config.update({"SQLALCHEMY_DATABASE_URI": url, "RESPONSE_FLUSH_SECONDS": 0.2, **settings})
+        return create_app(config).extensions["response_journal"]
+
+    database = tmp_path / "barometre.sqlite3"
+    assert journal(f"sqlite:///{database}").directory == tmp_path / "barometre.sqlite3-pending"
+    assert journal(f"sqlite:///{database}", RESPONSE_JOURNAL_DIR=str(tmp_path / "j")).directory == tmp_path / "j"
+    assert journal(f"sqlite:///{database}", RESPONSE_FLUSH_SECONDS=0) is None  # each response in its request
+    assert journal("sqlite://") is None  # a database in memory: nothing to journal beside
+    server = "postgresql+psycopg://user@db.invalid/barometre"  # a server is never connected to here
+    assert journal(server) is None
+    assert journal(server, RESPONSE_JOURNAL_DIR=str(tmp_path / "k")).directory == tmp_path / "k"

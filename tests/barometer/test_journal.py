@@ -64,7 +64,13 @@ def line_of(submission) -> str:
 def test_a_submission_is_journaled_at_once_and_stored_with_its_answers_by_the_flush(journaled):
     client = journaled.test_client()
     _, tokens = open_form(client)
-    data = {"overall": "4", "courtesy": "5", "waiting_time": "na", "comment": "Écrivez-moi : jean@example.org", **tokens}
+    data = {
+        "overall": "4",
+        "courtesy": "5",
+        "waiting_time": "na",
+        "comment": "Écrivez-moi : jean@example.org",
+        **tokens,
+    }
     page = client.post("/s/piscine", data=data)
     assert page.status_code == 200 and "Merci" in page.get_data(as_text=True)
     # Taken: in the journal's file, not yet in the database.

@@ -334,16 +334,24 @@ def main() -> None:
     server_posts, server_ok = server_counts(counts_dir)
     with sqlite3.connect(db_path) as conn:
         rows = conn.execute("SELECT COUNT(*) FROM response").fetchone()[0]
+    # The workers journal each response and write it within RESPONSE_FLUSH_SECONDS;
+    # stopped, they have written all: nothing may be left waiting, nor refused.
+    pending = Path(f"{db_path}-pending")
+    left = sorted(p.name for p in pending.rglob("*") if p.is_file()) if pending.exists() else []
     post = results["submission (POST)"]
     if max(r["requests"] for r in post["rounds"]) > share // 2:
         # Each wrk thread has only its share of a round's tokens: past half, one may run out.
         print("ATTENTION : plus de la moitié des jetons d'un tour utilisés ; relancez avec --tokens plus grand")
 
     received = post["ok"] + warm_up["submission (POST)"]["ok"]
+    from barometer.config import Config  # the servers' settings: the same environment
+
+    flush_seconds = Config.RESPONSE_FLUSH_SECONDS
     bare = results["bare Flask hello"]
     print()
     print(
-        f"machine : {os.cpu_count()} cœurs ; gunicorn {opts.workers} workers (sync, sans journal d'accès) ; SQLite WAL ; "
+        f"machine : {os.cpu_count()} cœurs ; gunicorn {opts.workers} workers (sync, sans journal d'accès) ; SQLite WAL, "
+        f"réponses versées en base toutes les {flush_seconds} s ; "
         f"wrk {WRK_THREADS} threads, {opts.connections} connexions ; {opts.rounds} tours de {per_round} s par cas, "
         "les cas à tour de rôle"
     )
@@ -378,10 +386,11 @@ def main() -> None:
         f"POST traités {server_posts}, lignes en base {rows}"
     )
     # A token stored twice would be a 2xx without a row; the token is unique in the schema.
-    verdict = "OK" if rows == server_ok else "ÉCART"
+    verdict = "OK" if rows == server_ok and not left else "ÉCART"
     print(
-        f"intégrité : lignes en base = 2xx du serveur -> {verdict} "
-        f"(wrk coupe à la fin de chaque tour les réponses en vol : {server_ok - received} au total)"
+        f"intégrité : lignes en base = 2xx du serveur, journaux des processus vides -> {verdict} "
+        f"(wrk coupe à la fin de chaque tour les réponses en vol : {server_ok - received} au total ; "
+        f"fichiers restés dans le journal : {', '.join(left) or 'aucun'})"
     )
     print(
         f"poids de la page : HTML {html_bytes} o + CSS {css_bytes} o = {html_bytes + css_bytes} o "

@@ -319,7 +319,7 @@ def _insert_new(connection, dialect, items) -> int | Exception:
     (rolled back)."""
     insert_new, (_, insert_answers) = _insert_unless_known(dialect), _driver_inserts(dialect)
     cursor = connection.cursor()
-    stored = 0
+    stored, new_answers = 0, []
     try:
         for _, response, answers in items:
             cursor.execute(insert_new.sql, response)
@@ -328,9 +328,10 @@ def _insert_new(connection, dialect, items) -> int | Exception:
                 continue
             for parameters in answers:
                 insert_answers.put(parameters, "response_id", row[0])
-            if answers:
-                cursor.executemany(insert_answers.sql, answers)
+            new_answers.extend(answers)
             stored += 1
+        if new_answers:
+            cursor.executemany(insert_answers.sql, new_answers)
         connection.commit()
         return stored
     except dialect.loaded_dbapi.IntegrityError as exc:

@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 SUFFIX = ".jsonl"
 #: A process looks for journals left by dead processes this often (seconds).
 RECOVER_EVERY = 10.0
+#: Lines of a file kept in memory to write it; beyond (the database away for long),
+#: they are read back from the file.
+MEMORY_LIMIT = 10_000
 
 #: Every journal of this process, to close them in a child after a fork.
 _journals: weakref.WeakSet[Journal] = weakref.WeakSet()
@@ -72,6 +75,8 @@ class Journal:
         self._current: _File | None = None
         #: Files whose write failed (the database away): kept, locked, tried again.
         self._unwritten: list[_File] = []
+        #: Files being written by a flush.
+        self._flushing: list[_File] = []
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._last_recovery = float("-inf")
@@ -90,18 +95,25 @@ class Journal:
                 current = self._current = self._create()
             written = os.write(current.fd, line)
             if written != len(line):  # a full disk: refused rather than half kept
-                os.ftruncate(current.fd, os.fstat(current.fd).st_size - written)
+                os.ftruncate(current.fd, current.size)
                 raise OSError(f"journal {current.path}: {written} of {len(line)} bytes written")
-            current.records.append(record)
+            current.size += written
+            if current.records is not None:
+                current.records.append(record)
+                if len(current.records) >= MEMORY_LIMIT:  # a long wait for the database
+                    current.records = None
 
     def _create(self) -> _File:
         stem = self.directory / f"{os.getpid()}-{secrets.token_hex(6)}"
-        tmp = stem.with_suffix(".tmp")
+        tmp, path = stem.with_suffix(".tmp"), stem.with_suffix(SUFFIX)
         fd = os.open(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        path = stem.with_suffix(SUFFIX)
-        os.rename(tmp, path)
-        return _File(fd, path, [])
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(tmp, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return _File(fd, path, [], 0)
 
     # ---------------------------------------------------------------- writing
 
@@ -110,29 +122,36 @@ class Journal:
         journals of processes that died; returns the responses stored."""
         with self._flush_lock:
             with self._lock:
-                if self._current is not None:
+                # While a file waits for the database, lines go on into the current one:
+                # a new file at each interval would run the process out of descriptors.
+                if self._current is not None and not self._unwritten:
                     self._unwritten.append(self._current)
                     self._current = None
             if recover:
                 self._last_recovery = time.monotonic()
                 self._unwritten.extend(self._orphans())
             pending, self._unwritten = self._unwritten, []
-            stored = 0
-            for i, file in enumerate(pending):
-                try:
-                    stored += self._write_file(file)
-                except Exception:
-                    for kept in pending[i:]:  # kept, locked, for the next flush; read back then
-                        kept.records = None
-                        self._unwritten.append(kept)
-                    raise
+            self._flushing = pending
+            stored, failure = 0, None
+            try:
+                for file in pending:  # each on its own: one that fails holds up no other
+                    try:
+                        stored += self._write_file(file)
+                    except Exception as exc:
+                        file.records = None  # kept, locked, for the next flush; read back then
+                        self._unwritten.append(file)
+                        failure = failure or exc
+            finally:
+                self._flushing = []
+            if failure is not None:
+                raise failure
             return stored
 
     def _orphans(self) -> list[_File]:
         """The journal files no process holds, locked by this one."""
         found = []
         for path in sorted(self.directory.iterdir()):
-            if path.suffix not in (SUFFIX, ".tmp"):
+            if path.suffix != SUFFIX:  # a ".tmp" is being created, and empty until renamed
                 continue
             try:
                 fd = os.open(path, os.O_RDWR)
@@ -145,7 +164,7 @@ class Journal:
             except (BlockingIOError, FileNotFoundError):  # its process holds it, or it is gone
                 os.close(fd)
                 continue
-            found.append(_File(fd, path, None))
+            found.append(_File(fd, path, None, None))
         return found
 
     def _write_file(self, file: _File) -> int:
@@ -153,7 +172,7 @@ class Journal:
         the responses stored (a line already stored is not counted again)."""
         fd, path = file.fd, file.path
         records, refused = file.records, []
-        if records is None:
+        if records is None or os.fstat(fd).st_size != file.size:  # memory is not the whole file
             records = []
             size = os.fstat(fd).st_size
             for line in (os.pread(fd, size, 0) if size else b"").splitlines():
@@ -209,9 +228,9 @@ class Journal:
 
     def _forget(self) -> None:
         """In a child after a fork: the parent's files and thread are the parent's."""
-        for file in ([self._current] if self._current else []) + self._unwritten:
+        for file in ([self._current] if self._current else []) + self._unwritten + self._flushing:
             os.close(file.fd)  # the parent's descriptor keeps the lock
-        self._current, self._unwritten = None, []
+        self._current, self._unwritten, self._flushing = None, [], []
         self._lock, self._flush_lock = threading.Lock(), threading.Lock()
         self._thread = None
 
@@ -224,6 +243,9 @@ class _File:
     path: Path
     #: Its lines as appended by this process, or None: read them from the file.
     records: list[dict] | None
+    #: Bytes this process wrote to it (None for another process's file); the file is
+    #: read back when its size says otherwise (a write interrupted before it was counted).
+    size: int | None
 
 
 def _forget_all() -> None:

@@ -199,10 +199,13 @@ def keep_response(sub: Submission) -> None:
     SQLite file: `barometer.journal`), else stored at once. Either way it is kept once
     for its token, whatever the resident sends again."""
     journal = current_app.extensions.get("response_journal")
-    if journal is None:
-        store_response(sub)
-    else:
-        journal.append(journal_record(sub))
+    if journal is not None:
+        try:
+            journal.append(journal_record(sub))
+            return
+        except OSError:  # a full disk, no descriptor left: stored at once instead
+            current_app.logger.exception("journal: response stored in its request")
+    store_response(sub)
 
 
 def store_response(sub: Submission) -> tuple[int, bool]:
@@ -295,7 +298,7 @@ def store_journaled(engine, records: list[dict], *, batch: int = 500) -> tuple[i
                     [insert_answers.sequence((0, *values)) for values in record["answers"]],
                 )
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001  (a line that is not a response: set aside)
             refused.append((record, f"malformed: {exc!r}"))
     stored = 0
     for start in range(0, len(built), batch):
@@ -334,7 +337,9 @@ def _insert_new(connection, dialect, items) -> int | Exception:
             cursor.executemany(insert_answers.sql, new_answers)
         connection.commit()
         return stored
-    except dialect.loaded_dbapi.IntegrityError as exc:
+    except dialect.loaded_dbapi.OperationalError:
+        raise  # the database locked or away: the lines wait in their file
+    except dialect.loaded_dbapi.Error as exc:  # a row refused: each is tried alone
         connection.rollback()
         return exc
     finally:

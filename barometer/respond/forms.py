@@ -92,5 +92,6 @@ def survey_form_class(context: SurveyContext, lang: str) -> type[SurveyFormBase]
     return cls
 
 
-def survey_form(context: SurveyContext, lang: str) -> SurveyFormBase:
-    return survey_form_class(context, lang)()
+def survey_form(context: SurveyContext, lang: str, formdata=None) -> SurveyFormBase:
+    """The survey form, blank or holding what a resident sent (`services.posted_form`)."""
+    return survey_form_class(context, lang)(formdata=formdata)

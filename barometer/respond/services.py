@@ -18,7 +18,7 @@ from limits import parse_many
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import RequestEntityTooLarge, TooManyRequests
+from werkzeug.exceptions import TooManyRequests
 
 from surveys.schema import Choice, Questionnaire, Text, questionnaire_from_dict
 
@@ -254,21 +254,17 @@ _URLENCODED = "application/x-www-form-urlencoded"
 
 
 def posted_form(request) -> MultiDict:
-    """What a survey form sent.
+    """What a survey form sent: judged, and shown again when something is wrong.
 
-    A form posts urlencoded: its body is parsed by the standard library's `parse_qsl`,
-    as Werkzeug does, with the same limits (`MAX_CONTENT_LENGTH`, `MAX_FORM_PARTS`),
-    without Werkzeug's general form machinery, measured at half a submission's parsing
-    cost. Any other body (a multipart form) is Werkzeug's to parse.
+    A form posts urlencoded: its body (at most `MAX_CONTENT_LENGTH`) is parsed by the
+    standard library's `parse_qsl`, as Werkzeug does, without Werkzeug's general form
+    machinery, measured at half a submission's parsing cost. Bytes that are not UTF-8
+    become U+FFFD. Any other body (a multipart form) is Werkzeug's to parse.
     """
     if request.environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != _URLENCODED:
         return request.form
     body = request.get_data().decode("utf-8", "replace")
-    try:
-        fields = parse_qsl(body, keep_blank_values=True, max_num_fields=request.max_form_parts)
-    except ValueError as exc:  # more fields than MAX_FORM_PARTS
-        raise RequestEntityTooLarge() from exc
-    return MultiDict(fields)
+    return MultiDict(parse_qsl(body, keep_blank_values=True, errors="replace"))
 
 
 def answers_sent(questionnaire: Questionnaire, formdata) -> dict[str, Any]:

@@ -68,7 +68,7 @@ def submit_survey(slug: str, site: str | None = None):
         return _thanks(context, lang)
     if outcome.problem == "honeypot":
         return render_template("respond/refused.html", context=context, lang=lang), 400
-    form = survey_form(context, lang)
+    form = survey_form(context, lang, sent)  # the answers as judged
     form.show_errors(outcome.errors)
     notice, status = outcome.problem, 422 if outcome.problem is None else 400
     return _show_answers(form, context, lang, notice, status)
@@ -80,7 +80,7 @@ def refuse_too_many(error):
 
     Only `submit_survey` counts submissions, once it has found an open survey."""
     context, lang, _ = _open_survey(request.view_args["slug"], request.view_args.get("site"))
-    page = _show_answers(survey_form(context, lang), context, lang, "rate_limited", 429)
+    page = _show_answers(survey_form(context, lang, posted_form(request)), context, lang, "rate_limited", 429)
     return with_retry_after(page, error)
 
 

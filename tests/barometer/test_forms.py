@@ -11,10 +11,11 @@ from barometer.respond.services import _signer, form_token, get_survey, new_toke
 
 def judge(app, data, lang="fr"):
     """take_submission on `data`, then the form shown again."""
-    with app.test_request_context(f"/s/piscine?lang={lang}", method="POST", data=MultiDict(data)):
+    sent = MultiDict(data)
+    with app.test_request_context(f"/s/piscine?lang={lang}", method="POST", data=sent):
         context = get_survey("piscine")
-        outcome = take_submission(context, MultiDict(data))
-        form = survey_form(context, lang)
+        outcome = take_submission(context, sent)
+        form = survey_form(context, lang, sent)
         form.show_errors(outcome.errors)
         return outcome, form
 

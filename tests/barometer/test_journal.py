@@ -2,8 +2,11 @@
 
 import json
 import os
+import subprocess
+import sys
 import time
 from functools import partial
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -88,13 +91,22 @@ def test_a_submission_is_journaled_at_once_and_stored_with_its_answers_by_the_fl
     assert journal_files(journaled) == []  # written, then removed
 
 
-def test_a_double_tap_is_journaled_twice_and_stored_once(journaled):
+def nothing_refused(app, caplog) -> bool:
+    """No line set aside, no error logged."""
+    refused = journal_of(app).directory / "refused"
+    return not refused.exists() and not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_a_double_tap_is_journaled_twice_and_stored_once(journaled, caplog):
     client = journaled.test_client()
     _, tokens = open_form(client)
     data = {"overall": "5", **tokens}
     assert [client.post("/s/piscine", data=data).status_code for _ in range(2)] == [200, 200]
+    (file,) = journal_files(journaled)
+    assert len(file.read_text(encoding="utf-8").splitlines()) == 2
     assert journal_of(journaled).flush() == 1
     assert count_rows(journaled, Response) == 1
+    assert nothing_refused(journaled, caplog)  # the second line skipped by its token, not refused
     # Sent once more after the flush: known by its token, nothing added.
     assert client.post("/s/piscine", data=data).status_code == 200
     assert journal_of(journaled).flush() == 0
@@ -128,7 +140,7 @@ def test_a_journal_its_process_still_holds_is_left_to_it(journaled):
     assert count_rows(journaled, Response) == 1 and journal_files(journaled) == []
 
 
-def test_lines_stored_before_their_process_died_are_skipped_and_the_rest_stored(journaled):
+def test_lines_stored_before_their_process_died_are_skipped_and_the_rest_stored(journaled, caplog):
     first = valid_submission(journaled, "piscine", "stored-before-the-crash")
     second = valid_submission(journaled, "piscine", "not-stored-yet", {"overall": "2"})
     with journaled.app_context():
@@ -139,22 +151,29 @@ def test_lines_stored_before_their_process_died_are_skipped_and_the_rest_stored(
         tokens = db.session.execute(select(Response.token).order_by(Response.token)).scalars().all()
     assert tokens == ["not-stored-yet", "stored-before-the-crash"]
     assert count_rows(journaled, Answer) == 3  # 2 of the first, 1 of the second: none twice
+    assert nothing_refused(journaled, caplog)
 
 
 def test_a_line_the_database_refuses_or_that_is_cut_short_is_kept_aside_and_logged(journaled, caplog):
     good = valid_submission(journaled, "piscine", "a-good-response")
     orphan = valid_submission(journaled, "piscine", "of-an-unknown-version", version_id=10**9)
     cut_short = line_of(valid_submission(journaled, "piscine", "cut-short"))[:40]
-    write_orphan(journaled, "2-died.jsonl", [line_of(orphan), line_of(good), cut_short])
+    unbindable = json.loads(line_of(valid_submission(journaled, "piscine", "unbindable")))
+    unbindable["response"]["service_id"] = {"not": "a number"}
+    not_a_response = {"answers": []}
+    lines = [line_of(orphan), line_of(good), cut_short, json.dumps(unbindable), json.dumps(not_a_response)]
+    write_orphan(journaled, "2-died.jsonl", lines)
 
     assert journal_of(journaled).flush(recover=True) == 1
     with journaled.app_context():
         assert db.session.execute(select(Response.token)).scalars().all() == ["a-good-response"]
     kept = [json.loads(line) for line in (journal_of(journaled).directory / "refused" / "2-died.jsonl").open()]
-    assert [k["record"] for k in kept] == [cut_short, json.loads(line_of(orphan))]
-    assert "unreadable" in kept[0]["reason"] and "FOREIGN KEY" in kept[1]["reason"].upper()
-    assert sum("not stored" in r.getMessage() for r in caplog.records if r.levelname == "ERROR") == 2
+    assert [k["record"] for k in kept] == [cut_short, not_a_response, json.loads(line_of(orphan)), unbindable]
+    assert "unreadable" in kept[0]["reason"] and "malformed" in kept[1]["reason"]
+    assert "FOREIGN KEY" in kept[2]["reason"].upper()
+    assert sum("not stored" in r.getMessage() for r in caplog.records if r.levelname == "ERROR") == 4
     assert journal_files(journaled) == []
+    assert journal_of(journaled).flush(recover=True) == 0  # set aside once, not tried again
 
 
 def test_a_failed_write_keeps_the_lines_for_the_next_flush(journaled, monkeypatch):
@@ -171,8 +190,85 @@ def test_a_failed_write_keeps_the_lines_for_the_next_flush(journaled, monkeypatc
     with pytest.raises(ConnectionError):
         journal.flush()
     assert count_rows(journaled, Response) == 0 and len(journal_files(journaled)) == 1
+    # The file, not the memory, is what the next flush writes.
+    (file,) = journal_files(journaled)
+    with file.open("a", encoding="utf-8") as out:
+        out.write(line_of(valid_submission(journaled, "piscine", "only-in-the-file")) + "\n")
     monkeypatch.setattr(journal, "write", real)
-    assert journal.flush() == 1  # read back from its file
+    assert journal.flush() == 2
+    assert count_rows(journaled, Response) == 2 and journal_files(journaled) == []
+
+
+def test_while_a_file_waits_for_the_database_the_process_keeps_to_one_more(journaled, monkeypatch):
+    client = journaled.test_client()
+    journal = journal_of(journaled)
+    monkeypatch.setattr(journal, "write", lambda records: 1 / 0)
+    for _ in range(3):
+        _, tokens = open_form(client)
+        assert client.post("/s/piscine", data={"overall": "3", **tokens}).status_code == 200
+        with pytest.raises(ZeroDivisionError):
+            journal.flush()
+    assert len(journal_files(journaled)) == 2  # the one that failed, and the current one
+
+
+def test_a_line_written_but_not_counted_is_read_from_the_file(journaled):
+    client = journaled.test_client()
+    _, tokens = open_form(client)
+    assert client.post("/s/piscine", data={"overall": "4", **tokens}).status_code == 200
+    # A signal stopping the process between the write and its count leaves a line the
+    # process's memory lacks; the file's size tells.
+    (file,) = journal_files(journaled)
+    with file.open("a", encoding="utf-8") as out:
+        out.write(line_of(valid_submission(journaled, "piscine", "written-not-counted")) + "\n")
+    assert journal_of(journaled).flush() == 2
+
+
+def test_a_response_that_cannot_be_journaled_is_stored_in_its_request(journaled, monkeypatch):
+    def disk_full(record):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal_of(journaled), "append", disk_full)
+    client = journaled.test_client()
+    _, tokens = open_form(client)
+    assert client.post("/s/piscine", data={"overall": "4", **tokens}).status_code == 200
+    assert count_rows(journaled, Response) == 1
+
+
+def test_a_child_process_leaves_the_parents_journal_to_it(journaled):
+    client = journaled.test_client()
+    _, tokens = open_form(client)
+    assert client.post("/s/piscine", data={"overall": "4", **tokens}).status_code == 200
+    journal = journal_of(journaled)
+    pid = os.fork()
+    if pid == 0:  # a child (a command the app would start): it holds no journal of its own
+        try:
+            journal.write = lambda records: (len(records), [])
+            stored = journal.flush()
+        finally:
+            os._exit(10 + stored)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 10
+    assert len(journal_files(journaled)) == 1  # still the parent's, and locked by it
+    assert journal.flush() == 1 and count_rows(journaled, Response) == 1
+
+
+def test_a_worker_that_stops_writes_its_journal_before_it_ends(journaled, database_url, tmp_path):
+    """A real process, ended as gunicorn ends a worker (sys.exit): nothing left behind."""
+    script = f"""
+import sys
+from barometer import create_app
+from barometer.config import TestConfig
+from tests.helpers import open_form
+config = {{key: getattr(TestConfig, key) for key in dir(TestConfig) if key.isupper()}}
+config.update(SQLALCHEMY_DATABASE_URI={database_url!r}, RESPONSE_FLUSH_SECONDS={NEVER},
+              RESPONSE_JOURNAL_DIR={str(journal_of(journaled).directory)!r})
+client = create_app(config).test_client()
+_, tokens = open_form(client)
+assert client.post("/s/piscine", data={{"overall": "2", **tokens}}).status_code == 200
+sys.exit(0)
+"""
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", script], cwd=root, check=True, timeout=120)
     assert count_rows(journaled, Response) == 1 and journal_files(journaled) == []
 
 

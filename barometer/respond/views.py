@@ -41,7 +41,8 @@ def _open_survey(slug: str, site: str | None, *, refresh: bool = False):
 def show_survey(slug: str, site: str | None = None):
     """Show a service's survey, blank, with a fresh token."""
     context, lang, closed = _open_survey(slug, site)
-    return closed or _fresh_form(context, lang, request.args.get("c", "link"))
+    channel = request.args.get("c", "link") if request.query_string else "link"
+    return closed or _fresh_form(context, lang, channel)
 
 
 @bp.post("/s/<slug>")
@@ -146,7 +147,8 @@ _NO_STORE = (("Cache-Control", "no-store"), ("Vary", "Accept-Language, Cookie"))
 
 
 def _no_store(html: str | bytes, status: int):
-    return current_app.response_class(html, status, _NO_STORE)
+    # The content type given, not looked for among the headers first.
+    return current_app.response_class(html, status, _NO_STORE, content_type="text/html; charset=utf-8")
 
 
 def _own_origins() -> set[str]:

@@ -2,22 +2,25 @@
 
 A SQLite file lets one writer in at a time, and each transaction costs more than the
 rows it writes: with every response its own transaction, the write was most of a
-submission's cost. So, on a SQLite file, a submission appends one line to its
-process's journal (one `write`, no transaction) and the resident gets the thank-you
-page; a thread of the process writes the journal into the database every
-`RESPONSE_FLUSH_SECONDS`, many responses to a transaction (`storage.store_journaled`).
+submission's cost. So a submission appends one line to its process's journal (one
+`write`, no transaction) and the resident gets the thank-you page; a thread of the
+process writes the journal into the database every `RESPONSE_FLUSH_SECONDS`, many
+responses to a transaction (`storage.store_journaled`). On by default beside a SQLite
+file; for a database server, when `RESPONSE_JOURNAL_DIR` names a folder.
 
 Nothing is lost and nothing counted twice:
 
 - the line is in the file before the page is answered: it survives the process as a
   SQLite commit does (in WAL mode with `synchronous=NORMAL`, neither is synced to disk);
 - a process keeps an exclusive `flock` on each of its journal files until they are
-  written and removed; a file nobody holds was left by a process that died (a worker
-  killed, a machine stopped), and the next flush of any process writes it;
+  written and removed; a file nobody holds was left by a process that died, and is
+  written by the next process that looks (at its first flush, then every
+  `RECOVER_EVERY` seconds);
 - a line written to the database once and met again (its process died between the
   commit and the file's removal) is skipped by its token, as a double tap is;
 - a line the database refuses, or that cannot be read, is kept in `refused/` beside
-  the journals and logged, never dropped.
+  the journals and logged, never dropped; the database locked or away, lines wait in
+  their file.
 
 Files: `<dir>/<pid>-<random>.jsonl`, created as `.tmp` and renamed once locked, so
 that no other process ever takes a file before its owner holds it.

@@ -303,6 +303,7 @@ def main() -> None:
             token_files[i].write_text("\n".join(tokens[i * share : (i + 1) * share]) + "\n")
         cases = {
             "bare Flask hello": lambda i, s: run_wrk(f"{hello_base}/", s, opts.connections),
+            "bare form (POST)": lambda i, s: run_wrk(f"{hello_base}/form", s, opts.connections, floor_script),
             "bare insert (POST)": lambda i, s: run_wrk(f"{hello_base}/insert", s, opts.connections, floor_script),
             "bare response rows": lambda i, s: run_wrk(
                 f"{hello_base}/insert-response", s, opts.connections, floor_script

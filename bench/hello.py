@@ -1,6 +1,7 @@
 """The baselines of the HTTP benchmark, under the same gunicorn as the app.
 
-`/` is a bare Flask "hello". `/insert` is the floor of any submission: a bare Flask
+`/` is a bare Flask "hello". `/form` receives the survey's form (the same body) and
+only parses it: what taking any form costs. `/insert` is the floor of any submission: a bare Flask
 view that writes the request body as one row into SQLite (WAL) and commits, with no
 ORM, form, CSRF, session or rate limiter. `/insert-response` is the floor of this
 app's submission: a bare Flask view that writes the rows of one response (the response
@@ -43,6 +44,13 @@ def create_floor_database(path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("CREATE TABLE floor (id INTEGER PRIMARY KEY, token TEXT UNIQUE, body TEXT)")
+
+
+@app.post("/form")
+def read_form():
+    """Receiving the survey's form: its body parsed by Werkzeug, nothing else."""
+    request.form.get("overall")
+    return "ok"
 
 
 @app.post("/insert")

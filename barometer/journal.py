@@ -217,7 +217,8 @@ class Journal:
                 log.exception("journal: responses not written yet, tried again in %s s", self.interval)
 
     def close(self) -> None:
-        """Stop the thread and write what is left (the process is stopping)."""
+        """Stop the thread and write what is left, and any journal a dead process left
+        (this process is stopping: it may be the last to look)."""
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -225,7 +226,7 @@ class Journal:
         self._thread = None
         atexit.unregister(self.close)
         try:
-            self.flush()
+            self.flush(recover=True)
         except Exception:  # its files stay, and the next process to flush writes them
             log.exception("journal: responses left in %s for the next start", self.directory)
 

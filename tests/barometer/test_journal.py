@@ -2,9 +2,15 @@
 
 import json
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from functools import partial
 from pathlib import Path
 
@@ -313,3 +319,75 @@ def test_where_the_journal_is_kept(tmp_path):
     server = "postgresql+psycopg://user@db.invalid/barometre"  # a server is never connected to here
     assert journal(server) is None
     assert journal(server, RESPONSE_JOURNAL_DIR=str(tmp_path / "k")).directory == tmp_path / "k"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, data: dict | None = None) -> tuple[int, str]:
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    headers = {"Origin": url.split("/s/")[0]} if data is not None else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, body, headers), timeout=30) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_a_worker_killed_after_its_thank_you_page_loses_nothing(journaled, database_url, tmp_path):
+    """gunicorn as in production: a worker killed (SIGKILL) after answering keeps its response."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/s/piscine"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "a-key-for-this-test",
+        "RESPONSE_JOURNAL_DIR": str(journal_of(journaled).directory),
+        "RESPONSE_FLUSH_SECONDS": str(NEVER),  # nothing written before the kill
+    }
+    root = Path(__file__).resolve().parents[2]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def answer(overall: str) -> int:
+        status, page = _get(url)
+        assert status == 200
+        token = re.search(r'name="token" value="([^"]*)"', page).group(1)
+        return _get(url, {"overall": overall, "token": token})[0]
+
+    def worker() -> int:
+        pids = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()
+        return int(pids[0]) if pids else 0
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.2)
+        assert answer("5") == 200
+        killed = worker()
+        os.kill(killed, signal.SIGKILL)
+        while worker() in (0, killed):  # gunicorn starts another worker
+            assert time.monotonic() < deadline, "gunicorn started no other worker"
+            time.sleep(0.2)
+        assert answer("1") == 200
+        assert count_rows(journaled, Response) == 0  # both in journals, none written yet
+    finally:
+        server.terminate()  # the last worker writes its journal, and the dead one's
+        server.wait(timeout=60)
+    with journaled.app_context():
+        values = db.session.execute(select(Answer.value).where(Answer.question_key == "overall")).scalars().all()
+    assert sorted(values) == [1.0, 5.0]
+    assert journal_files(journaled) == []

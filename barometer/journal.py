@@ -15,7 +15,7 @@ Nothing is lost and nothing counted twice:
 - a process keeps an exclusive `flock` on each of its journal files until they are
   written and removed; a file nobody holds was left by a process that died, and is
   written by the next process that looks (at its first flush, then every
-  `RECOVER_EVERY` seconds);
+  `RECOVER_EVERY` seconds, and when it stops);
 - a line written to the database once and met again (its process died between the
   commit and the file's removal) is skipped by its token, as a double tap is;
 - a line the database refuses, or that cannot be read, is kept in `refused/` beside

@@ -29,6 +29,7 @@ that no other process ever takes a file before its owner holds it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import json
 import logging
@@ -78,8 +79,8 @@ class Journal:
         self._current: _File | None = None
         #: Files whose write failed (the database away): kept, locked, tried again.
         self._unwritten: list[_File] = []
-        #: Files being written by a flush.
-        self._flushing: list[_File] = []
+        #: Every journal file this process holds open (and locked), by descriptor.
+        self._open: dict[int, _File] = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._last_recovery = float("-inf")
@@ -98,13 +99,14 @@ class Journal:
                 current = self._current = self._create()
             written = os.write(current.fd, line)
             if written != len(line):  # a full disk: refused rather than half kept
-                os.ftruncate(current.fd, current.size)
+                os.ftruncate(current.fd, os.fstat(current.fd).st_size - written)
                 raise OSError(f"journal {current.path}: {written} of {len(line)} bytes written")
-            current.size += written
             if current.records is not None:
                 current.records.append(record)
                 if len(current.records) >= MEMORY_LIMIT:  # a long wait for the database
                     current.records = None
+            # Counted last: a line the process was stopped before counting is read back.
+            current.size += written
 
     def _create(self) -> _File:
         stem = self.directory / f"{os.getpid()}-{secrets.token_hex(6)}"
@@ -115,40 +117,49 @@ class Journal:
             os.rename(tmp, path)
         except BaseException:
             os.close(fd)
+            tmp.unlink(missing_ok=True)
             raise
-        return _File(fd, path, [], 0)
+        file = self._open[fd] = _File(fd, path, [], 0)
+        return file
 
     # ---------------------------------------------------------------- writing
 
-    def flush(self, *, recover: bool = False) -> int:
+    def flush(self, *, recover: bool = False, last: bool = False) -> int:
         """Write this process's journal into the database, and with `recover` the
-        journals of processes that died; returns the responses stored."""
+        journals of processes that died; returns the responses stored.
+
+        Files that could not be written before are tried first; while one still fails,
+        lines go on into the current file rather than into a new file at each
+        interval (which would run the process out of descriptors), unless this is the
+        `last` flush of a stopping process.
+        """
         with self._flush_lock:
-            with self._lock:
-                # While a file waits for the database, lines go on into the current one:
-                # a new file at each interval would run the process out of descriptors.
-                if self._current is not None and not self._unwritten:
-                    self._unwritten.append(self._current)
-                    self._current = None
             if recover:
                 self._last_recovery = time.monotonic()
                 self._unwritten.extend(self._orphans())
             pending, self._unwritten = self._unwritten, []
-            self._flushing = pending
-            stored, failure = 0, None
-            try:
-                for file in pending:  # each on its own: one that fails holds up no other
-                    try:
-                        stored += self._write_file(file)
-                    except Exception as exc:
-                        file.records = None  # kept, locked, for the next flush; read back then
-                        self._unwritten.append(file)
-                        failure = failure or exc
-            finally:
-                self._flushing = []
+            stored, failure = self._write_files(pending)
+            if not self._unwritten or last:
+                with self._lock:
+                    current, self._current = self._current, None
+                more, failure_now = self._write_files([current] if current else [])
+                stored, failure = stored + more, failure or failure_now
             if failure is not None:
                 raise failure
             return stored
+
+    def _write_files(self, files: list[_File]) -> tuple[int, Exception | None]:
+        """Write each file on its own (one that fails holds up no other); a file that
+        fails is kept, locked, for the next flush, and read back from disk then."""
+        stored, failure = 0, None
+        for file in files:
+            try:
+                stored += self._write_file(file)
+            except Exception as exc:
+                file.records = None
+                self._unwritten.append(file)
+                failure = failure or exc
+        return stored, failure
 
     def _orphans(self) -> list[_File]:
         """The journal files no process holds, locked by this one."""
@@ -167,7 +178,8 @@ class Journal:
             except (BlockingIOError, FileNotFoundError):  # its process holds it, or it is gone
                 os.close(fd)
                 continue
-            found.append(_File(fd, path, None, None))
+            file = self._open[fd] = _File(fd, path, None, None)
+            found.append(file)
         return found
 
     def _write_file(self, file: _File) -> int:
@@ -190,6 +202,7 @@ class Journal:
         if refused:
             self._keep_refused(path, refused)
         os.unlink(path)
+        del self._open[fd]
         os.close(fd)
         return stored
 
@@ -226,17 +239,19 @@ class Journal:
         self._thread = None
         atexit.unregister(self.close)
         try:
-            self.flush(recover=True)
+            self.flush(recover=True, last=True)
         except Exception:  # its files stay, and the next process to flush writes them
             log.exception("journal: responses left in %s for the next start", self.directory)
 
     def _forget(self) -> None:
         """In a child after a fork: the parent's files and thread are the parent's."""
-        for file in ([self._current] if self._current else []) + self._unwritten + self._flushing:
-            os.close(file.fd)  # the parent's descriptor keeps the lock
-        self._current, self._unwritten, self._flushing = None, [], []
-        self._lock, self._flush_lock = threading.Lock(), threading.Lock()
+        self._lock, self._flush_lock = threading.Lock(), threading.Lock()  # maybe held at the fork
         self._thread = None
+        open_files, self._open = self._open, {}
+        self._current, self._unwritten = None, []
+        for fd in open_files:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # the parent's descriptor keeps the lock
 
 
 @dataclass

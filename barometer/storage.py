@@ -337,13 +337,24 @@ def _insert_new(connection, dialect, items) -> int | Exception:
             cursor.executemany(insert_answers.sql, new_answers)
         connection.commit()
         return stored
-    except dialect.loaded_dbapi.OperationalError:
-        raise  # the database locked or away: the lines wait in their file
-    except dialect.loaded_dbapi.Error as exc:  # a row refused: each is tried alone
-        connection.rollback()
+    except Exception as exc:
+        if not _refuses_a_row(dialect.loaded_dbapi, exc):
+            raise  # the database locked, away, read-only...: the lines wait in their file
+        connection.rollback()  # a row refused: each is tried alone
         return exc
     finally:
         cursor.close()
+
+
+def _refuses_a_row(dbapi, exc: Exception) -> bool:
+    """Whether an error refuses one row for its values, rather than every write."""
+    if isinstance(exc, (dbapi.IntegrityError, dbapi.DataError)):
+        return True
+    if isinstance(exc, (dbapi.InterfaceError, dbapi.ProgrammingError)):
+        # A value the driver could not bind; an error the server sends (a missing
+        # table, a refused privilege) carries its SQLSTATE.
+        return getattr(exc, "sqlstate", None) is None
+    return not isinstance(exc, dbapi.Error)  # a value Python cannot bind (too large...)
 
 
 def response_journal(app) -> Journal | None:

@@ -5,6 +5,7 @@ import io
 import segno
 from flask import abort, current_app, render_template, request, url_for
 from flask_babel import get_locale
+from werkzeug.exceptions import HTTPException
 
 from ..errors import with_retry_after
 from ..models import web_channel
@@ -81,7 +82,11 @@ def refuse_too_many(error):
 
     Only `submit_survey` counts submissions, once it has found an open survey."""
     context, lang, _ = _open_survey(request.view_args["slug"], request.view_args.get("site"))
-    page = _show_answers(survey_form(context, lang, posted_form(request)), context, lang, "rate_limited", 429)
+    try:
+        sent = posted_form(request)
+    except HTTPException:  # a body too large: the form shown blank
+        sent = None
+    page = _show_answers(survey_form(context, lang, sent), context, lang, "rate_limited", 429)
     return with_retry_after(page, error)
 
 

@@ -4,7 +4,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -166,18 +165,22 @@ def test_a_line_the_database_refuses_or_that_is_cut_short_is_kept_aside_and_logg
     cut_short = line_of(valid_submission(journaled, "piscine", "cut-short"))[:40]
     unbindable = json.loads(line_of(valid_submission(journaled, "piscine", "unbindable")))
     unbindable["response"]["service_id"] = {"not": "a number"}
+    too_large = json.loads(line_of(valid_submission(journaled, "piscine", "too-large")))
+    too_large["response"]["service_id"] = 2**70
     not_a_response = {"answers": []}
-    lines = [line_of(orphan), line_of(good), cut_short, json.dumps(unbindable), json.dumps(not_a_response)]
+    lines = [line_of(orphan), line_of(good), cut_short, json.dumps(unbindable), json.dumps(too_large)]
+    lines.append(json.dumps(not_a_response))
     write_orphan(journaled, "2-died.jsonl", lines)
 
     assert journal_of(journaled).flush(recover=True) == 1
     with journaled.app_context():
         assert db.session.execute(select(Response.token)).scalars().all() == ["a-good-response"]
     kept = [json.loads(line) for line in (journal_of(journaled).directory / "refused" / "2-died.jsonl").open()]
-    assert [k["record"] for k in kept] == [cut_short, not_a_response, json.loads(line_of(orphan)), unbindable]
+    expected = [cut_short, not_a_response, json.loads(line_of(orphan)), unbindable, too_large]
+    assert [k["record"] for k in kept] == expected
     assert "unreadable" in kept[0]["reason"] and "malformed" in kept[1]["reason"]
     assert "FOREIGN KEY" in kept[2]["reason"].upper()
-    assert sum("not stored" in r.getMessage() for r in caplog.records if r.levelname == "ERROR") == 4
+    assert sum("not stored" in r.getMessage() for r in caplog.records if r.levelname == "ERROR") == 5
     assert journal_files(journaled) == []
     assert journal_of(journaled).flush(recover=True) == 0  # set aside once, not tried again
 
@@ -200,9 +203,61 @@ def test_a_failed_write_keeps_the_lines_for_the_next_flush(journaled, monkeypatc
     (file,) = journal_files(journaled)
     with file.open("a", encoding="utf-8") as out:
         out.write(line_of(valid_submission(journaled, "piscine", "only-in-the-file")) + "\n")
+    # Meanwhile another resident answers: the kept file first, then the current one.
+    _, tokens = open_form(client)
+    assert client.post("/s/piscine", data={"overall": "5", **tokens}).status_code == 200
     monkeypatch.setattr(journal, "write", real)
-    assert journal.flush() == 2
-    assert count_rows(journaled, Response) == 2 and journal_files(journaled) == []
+    assert journal.flush() == 3
+    assert count_rows(journaled, Response) == 3 and journal_files(journaled) == []
+
+
+def test_an_error_of_the_whole_database_leaves_the_lines_waiting_not_refused(journaled, monkeypatch, caplog):
+    """A damaged or read-only database refuses every write: the lines wait, none is set aside."""
+    client = journaled.test_client()
+    _, tokens = open_form(client)
+    assert client.post("/s/piscine", data={"overall": "3", **tokens}).status_code == 200
+    with journaled.app_context():
+        dbapi = db.engine.dialect.loaded_dbapi
+    real = storage._insert_new
+
+    def damaged(*args):
+        raise dbapi.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(storage, "_insert_new", damaged)
+    with pytest.raises(dbapi.DatabaseError):
+        journal_of(journaled).flush()
+    assert len(journal_files(journaled)) == 1 and not (journal_of(journaled).directory / "refused").exists()
+    monkeypatch.setattr(storage, "_insert_new", real)
+    assert journal_of(journaled).flush() == 1
+    assert count_rows(journaled, Response) == 1
+    assert nothing_refused(journaled, caplog)
+
+
+def test_a_stopping_process_writes_its_current_file_even_while_an_older_one_fails(journaled, monkeypatch):
+    client = journaled.test_client()
+    journal = journal_of(journaled)
+    real = journal.write
+
+    def refuses_the_first(records):
+        if any(r["response"]["token"] == first for r in records):
+            raise ConnectionError("this file's database write fails")
+        return real(records)
+
+    _, tokens = open_form(client)
+    assert client.post("/s/piscine", data={"overall": "1", **tokens}).status_code == 200
+    (first_file,) = journal_files(journaled)
+    first = json.loads(first_file.read_text(encoding="utf-8"))["response"]["token"]
+    monkeypatch.setattr(journal, "write", refuses_the_first)
+    with pytest.raises(ConnectionError):
+        journal.flush()
+    _, tokens = open_form(client)
+    assert client.post("/s/piscine", data={"overall": "2", **tokens}).status_code == 200
+    with pytest.raises(ConnectionError):
+        journal.flush()  # the older file still fails: the current one waits (one file more, no new one)
+    assert count_rows(journaled, Response) == 0 and len(journal_files(journaled)) == 2
+    journal.close()  # stopping: the current file is written all the same
+    assert count_rows(journaled, Response) == 1
+    assert journal_files(journaled) == [first_file]  # kept for a later flush, or the next process
 
 
 def test_while_a_file_waits_for_the_database_the_process_keeps_to_one_more(journaled, monkeypatch):
@@ -321,12 +376,6 @@ def test_where_the_journal_is_kept(tmp_path):
     assert journal(server, RESPONSE_JOURNAL_DIR=str(tmp_path / "k")).directory == tmp_path / "k"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str, data: dict | None = None) -> tuple[int, str]:
     body = urllib.parse.urlencode(data).encode() if data is not None else None
     headers = {"Origin": url.split("/s/")[0]} if data is not None else {}
@@ -337,10 +386,19 @@ def _get(url: str, data: dict | None = None) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
+def _wait_for(log: Path, pattern: str, after: int = 0) -> re.Match:
+    """The first match of `pattern` in gunicorn's log (from offset `after`), waited for."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = re.search(pattern, log.read_text(encoding="utf-8", errors="replace")[after:])
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"gunicorn never logged {pattern!r}: {log.read_text(errors='replace')[-2000:]}")
+
+
 def test_a_worker_killed_after_its_thank_you_page_loses_nothing(journaled, database_url, tmp_path):
     """gunicorn as in production: a worker killed (SIGKILL) after answering keeps its response."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/s/piscine"
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -348,45 +406,40 @@ def test_a_worker_killed_after_its_thank_you_page_loses_nothing(journaled, datab
         "RESPONSE_JOURNAL_DIR": str(journal_of(journaled).directory),
         "RESPONSE_FLUSH_SECONDS": str(NEVER),  # nothing written before the kill
     }
+    log = tmp_path / "gunicorn.log"
     root = Path(__file__).resolve().parents[2]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def answer(overall: str) -> int:
-        status, page = _get(url)
-        assert status == 200
-        token = re.search(r'name="token" value="([^"]*)"', page).group(1)
-        return _get(url, {"overall": overall, "token": token})[0]
-
-    def worker() -> int:
-        pids = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()
-        return int(pids[0]) if pids else 0
-
+    with log.open("w") as out:  # port 0: the system gives a free one, which gunicorn logs
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", "127.0.0.1:0", "wsgi:app"],
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.2)
+        port = _wait_for(log, r"Listening at: http://127\.0\.0\.1:(\d+)").group(1)
+        url = f"http://127.0.0.1:{port}/s/piscine"
+        booted = _wait_for(log, r"Booting worker with pid: (\d+)")
+
+        def answer(overall: str) -> int:
+            status, page = _get(url)
+            assert status == 200
+            token = re.search(r'name="token" value="([^"]*)"', page).group(1)
+            return _get(url, {"overall": overall, "token": token})[0]
+
         assert answer("5") == 200
-        killed = worker()
-        os.kill(killed, signal.SIGKILL)
-        while worker() in (0, killed):  # gunicorn starts another worker
-            assert time.monotonic() < deadline, "gunicorn started no other worker"
-            time.sleep(0.2)
+        os.kill(int(booted.group(1)), signal.SIGKILL)
+        _wait_for(log, r"Booting worker with pid: (\d+)", after=booted.end())  # gunicorn starts another
         assert answer("1") == 200
         assert count_rows(journaled, Response) == 0  # both in journals, none written yet
     finally:
         server.terminate()  # the last worker writes its journal, and the dead one's
-        server.wait(timeout=60)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            raise
     with journaled.app_context():
         values = db.session.execute(select(Answer.value).where(Answer.question_key == "overall")).scalars().all()
     assert sorted(values) == [1.0, 5.0]

@@ -286,6 +286,17 @@ def test_submissions_are_rate_limited_with_a_french_message_and_answers_kept(sur
     assert client.get("/s/piscine").status_code == 200
 
 
+def test_a_body_too_large_once_the_limit_is_spent_still_gets_the_limit_page(surveys, app_factory):
+    app = app_factory(SURVEY_RATE_LIMIT="1 per minute", MAX_CONTENT_LENGTH=4096)
+    client = app.test_client()
+    assert submit_in_a_row(client, 1, {"overall": "4"})[0].status_code == 200
+    _, tokens = open_form(client)
+    page = client.post("/s/piscine", data={"overall": "4", "comment": "x" * 5000, **tokens})
+    assert page.status_code == 429
+    assert "Trop de réponses" in page.get_data(as_text=True)
+    assert count_rows(app) == 1
+
+
 def test_every_limit_of_the_setting_counts_and_the_longest_says_when_to_return(surveys, app_factory):
     app = app_factory(SURVEY_RATE_LIMIT="10 per minute;2 per hour")
     statuses = submit_in_a_row(app.test_client(), 3, {"overall": "4"})

@@ -265,6 +265,7 @@ def main() -> None:
     print(f"préparation : base migrée et {len(tokens)} jetons en {time.perf_counter() - t0:.1f} s")
     create_floor_database(work / "floor.sqlite3")
     copy_database(db_path, work / "rows.sqlite3")
+    copy_database(db_path, work / "no-flask.sqlite3")
     counts_dir = work / "counts"
     counts_dir.mkdir()
     env = {
@@ -287,12 +288,15 @@ def main() -> None:
     post_script.write_text(LUA_POST)
     # Both servers run throughout, idle when not measured; the cases take turns in
     # each round, so that a slower spell of the machine weighs on all of them alike.
-    hello_port, app_port = free_port(), free_port()
+    hello_port, app_port, no_flask_port = free_port(), free_port(), free_port()
     hello_base, base = f"http://127.0.0.1:{hello_port}", f"http://127.0.0.1:{app_port}"
-    # Same settings for both; only the application's counts are read.
+    no_flask_base = f"http://127.0.0.1:{no_flask_port}"
+    # Same settings for all; only the application's counts are read.
     servers = [gunicorn("bench.hello:app", hello_port, opts.workers, env)]
     try:
         servers.append(gunicorn("wsgi:app", app_port, opts.workers, {**env, "BENCH_COUNTS_DIR": str(counts_dir)}))
+        no_flask_env = {**env, "DATABASE_URL": f"sqlite:///{work / 'no-flask.sqlite3'}"}
+        servers.append(gunicorn("bench.no_flask:app", no_flask_port, opts.workers, no_flask_env))
         html_bytes, css_bytes = page_weight(base)
         body = urllib.parse.urlencode(ANSWERS)
         # One share of tokens per round, and one for the warm-up.
@@ -308,6 +312,14 @@ def main() -> None:
             "bare response rows": lambda i, s: run_wrk(
                 f"{hello_base}/insert-response", s, opts.connections, floor_script
             ),
+            # The same tokens as the submission's, for another copy of the database.
+            "submission, no Flask": lambda i, s: run_wrk(
+                f"{no_flask_base}/s/{SERVICE}",
+                s,
+                opts.connections,
+                post_script,
+                [str(token_files[i]), str(WRK_THREADS), no_flask_base, body],
+            ),
             "survey page (GET)": lambda i, s: run_wrk(f"{base}/s/{SERVICE}", s, opts.connections),
             "submission (POST)": lambda i, s: run_wrk(
                 f"{base}/s/{SERVICE}",
@@ -321,6 +333,7 @@ def main() -> None:
         # database's write-ahead log growing from nothing.
         warm_up = {name: case(opts.rounds, 1) for name, case in cases.items()}
         server_of = {name: servers[0] if name.startswith("bare") else servers[1] for name in cases}
+        server_of["submission, no Flask"] = servers[2]
         rounds: dict[str, list[dict]] = {name: [] for name in cases}
         for i in range(opts.rounds):
             for name, case in cases.items():
@@ -380,6 +393,11 @@ def main() -> None:
         f"envoi / écriture nue de ses {1 + len(response_rows['answers'])} lignes (réponse et réponses aux questions, "
         f"schéma de l'application, sans rien vérifier) : {post['rps'] / bare_rows['rps']:.2f} "
         f"(tours {spread(post, bare_rows)})"
+    )
+    no_flask = results["submission, no Flask"]
+    print(
+        "envoi / le même travail sans Flask (les fonctions de l'application dans une fonction WSGI nue, "
+        f"bench/no_flask.py) : {post['rps'] / no_flask['rps']:.2f} (tours {spread(post, no_flask)})"
     )
     print()
     print(

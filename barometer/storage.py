@@ -68,7 +68,7 @@ class _DriverInsert:
         return row if self.order is None else [row[key] for key in self.order]
 
     def sequence(self, values):
-        """Parameters from values given in the order of `keys` (a journal's line)."""
+        """Parameters from values given in the order of `keys` (an answer row, a journal's line)."""
         if self.order is None:
             return self.parameters(dict(zip(self.keys, values, strict=True)))
         parameters = [values[i] for i in self.positions]
@@ -219,7 +219,7 @@ def store_response(sub: Submission) -> tuple[int, bool]:
     insert_response, insert_answers = _driver_inserts(engine.dialect)
     # Everything is built before the write begins; only the response id is set inside.
     response = insert_response.parameters(_response_row(sub))
-    answers = [insert_answers.parameters(r) for r in _answer_rows(0, sub)]
+    answers = [insert_answers.sequence((0, *values)) for values in _answer_values(sub)]
     outcome = _in_turn(engine, lambda connection: _insert(connection, engine.dialect, response, answers))
     if isinstance(outcome, int):
         return outcome, True

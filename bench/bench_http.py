@@ -181,7 +181,7 @@ def prepare_database(db_path: Path, n_tokens: int) -> tuple[list[str], dict]:
     from barometer.extensions import db
     from barometer.loader import load_surveys
     from barometer.respond.services import answers_sent, form_token, get_survey
-    from barometer.storage import Submission, _answer_rows, _driver_inserts, _response_row
+    from barometer.storage import Submission, _answer_values, _driver_inserts, _response_row
     from surveys.schema import DEFAULT_ROOT
 
     app = create_app({"SECRET_KEY": SECRET, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}"})
@@ -202,7 +202,7 @@ def prepare_database(db_path: Path, n_tokens: int) -> tuple[list[str], dict]:
         insert_response, insert_answers = _driver_inserts(db.engine.dialect)
         rows = {
             "response": insert_response.parameters(_response_row(submission)),
-            "answers": [insert_answers.parameters(r) for r in _answer_rows(0, submission)],
+            "answers": [insert_answers.sequence((0, *values)) for values in _answer_values(submission)],
         }
         db.engine.dispose()
         return [form_token(context) for _ in range(n_tokens)], rows

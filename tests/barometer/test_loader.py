@@ -35,6 +35,15 @@ def answer_once(client, slug):
     assert client.post(f"/s/{slug}", data={"overall": "4", "courtesy": "5", **tokens}).status_code == 200
 
 
+def loaded_and_answered(app, tree, slug):
+    """The definitions of `tree` loaded and one response to `slug`; a resident's client."""
+    client = app.test_client()
+    with app.app_context():
+        load_surveys(tree)
+    answer_once(client, slug)
+    return client
+
+
 def test_load_creates_everything_once(app, tree):
     with app.app_context():
         report = load_surveys(tree)
@@ -60,10 +69,7 @@ def test_a_change_makes_a_new_version_even_before_any_response(app, tree):
 
 
 def test_a_change_after_responses_creates_a_new_version(app, tree):
-    client = app.test_client()
-    with app.app_context():
-        load_surveys(tree)
-    answer_once(client, "etat-civil")
+    client = loaded_and_answered(app, tree, "etat-civil")
     with app.app_context():
         reword_courtesy(tree, "La qualité de l'accueil")
         report = load_surveys(tree)
@@ -212,10 +218,7 @@ def without_service(slug):
 
 
 def test_a_service_gone_from_its_file_is_closed_and_keeps_its_responses(app, tree):
-    client = app.test_client()
-    with app.app_context():
-        load_surveys(tree)
-    answer_once(client, "etat-civil")
+    client = loaded_and_answered(app, tree, "etat-civil")
     with app.app_context():
         edit_services(tree, without_service("etat-civil"))
         report = load_surveys(tree)
@@ -240,15 +243,11 @@ def test_a_service_gone_from_its_file_is_closed_and_keeps_its_responses(app, tre
 
 
 def test_a_site_gone_from_its_file_is_closed_and_keeps_its_responses(app, tree):
-    client = app.test_client()
-
     def drop_site(d):
         piscine = service_of(d, "piscine")
         piscine["sites"] = [x for x in piscine["sites"] if x["code"] != "bassin-nord"]
 
-    with app.app_context():
-        load_surveys(tree)
-    answer_once(client, "piscine/bassin-nord")
+    client = loaded_and_answered(app, tree, "piscine/bassin-nord")
     with app.app_context():
         edit_services(tree, drop_site)
         report = load_surveys(tree)

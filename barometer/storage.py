@@ -33,6 +33,8 @@ _INSERT_RESPONSES = _RESPONSES.insert().returning(_RESPONSES.c.id, sort_by_param
 _INSERT_ANSWERS = _ANSWERS.insert()
 _RESPONSE_KEYS = ("token", "service_id", "site_id", "version_id", "submitted_at", "channel", *PROFILE_KEYS)
 _ANSWER_KEYS = ("response_id", "question_key", "value", "choice", "text")
+#: Parameters in one statement: SQLite before 3.32 allows 999.
+MAX_PARAMETERS = 999
 
 
 class _DriverInsert:
@@ -61,24 +63,61 @@ class _DriverInsert:
         self.slot = {key: key for key in keys} if self.order is None else {key: self.order.index(key) for key in keys}
         self.positions = None if self.order is None else [keys.index(key) for key in self.order]
         self.slot_conversions = [(self.slot[key], convert) for key, convert in self.conversions]
+        self.returns = bool(compiled.effective_returning)
+        # SQLite's "?" style lets many rows share one statement: the values group of
+        # one row, repeated. A named style (PostgreSQL's driver) runs a row at a time.
+        group = "(" + ", ".join("?" * len(keys)) + ")"
+        self.group = group if dialect.paramstyle == "qmark" and self.sql.count(group) == 1 else None
 
     def parameters(self, row: dict):
         for key, convert in self.conversions:
             row[key] = convert(row[key])
         return row if self.order is None else [row[key] for key in self.order]
 
-    def sequence(self, values):
-        """Parameters from values given in the order of `keys` (an answer row, a journal's line)."""
+    def rows(self, values: list) -> list:
+        """Parameters of rows whose values are given in the order of `keys` (answer
+        rows, a journal's lines), converted a column at a time."""
+        width = len(self.keys)
+        if any(len(row) != width for row in values):
+            raise ValueError(f"{width} values expected in each row")
         if self.order is None:
-            return self.parameters(dict(zip(self.keys, values, strict=True)))
-        parameters = [values[i] for i in self.positions]
+            rows = [dict(zip(self.keys, row, strict=True)) for row in values]
+        elif self.positions == list(range(width)):  # the statement's own order
+            rows = [list(row) for row in values]
+        else:
+            rows = [[row[i] for i in self.positions] for row in values]
         for slot, convert in self.slot_conversions:
-            parameters[slot] = convert(parameters[slot])
-        return parameters
+            for row in rows:
+                row[slot] = convert(row[slot])
+        return rows
 
     def put(self, parameters, key: str, value) -> None:
         """Set `key` in parameters already built (an answer's response id, known last)."""
         parameters[self.slot[key]] = value
+
+    def get(self, parameters, key: str):
+        return parameters[self.slot[key]]
+
+    def run(self, cursor, rows: list) -> list[tuple]:
+        """Insert rows (parameters built) in as few statements as the driver allows;
+        returns what the statement returns, over all rows."""
+        returned: list[tuple] = []
+        if self.group is None:
+            if not self.returns:
+                cursor.executemany(self.sql, rows)
+                return returned
+            for row in rows:
+                cursor.execute(self.sql, row)
+                returned.extend(cursor.fetchall())
+            return returned
+        per = max(1, MAX_PARAMETERS // len(self.keys))
+        for start in range(0, len(rows), per):
+            chunk = rows[start : start + per]
+            sql = self.sql.replace(self.group, ", ".join([self.group] * len(chunk)))
+            cursor.execute(sql, [value for row in chunk for value in row])
+            if self.returns:
+                returned.extend(cursor.fetchall())
+        return returned
 
 
 @lru_cache(maxsize=8)
@@ -92,10 +131,15 @@ def _driver_inserts(dialect) -> tuple[_DriverInsert, _DriverInsert]:
 
 @lru_cache(maxsize=8)
 def _insert_unless_known(dialect) -> _DriverInsert:
-    """The response's INSERT that writes nothing, and returns no id, for a token
-    already stored (SQLite and PostgreSQL say it alike)."""
+    """The response's INSERT that writes nothing, and returns nothing, for a token
+    already stored (SQLite and PostgreSQL say it alike); it returns (token, id) of a
+    new one."""
     insert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[dialect.name]
-    statement = insert(_RESPONSES).on_conflict_do_nothing(index_elements=["token"]).returning(_RESPONSES.c.id)
+    statement = (
+        insert(_RESPONSES)
+        .on_conflict_do_nothing(index_elements=["token"])
+        .returning(_RESPONSES.c.token, _RESPONSES.c.id)
+    )
     return _DriverInsert(statement, _RESPONSE_KEYS, dialect)
 
 
@@ -219,7 +263,7 @@ def store_response(sub: Submission) -> tuple[int, bool]:
     insert_response, insert_answers = _driver_inserts(engine.dialect)
     # Everything is built before the write begins; only the response id is set inside.
     response = insert_response.parameters(_response_row(sub))
-    answers = [insert_answers.sequence((0, *values)) for values in _answer_values(sub)]
+    answers = insert_answers.rows([(0, *values) for values in _answer_values(sub)])
     outcome = _in_turn(engine, lambda connection: _insert(connection, engine.dialect, response, answers))
     if isinstance(outcome, int):
         return outcome, True
@@ -295,7 +339,7 @@ def store_journaled(engine, records: list[dict], *, batch: int = 500) -> tuple[i
                 (
                     record,
                     insert_new.parameters({key: response[key] for key in _RESPONSE_KEYS}),
-                    [insert_answers.sequence((0, *values)) for values in record["answers"]],
+                    insert_answers.rows([(0, *values) for values in record["answers"]]),
                 )
             )
         except Exception as exc:  # noqa: BLE001  (a line that is not a response: set aside)
@@ -321,20 +365,22 @@ def _insert_new(connection, dialect, items) -> int | Exception:
     each unless its token is known: how many were new, or the refusal by a constraint
     (rolled back)."""
     insert_new, (_, insert_answers) = _insert_unless_known(dialect), _driver_inserts(dialect)
+    slot = insert_answers.slot["response_id"]
     cursor = connection.cursor()
-    stored, new_answers = 0, []
     try:
+        new = dict(insert_new.run(cursor, [response for _, response, _ in items]))
+        stored, new_answers = 0, []
         for _, response, answers in items:
-            cursor.execute(insert_new.sql, response)
-            row = cursor.fetchone()
-            if row is None:  # stored before
+            # Popped: a token twice in the batch (a double tap) is stored once, the first.
+            response_id = new.pop(insert_new.get(response, "token"), None)
+            if response_id is None:  # stored before
                 continue
             for parameters in answers:
-                insert_answers.put(parameters, "response_id", row[0])
+                parameters[slot] = response_id
             new_answers.extend(answers)
             stored += 1
         if new_answers:
-            cursor.executemany(insert_answers.sql, new_answers)
+            insert_answers.run(cursor, new_answers)
         connection.commit()
         return stored
     except Exception as exc:

@@ -202,7 +202,7 @@ def prepare_database(db_path: Path, n_tokens: int) -> tuple[list[str], dict]:
         insert_response, insert_answers = _driver_inserts(db.engine.dialect)
         rows = {
             "response": insert_response.parameters(_response_row(submission)),
-            "answers": [insert_answers.sequence((0, *values)) for values in _answer_values(submission)],
+            "answers": insert_answers.rows([(0, *values) for values in _answer_values(submission)]),
         }
         db.engine.dispose()
         return [form_token(context) for _ in range(n_tokens)], rows

@@ -118,6 +118,30 @@ def test_a_double_tap_is_journaled_twice_and_stored_once(journaled, caplog):
     assert count_rows(journaled, Response) == 1
 
 
+def test_a_large_flush_gives_each_response_its_own_answers(journaled, caplog):
+    """Many responses share each statement of a flush: each keeps its own answers, a
+    token stored before is skipped, a repeated one stored once."""
+    subs = [
+        valid_submission(journaled, "piscine", f"batch-{i:03}", {"overall": str(1 + i % 5), "comment": f"réponse {i}"})
+        for i in range(150)
+    ]
+    with journaled.app_context():
+        storage.store_response(subs[70])
+    for sub in [*subs, subs[3]]:
+        journal_of(journaled).append(storage.journal_record(sub))
+    assert journal_of(journaled).flush() == 149
+    with journaled.app_context():
+        rows = db.session.execute(
+            select(Response.token, Answer.question_key, Answer.value, Answer.text).join(Answer)
+        ).all()
+    assert len(rows) == 2 * 150
+    by_token: dict[str, dict] = {}
+    for token, key, value, text in rows:
+        by_token.setdefault(token, {})[key] = value if key == "overall" else text
+    assert by_token == {f"batch-{i:03}": {"overall": 1 + i % 5, "comment": f"réponse {i}"} for i in range(150)}
+    assert nothing_refused(journaled, caplog)
+
+
 def test_the_journal_of_a_killed_worker_is_stored_by_the_next_flush(journaled):
     submission = valid_submission(journaled, "piscine", "taken-by-a-killed-worker")
     directory = journal_of(journaled).directory

@@ -2,6 +2,7 @@
 
 from functools import lru_cache, partial
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from babel import Locale
 from flask import Flask, request
@@ -32,15 +33,26 @@ def create_app(config: type | dict | None = None) -> Flask:
             "SECRET_KEY n'est pas défini : exportez SECRET_KEY (une longue valeur aléatoire) "
             "ou lancez `make run`, qui en crée une dans instance/secret_key."
         )
-    if app.config["PROXY_COUNT"]:
-        n = app.config["PROXY_COUNT"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)
     register_security_headers(app)
+    register_middleware(app)
     return app
+
+
+def register_middleware(app: Flask) -> None:
+    """What a request meets before Flask: the proxies' headers, then the survey's
+    submissions (`respond.fastpath`); from the outside in."""
+    from .respond.fastpath import SubmissionFastPath
+
+    # Flask checks TRUSTED_HOSTS on the way in; the fast path would not.
+    if not app.config.get("TRUSTED_HOSTS"):
+        app.wsgi_app = SubmissionFastPath(app, app.wsgi_app)
+    if app.config["PROXY_COUNT"]:
+        n = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
 
 
 def register_extensions(app: Flask) -> None:
@@ -124,12 +136,17 @@ LOCALES = {code: Locale.parse(code) for code in ("fr", "en")}
 
 
 def select_locale() -> Locale:
-    """?lang= first (forms post back to their own address, query included), then the
-    browser's preference, then French."""
-    lang = request.args.get("lang") if request.query_string else None
+    return LOCALES[interface_language(request.environ)]
+
+
+def interface_language(environ) -> str:
+    """A request's interface language: ?lang= first (forms post back to their own
+    address, query included), then the browser's preference, then French."""
+    query = environ.get("QUERY_STRING")
+    lang = next((v for k, v in parse_qsl(query, keep_blank_values=True) if k == "lang"), None) if query else None
     if lang not in LOCALES:
-        lang = _preferred_language(request.headers.get("Accept-Language", ""))
-    return LOCALES[lang]
+        lang = _preferred_language(environ.get("HTTP_ACCEPT_LANGUAGE", ""))
+    return lang
 
 
 @lru_cache(maxsize=512)

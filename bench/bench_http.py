@@ -4,7 +4,7 @@ Runs gunicorn (same settings for every case) on a fresh SQLite database and driv
 with wrk. Prints requests/s, p50 and p99 latency, and each case's throughput as a
 ratio of the bare app's measured in the same run. Figures, not pass/fail.
 
-    python bench/bench_http.py [--seconds 10] [--rounds 5] [--connections 32] [--workers 2] [--tokens 120000]
+    python bench/bench_http.py [--seconds 10] [--rounds 5] [--connections 32] [--workers 2] [--tokens 240000]
 """
 
 from __future__ import annotations
@@ -66,9 +66,10 @@ function init(args)
   step = tonumber(args[2])
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-  -- What a phone's browser sends with the form: where the request comes from.
+  -- What a phone's browser sends with the form: where the request comes from (an
+  -- older browser sends no Sec-Fetch-Site, and the view checks its Origin).
   wrk.headers["Origin"] = args[3]
-  wrk.headers["Sec-Fetch-Site"] = "same-origin"
+  if args[5] == "fetch" then wrk.headers["Sec-Fetch-Site"] = "same-origin" end
   body_prefix = args[4]
 end
 function request()
@@ -252,7 +253,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds; each runs every case in turn")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--tokens", type=int, default=120_000, help="one-time tokens prepared for the POST case")
+    parser.add_argument("--tokens", type=int, default=240_000, help="one-time tokens prepared for the POST cases")
     opts = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk est introuvable : apt-get install wrk")
@@ -265,7 +266,6 @@ def main() -> None:
     print(f"préparation : base migrée et {len(tokens)} jetons en {time.perf_counter() - t0:.1f} s")
     create_floor_database(work / "floor.sqlite3")
     copy_database(db_path, work / "rows.sqlite3")
-    copy_database(db_path, work / "no-flask.sqlite3")
     counts_dir = work / "counts"
     counts_dir.mkdir()
     env = {
@@ -288,23 +288,25 @@ def main() -> None:
     post_script.write_text(LUA_POST)
     # Both servers run throughout, idle when not measured; the cases take turns in
     # each round, so that a slower spell of the machine weighs on all of them alike.
-    hello_port, app_port, no_flask_port = free_port(), free_port(), free_port()
+    hello_port, app_port = free_port(), free_port()
     hello_base, base = f"http://127.0.0.1:{hello_port}", f"http://127.0.0.1:{app_port}"
-    no_flask_base = f"http://127.0.0.1:{no_flask_port}"
     # Same settings for all; only the application's counts are read.
     servers = [gunicorn("bench.hello:app", hello_port, opts.workers, env)]
     try:
         servers.append(gunicorn("wsgi:app", app_port, opts.workers, {**env, "BENCH_COUNTS_DIR": str(counts_dir)}))
-        no_flask_env = {**env, "DATABASE_URL": f"sqlite:///{work / 'no-flask.sqlite3'}"}
-        servers.append(gunicorn("bench.no_flask:app", no_flask_port, opts.workers, no_flask_env))
         html_bytes, css_bytes = page_weight(base)
         body = urllib.parse.urlencode(ANSWERS)
-        # One share of tokens per round, and one for the warm-up.
-        share = len(tokens) // (opts.rounds + 1)
+        # One share of tokens per POST case and round, and one each for the warm-up.
+        share = len(tokens) // (2 * (opts.rounds + 1))
         token_files = []
-        for i in range(opts.rounds + 1):
+        for i in range(2 * (opts.rounds + 1)):
             token_files.append(work / f"tokens-{i}.txt")
             token_files[i].write_text("\n".join(tokens[i * share : (i + 1) * share]) + "\n")
+
+        def submissions(i: int, seconds: int, fetch: str, offset: int) -> dict:
+            args = [str(token_files[offset + i]), str(WRK_THREADS), base, body, fetch]
+            return run_wrk(f"{base}/s/{SERVICE}", seconds, opts.connections, post_script, args)
+
         cases = {
             "bare Flask hello": lambda i, s: run_wrk(f"{hello_base}/", s, opts.connections),
             "bare form (POST)": lambda i, s: run_wrk(f"{hello_base}/form", s, opts.connections, floor_script),
@@ -312,28 +314,15 @@ def main() -> None:
             "bare response rows": lambda i, s: run_wrk(
                 f"{hello_base}/insert-response", s, opts.connections, floor_script
             ),
-            # The same tokens as the submission's, for another copy of the database.
-            "submission, no Flask": lambda i, s: run_wrk(
-                f"{no_flask_base}/s/{SERVICE}",
-                s,
-                opts.connections,
-                post_script,
-                [str(token_files[i]), str(WRK_THREADS), no_flask_base, body],
-            ),
             "survey page (GET)": lambda i, s: run_wrk(f"{base}/s/{SERVICE}", s, opts.connections),
-            "submission (POST)": lambda i, s: run_wrk(
-                f"{base}/s/{SERVICE}",
-                s,
-                opts.connections,
-                post_script,
-                [str(token_files[i]), str(WRK_THREADS), base, body],
-            ),
+            # The same submission from a browser without Sec-Fetch-Site: the view takes it.
+            "submission, by view": lambda i, s: submissions(i, s, "origin", opts.rounds + 1),
+            "submission (POST)": lambda i, s: submissions(i, s, "fetch", 0),
         }
         # A warm-up second per case, not counted: first connections, caches, the
         # database's write-ahead log growing from nothing.
         warm_up = {name: case(opts.rounds, 1) for name, case in cases.items()}
         server_of = {name: servers[0] if name.startswith("bare") else servers[1] for name in cases}
-        server_of["submission, no Flask"] = servers[2]
         rounds: dict[str, list[dict]] = {name: [] for name in cases}
         for i in range(opts.rounds):
             for name, case in cases.items():
@@ -352,12 +341,13 @@ def main() -> None:
     # stopped, they have written all: nothing may be left waiting, nor refused.
     pending = Path(f"{db_path}-pending")
     left = sorted(p.name for p in pending.rglob("*") if p.is_file()) if pending.exists() else []
-    post = results["submission (POST)"]
-    if max(r["requests"] for r in post["rounds"]) > share // 2:
+    post, by_view = results["submission (POST)"], results["submission, by view"]
+    if max(r["requests"] for case in (post, by_view) for r in case["rounds"]) > share // 2:
         # Each wrk thread has only its share of a round's tokens: past half, one may run out.
         print("ATTENTION : plus de la moitié des jetons d'un tour utilisés ; relancez avec --tokens plus grand")
 
-    received = post["ok"] + warm_up["submission (POST)"]["ok"]
+    posted = ("submission (POST)", "submission, by view")
+    received = sum(results[name]["ok"] + warm_up[name]["ok"] for name in posted)
     from barometer.config import Config  # the servers' settings: the same environment
 
     flush_seconds = Config.RESPONSE_FLUSH_SECONDS
@@ -394,14 +384,13 @@ def main() -> None:
         f"schéma de l'application, sans rien vérifier) : {post['rps'] / bare_rows['rps']:.2f} "
         f"(tours {spread(post, bare_rows)})"
     )
-    no_flask = results["submission, no Flask"]
     print(
-        "envoi / le même travail sans Flask (les fonctions de l'application dans une fonction WSGI nue, "
-        f"bench/no_flask.py) : {post['rps'] / no_flask['rps']:.2f} (tours {spread(post, no_flask)})"
+        "envoi / le même envoi pris par la vue Flask (navigateur sans Sec-Fetch-Site, hors du chemin court "
+        f"respond/fastpath.py) : {post['rps'] / by_view['rps']:.2f} (tours {spread(post, by_view)})"
     )
     print()
     print(
-        f"soumissions (mise en route comprise) : 2xx reçus par wrk {received}, 2xx envoyés par le serveur {server_ok}, "
+        f"soumissions des deux cas (mise en route comprise) : 2xx reçus par wrk {received}, 2xx envoyés par le serveur {server_ok}, "
         f"POST traités {server_posts}, lignes en base {rows}"
     )
     # A token stored twice would be a 2xx without a row; the token is unique in the schema.

@@ -17,6 +17,11 @@ def form_tokens(html: str) -> dict[str, str]:
     return {"token": re.search(r'name="token" value="([^"]*)"', html).group(1)}
 
 
+def checked(html: str, name: str, value: str) -> bool:
+    """Whether the page shows `value` ticked for question `name`."""
+    return re.search(rf'name="{name}" id="{name}-\d+" value="{value}" checked', html) is not None
+
+
 def errors(html: str) -> list[str]:
     """The error messages shown next to fields."""
     return re.findall(r'<p class="error" id="[^"]+">([^<]+)</p>', html)

@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from flask import current_app
+from flask import current_app, request
 from flask_limiter.util import get_remote_address
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from limits import parse_many
@@ -69,6 +69,15 @@ def get_survey(slug: str, site_code: str | None = None, *, refresh: bool = False
             _cache.clear()
         _cache[key] = (now, context)
     return context
+
+
+def cached_survey(slug: str, site_code: str | None = None) -> SurveyContext | None:
+    """The survey of a service (and site) as this worker's cache holds it, while it
+    is fresh; None otherwise (`get_survey` reads it)."""
+    hit = _cache.get((slug, site_code))
+    if hit is None or time.monotonic() - hit[0] >= current_app.config["SURVEY_CACHE_SECONDS"]:
+        return None
+    return hit[1]
 
 
 def clear_cache() -> None:
@@ -133,6 +142,11 @@ def _parsed_limits(text: str) -> tuple:
     return tuple(parse_many(text))
 
 
+#: A submission the fast path (`respond.fastpath`) counted, then handed on to the
+#: view: the seconds to wait when the count spent a limit, else None.
+COUNTED = "barometer.submission_counted"
+
+
 def count_submission() -> None:
     """Count one submission against the per-address limits; 429 when one is spent.
 
@@ -144,11 +158,20 @@ def count_submission() -> None:
     """
     if not limiter.enabled:
         return
-    key = get_remote_address()
+    environ = request.environ
+    retry_after = environ[COUNTED] if COUNTED in environ else spend_submission(get_remote_address())
+    if retry_after is not None:
+        raise TooManyRequests(retry_after=retry_after)
+
+
+def spend_submission(address: str) -> int | None:
+    """Count a submission from an address: None while within every limit, else the
+    seconds until the limit it spent resets."""
     for item in _parsed_limits(current_app.config["SURVEY_RATE_LIMIT"]):
-        if not limiter.limiter.hit(item, SUBMISSION_SCOPE, key):
-            reset = limiter.limiter.get_window_stats(item, SUBMISSION_SCOPE, key).reset_time
-            raise TooManyRequests(retry_after=max(1, math.ceil(reset - time.time())))
+        if not limiter.limiter.hit(item, SUBMISSION_SCOPE, address):
+            reset = limiter.limiter.get_window_stats(item, SUBMISSION_SCOPE, address).reset_time
+            return max(1, math.ceil(reset - time.time()))
+    return None
 
 
 # ------------------------------------------------------------------------ tokens
@@ -206,7 +229,7 @@ def token_of(form_value: str) -> FormToken:
 # ------------------------------------------------------------- cross-site requests
 
 #: `Sec-Fetch-Site` of a request made by this site's own pages, or typed by the user.
-_OWN_FETCH_SITES = frozenset({"same-origin", "none"})
+OWN_FETCH_SITES = frozenset({"same-origin", "none"})
 
 
 def is_cross_site(headers: Mapping[str, str], own_origins: Callable[[], Collection[str]]) -> bool:
@@ -222,7 +245,7 @@ def is_cross_site(headers: Mapping[str, str], own_origins: Callable[[], Collecti
     """
     site = headers.get("Sec-Fetch-Site")
     if site is not None:
-        return site not in _OWN_FETCH_SITES
+        return site not in OWN_FETCH_SITES
     origin = headers.get("Origin") or origin_of(headers.get("Referer"))
     return origin is not None and origin.lower() not in own_origins()
 
@@ -248,6 +271,8 @@ class Outcome:
     problem: str | None = None
     #: Answer errors by question key, as `Questionnaire.clean` words them (code, params).
     errors: Mapping[str, tuple[str, dict]] = field(default_factory=dict)
+    #: The response to keep, when nothing is wrong.
+    submission: Submission | None = None
 
 
 _URLENCODED = "application/x-www-form-urlencoded"
@@ -258,13 +283,21 @@ def posted_form(request) -> MultiDict:
 
     A form posts urlencoded: its body (at most `MAX_CONTENT_LENGTH`) is parsed by the
     standard library's `parse_qsl`, as Werkzeug does, without Werkzeug's general form
-    machinery, measured at half a submission's parsing cost. Bytes that are not UTF-8
-    become U+FFFD. Any other body (a multipart form) is Werkzeug's to parse.
+    machinery, measured at half a submission's parsing cost. Any other body (a
+    multipart form) is Werkzeug's to parse.
     """
-    if request.environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != _URLENCODED:
+    if not is_urlencoded(request.environ):
         return request.form
-    body = request.get_data().decode("utf-8", "replace")
-    return MultiDict(parse_qsl(body, keep_blank_values=True, errors="replace"))
+    return form_of_body(request.get_data())
+
+
+def is_urlencoded(environ) -> bool:
+    return environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() == _URLENCODED
+
+
+def form_of_body(body: bytes) -> MultiDict:
+    """An urlencoded body's fields; bytes that are not UTF-8 become U+FFFD."""
+    return MultiDict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, errors="replace"))
 
 
 def answers_sent(questionnaire: Questionnaire, formdata) -> dict[str, Any]:
@@ -275,8 +308,18 @@ def answers_sent(questionnaire: Questionnaire, formdata) -> dict[str, Any]:
 
 
 def take_submission(context: SurveyContext, formdata, *, cross_site: bool = False) -> Outcome:
-    """Judge what a resident sent and store it once: honeypot, origin, the form's token,
-    the definition's rules.
+    """Judge what a resident sent and store it once (`judge_submission`)."""
+    outcome = judge_submission(context, formdata, cross_site=cross_site)
+    if outcome.submission is None:
+        return outcome
+    # A token seen before is the same response (double tap, refresh, retry): stored once.
+    keep_response(outcome.submission)
+    return Outcome(stored=True, submission=outcome.submission)
+
+
+def judge_submission(context: SurveyContext, formdata, *, cross_site: bool = False) -> Outcome:
+    """Judge what a resident sent: honeypot, origin, the form's token, the
+    definition's rules; the response to keep when nothing is wrong.
 
     The survey form is only needed to show the page again; a good submission is judged
     here, by the definition itself, and never instantiates it.
@@ -299,16 +342,13 @@ def take_submission(context: SurveyContext, formdata, *, cross_site: bool = Fals
         return Outcome(problem="version", errors=errors)
     if errors:
         return Outcome(errors=errors)
-    # A token seen before is the same response (double tap, refresh, retry): stored once.
-    keep_response(
-        Submission(
-            service_id=context.service_id,
-            site_id=context.site_id,
-            version_id=context.version_id,
-            token=token.response,
-            questionnaire=context.questionnaire,
-            answers=answers,
-            channel=web_channel(formdata.get("channel")),
-        )
+    submission = Submission(
+        service_id=context.service_id,
+        site_id=context.site_id,
+        version_id=context.version_id,
+        token=token.response,
+        questionnaire=context.questionnaire,
+        answers=answers,
+        channel=web_channel(formdata.get("channel")),
     )
-    return Outcome(stored=True)
+    return Outcome(submission=submission)

@@ -139,21 +139,28 @@ def _fresh_form(context, lang: str, channel: str):
 
 def _thanks(context, lang: str):
     """The thank-you page: the same for every resident of a survey and language."""
-    key = ("thanks", lang)
-    page = context.pages.get(key)
+    page = thanks_page(context, lang)
     if page is None:
-        page = context.pages[key] = render_template("respond/thanks.html", context=context, lang=lang).encode()
+        page = context.pages[("thanks", lang)] = render_template(
+            "respond/thanks.html", context=context, lang=lang
+        ).encode()
     return _no_store(page, 200)
+
+
+def thanks_page(context, lang: str) -> bytes | None:
+    """The thank-you page of a survey in a language, once rendered."""
+    return context.pages.get(("thanks", lang))
 
 
 # The page carries a one-time token and follows the browser's language; it varies with
 # the cookie as Flask says of every page once the session was read (sign-in state).
-_NO_STORE = (("Cache-Control", "no-store"), ("Vary", "Accept-Language, Cookie"))
+NO_STORE = (("Cache-Control", "no-store"), ("Vary", "Accept-Language, Cookie"))
+HTML = "text/html; charset=utf-8"
 
 
 def _no_store(html: str | bytes, status: int):
     # The content type given, not looked for among the headers first.
-    return current_app.response_class(html, status, _NO_STORE, content_type="text/html; charset=utf-8")
+    return current_app.response_class(html, status, NO_STORE, content_type=HTML)
 
 
 def _own_origins() -> set[str]:

@@ -12,7 +12,7 @@ from barometer.loader import load_surveys
 from barometer.models import Answer, Channel, Response, Service, Site
 from barometer.respond.services import form_token, get_survey
 from barometer.templating import in_french
-from tests.helpers import count_rows, edit_yaml, errors, form_tokens, open_form, question_of, service_of
+from tests.helpers import checked, count_rows, edit_yaml, errors, form_tokens, open_form, question_of, service_of
 
 VALID = {
     "overall": "4",
@@ -172,11 +172,6 @@ def refused(app, client, data: dict, message: str) -> str:
     assert message in html
     assert count_rows(app) == 0
     return html
-
-
-def checked(html: str, name: str, value: str) -> bool:
-    """Whether the page shows `value` ticked for question `name`."""
-    return re.search(rf'name="{name}" id="{name}-\d+" value="{value}" checked', html) is not None
 
 
 def test_a_forged_token_is_refused_and_answers_kept(surveys, client):

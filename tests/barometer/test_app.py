@@ -1,5 +1,10 @@
 """Settings the application refuses or adapts at start-up."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from barometer import create_app
@@ -33,3 +38,13 @@ def test_pooled_connections_are_checked_only_for_a_database_server():
 def test_the_form_lifetime_dates_the_staff_forms_csrf_token_too():
     app = create_app(settings(SURVEY_TOKEN_MAX_AGE=600))
     assert app.config["WTF_CSRF_TIME_LIMIT"] == 600
+
+
+def test_the_served_app_keeps_its_lasting_objects_out_of_full_collections(tmp_path):
+    """gunicorn's entry point freezes what the app built: a full garbage collection
+    then walks only what requests made, not the whole app."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "SECRET_KEY": "k", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    script = "import gc, wsgi; print(gc.get_freeze_count())"
+    out = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, check=True)
+    assert int(out.stdout) > 10_000

@@ -11,6 +11,23 @@ from barometer.models import Response
 from barometer.respond.services import get_survey
 from barometer.storage import Submission
 
+#: Every question of the pool's survey answered, as a form sends them.
+VALID = {
+    "overall": "4",
+    "courtesy": "5",
+    "waiting_time": "2",
+    "clarity": "na",
+    "recommend": "8",
+    "important_attributes": ["waiting_time", "ease"],
+    "comment": "Écrivez-moi : marie.curie@example.fr ou 06 11 22 33 44",
+    "crowding": "1",
+    "crowding_time": "evening",
+    "age_band": "a30_44",
+    "sex": "f",
+    "area": "nord",
+    "frequency": "regular",
+}
+
 
 def form_tokens(html: str) -> dict[str, str]:
     """The hidden one-time token of a rendered survey page, as form data."""

@@ -10,24 +10,9 @@ from sqlalchemy import select
 from barometer.extensions import db, limiter
 from barometer.models import Response
 from barometer.respond import fastpath, services
-from tests.helpers import checked, count_rows, open_form
+from tests.helpers import VALID, checked, count_rows, open_form
 
 SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
-FULL = {
-    "overall": "4",
-    "courtesy": "5",
-    "waiting_time": "2",
-    "clarity": "na",
-    "recommend": "8",
-    "important_attributes": ["waiting_time", "ease"],
-    "comment": "Écrivez-moi : marie.curie@example.fr ou 06 11 22 33 44",
-    "crowding": "1",
-    "crowding_time": "evening",
-    "age_band": "a30_44",
-    "sex": "f",
-    "area": "nord",
-    "frequency": "regular",
-}
 
 
 @pytest.fixture
@@ -73,7 +58,7 @@ def stored(app, token_of_form: str) -> tuple:
 @pytest.mark.parametrize(
     ("url", "data", "headers"),
     [
-        ("/s/piscine/bassin-nord?c=qr", {**FULL, "channel": "qr"}, {}),
+        ("/s/piscine/bassin-nord?c=qr", {**VALID, "channel": "qr"}, {}),
         ("/s/piscine", {"overall": "5"}, {}),
         ("/s/mediatheque?lang=en", {"overall": "3", "comment": "Thanks"}, {}),
         ("/s/etat-civil", {"overall": "2"}, {"Accept-Language": "en-GB,en;q=0.8"}),

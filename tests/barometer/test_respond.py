@@ -12,23 +12,7 @@ from barometer.loader import load_surveys
 from barometer.models import Answer, Channel, Response, Service, Site
 from barometer.respond.services import form_token, get_survey
 from barometer.templating import in_french
-from tests.helpers import checked, count_rows, edit_yaml, errors, form_tokens, open_form, question_of, service_of
-
-VALID = {
-    "overall": "4",
-    "courtesy": "5",
-    "waiting_time": "2",
-    "clarity": "na",
-    "recommend": "8",
-    "important_attributes": ["waiting_time", "ease"],
-    "comment": "Écrivez-moi : marie.curie@example.fr ou 06 11 22 33 44",
-    "crowding": "1",
-    "crowding_time": "evening",
-    "age_band": "a30_44",
-    "sex": "f",
-    "area": "nord",
-    "frequency": "regular",
-}
+from tests.helpers import VALID, checked, count_rows, edit_yaml, errors, form_tokens, open_form, question_of, service_of
 
 
 def test_a_valid_submission_is_stored_with_its_answers(surveys, client):

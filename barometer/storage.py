@@ -65,7 +65,7 @@ class _DriverInsert:
         self.slot_conversions = [(self.slot[key], convert) for key, convert in self.conversions]
         self.returns = bool(compiled.effective_returning)
         # SQLite's "?" style lets many rows share one statement: the values group of
-        # one row, repeated. A named style (PostgreSQL's driver) runs a row at a time.
+        # one row, repeated. A named style (psycopg's "pyformat") runs a row at a time.
         group = "(" + ", ".join("?" * len(keys)) + ")"
         self.group = group if dialect.paramstyle == "qmark" and self.sql.count(group) == 1 else None
 
@@ -100,7 +100,8 @@ class _DriverInsert:
 
     def run(self, cursor, rows: list) -> list[tuple]:
         """Insert rows (parameters built) in as few statements as the driver allows;
-        returns what the statement returns, over all rows."""
+        returns what the statement returns, over all rows, in no given order (match
+        them by a returned column, not by position)."""
         returned: list[tuple] = []
         if self.group is None:
             if not self.returns:

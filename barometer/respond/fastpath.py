@@ -7,21 +7,23 @@ submission's own work: judging the answers, checking the signed token, counting 
 address, journaling the response. This WSGI middleware, in front of Flask, takes a
 survey POST that is plainly good and answers it with the blueprint's own functions
 and the thank-you page the blueprint rendered, the same bytes and headers (the tests
-compare both). Everything else goes on to Flask untouched, the body as it was sent:
+compare both). Everything else goes on to Flask, with the body as it was sent:
 
 - any request but a POST to `/s/<service>` or `/s/<service>/<site>`;
 - a request with a cookie (a signed-in member of staff: Flask keeps the session);
 - a request without `Sec-Fetch-Site: same-origin` or `none` (an older browser: the
-  view checks its `Origin`), or not urlencoded, or larger than `MAX_CONTENT_LENGTH`;
+  view checks its `Origin`), or not urlencoded, or chunked, or empty, or larger than
+  `MAX_CONTENT_LENGTH`;
 - a survey that this worker has not cached (or not fresh), that is closed, or whose
   thank-you page in the resident's language it has not rendered yet;
 - any answer, token or honeypot that `judge_submission` does not find good: the view
   judges it again and shows what to correct.
 
 A good submission is counted against the address's limits here, then kept. When a
-limit is spent, or keeping fails, the request still goes on to the view, marked as
-counted (`services.COUNTED`): the view says so, or stores the response, without
-counting it twice.
+limit is spent, the request still goes on to the view, marked as counted
+(`services.COUNTED`), and the view shows the limit's page without counting it twice.
+When keeping fails (the database refusing every write), it goes on marked as not kept
+(`services.NOT_KEPT`), and the view shows the error page without trying again.
 """
 
 from __future__ import annotations
@@ -29,11 +31,21 @@ from __future__ import annotations
 import io
 import logging
 
+from werkzeug.wsgi import get_content_length
+
 from .. import SECURITY_HEADERS, interface_language
 from ..extensions import limiter
 from ..storage import keep_response
-from .services import COUNTED, OWN_FETCH_SITES, cached_survey, form_of_body, is_urlencoded, judge_submission
-from .services import spend_submission as spend
+from .services import (
+    COUNTED,
+    NOT_KEPT,
+    OWN_FETCH_SITES,
+    cached_survey,
+    form_of_body,
+    is_urlencoded,
+    judge_submission,
+    spend_submission,
+)
 from .views import HTML, NO_STORE, thanks_page
 
 log = logging.getLogger(__name__)
@@ -68,10 +80,9 @@ class SubmissionFastPath:
             return None
         if "HTTP_COOKIE" in environ or environ.get("HTTP_SEC_FETCH_SITE") not in OWN_FETCH_SITES:
             return None
-        if not is_urlencoded(environ) or not environ.get("CONTENT_LENGTH", "").isdigit():
-            return None
-        length, largest = int(environ["CONTENT_LENGTH"]), self.app.config["MAX_CONTENT_LENGTH"]
-        if largest is not None and length > largest:
+        # A chunked body has no length to trust (Werkzeug reads it to its end).
+        length, largest = get_content_length(environ), self.app.config["MAX_CONTENT_LENGTH"]
+        if not is_urlencoded(environ) or not length or (largest is not None and length > largest):
             return None
         with self.app.app_context():
             context = cached_survey(parts[2], parts[3] if len(parts) == 4 else None)
@@ -80,16 +91,25 @@ class SubmissionFastPath:
             page = thanks_page(context, interface_language(environ))
             if page is None:
                 return None
-            body = environ["wsgi.input"].read(length)
-            environ["wsgi.input"] = io.BytesIO(body)  # for Flask, should it be handed on
+            # From here Flask reads the body from the fast path, should it be handed on
+            # (an empty one if the client went away while it was read).
+            stream, environ["wsgi.input"] = environ["wsgi.input"], io.BytesIO()
+            body = stream.read(length)
+            environ["wsgi.input"] = io.BytesIO(body)
             if len(body) != length:
                 return None
             submission = judge_submission(context, form_of_body(body)).submission
             if submission is None:
                 return None
             address = environ.get("REMOTE_ADDR") or "127.0.0.1"  # Flask-Limiter's own key
-            retry_after = environ[COUNTED] = spend(address) if limiter.enabled else None
+            retry_after = environ[COUNTED] = spend_submission(address) if limiter.enabled else None
             if retry_after is not None:
                 return None
-            keep_response(submission)  # should it fail, the view keeps it, counted already
+            try:
+                keep_response(submission)
+            except Exception:
+                # Kept neither in the journal nor in the database: the view shows its
+                # error page rather than wait on a failing database a second time.
+                environ[NOT_KEPT] = True
+                raise
             return page

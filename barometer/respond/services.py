@@ -145,6 +145,8 @@ def _parsed_limits(text: str) -> tuple:
 #: A submission the fast path (`respond.fastpath`) counted, then handed on to the
 #: view: the seconds to wait when the count spent a limit, else None.
 COUNTED = "barometer.submission_counted"
+#: A submission the fast path could not keep, then handed on to the view.
+NOT_KEPT = "barometer.submission_not_kept"
 
 
 def count_submission() -> None:

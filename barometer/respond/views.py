@@ -12,6 +12,7 @@ from ..models import web_channel
 from . import bp
 from .forms import condition_label, survey_form
 from .services import (
+    NOT_KEPT,
     count_submission,
     form_token,
     get_survey,
@@ -54,6 +55,8 @@ def submit_survey(slug: str, site: str | None = None):
     if closed:
         return closed
     count_submission()
+    if NOT_KEPT in request.environ:  # the fast path could not keep it: not tried twice
+        abort(500)
     cross_site = is_cross_site(request.headers, _own_origins)
     sent = posted_form(request)
     outcome = take_submission(context, sent, cross_site=cross_site)
@@ -141,7 +144,7 @@ def _thanks(context, lang: str):
     """The thank-you page: the same for every resident of a survey and language."""
     page = thanks_page(context, lang)
     if page is None:
-        page = context.pages[("thanks", lang)] = render_template(
+        page = context.pages[_thanks_key(lang)] = render_template(
             "respond/thanks.html", context=context, lang=lang
         ).encode()
     return _no_store(page, 200)
@@ -149,7 +152,11 @@ def _thanks(context, lang: str):
 
 def thanks_page(context, lang: str) -> bytes | None:
     """The thank-you page of a survey in a language, once rendered."""
-    return context.pages.get(("thanks", lang))
+    return context.pages.get(_thanks_key(lang))
+
+
+def _thanks_key(lang: str) -> tuple[str, str]:
+    return ("thanks", lang)
 
 
 # The page carries a one-time token and follows the browser's language; it varies with

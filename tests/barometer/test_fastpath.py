@@ -6,6 +6,7 @@ from dataclasses import replace
 import pytest
 from flask import request_started
 from sqlalchemy import select
+from werkzeug.test import EnvironBuilder
 
 from barometer.extensions import db, limiter
 from barometer.models import Response
@@ -92,12 +93,6 @@ def test_a_double_tap_on_the_fast_path_stores_one_response(cached):
     assert count_rows(cached) == 2
 
 
-def closed_survey_form(client) -> dict:
-    """The form of a survey that closes once a worker has it cached."""
-    _, tokens = open_form(client, "/s/archives")
-    return tokens
-
-
 @pytest.mark.parametrize(
     ("case", "status"),
     [
@@ -109,6 +104,9 @@ def closed_survey_form(client) -> dict:
         ("with a cookie", 200),
         ("multipart", 200),
         ("too large", 413),
+        ("an expired form", 400),
+        ("a trailing slash", 404),
+        ("empty", 400),
         ("an unknown service", 404),
         ("an unknown site", 404),
         ("a survey not cached", 200),
@@ -136,7 +134,13 @@ def test_what_is_not_plainly_good_goes_on_to_the_view(cached, case, status):
     elif case == "multipart":
         kwargs["content_type"] = "multipart/form-data"
     elif case == "too large":
-        data["comment"] = "x" * (cached.config["MAX_CONTENT_LENGTH"] + 1)
+        data["bourrage"] = "x" * cached.config["MAX_CONTENT_LENGTH"]  # an unknown field: only its size refuses it
+    elif case == "an expired form":
+        cached.config["SURVEY_TOKEN_MAX_AGE"] = -1
+    elif case == "a trailing slash":
+        url = "/s/piscine/"
+    elif case == "empty":
+        data = {}
     elif case == "an unknown service":
         url = "/s/inconnu"
     elif case == "an unknown site":
@@ -170,14 +174,15 @@ def test_a_stale_cache_is_left_to_the_view_which_reads_the_survey_again(cached, 
     client = cached.test_client()
     post(client, "/s/piscine", {"overall": "4"})
     _, tokens = open_form(client)
-    later = services.time.monotonic() + 31
-    monkeypatch.setattr(services.time, "monotonic", lambda: later)
+    read_at, context = services._cache[("piscine", None)]
+    monkeypatch.setitem(services._cache, ("piscine", None), (read_at - 31, context))
     with cached.app_context():
         assert services.cached_survey("piscine") is None
     flask = FlaskRequests(cached)
     reply = client.post("/s/piscine", data={"overall": "4", **tokens}, headers=SAME_ORIGIN)
     assert flask.count == 1 and reply.status_code == 200
     assert count_rows(cached) == 2
+    assert services._cache[("piscine", None)][0] > read_at  # read again by the view
 
 
 def submission_count(app, address: str = "127.0.0.1") -> int:
@@ -203,21 +208,22 @@ def test_the_limit_is_counted_once_and_its_page_shown_by_the_view(surveys, app_f
     assert submission_count(app) == 4  # each submission once, the refused one included
 
 
-def test_a_response_the_fast_path_could_not_keep_is_kept_by_the_view_and_counted_once(cached, monkeypatch):
+def test_a_response_the_fast_path_could_not_keep_gets_the_error_page_without_a_second_try(cached, monkeypatch):
     client = cached.test_client()
     post(client, "/s/piscine", {"overall": "4"})
     calls = []
 
     def failing(submission):
         calls.append(submission.token)
-        raise OSError("disque plein")
+        raise OSError("base injoignable")
 
     monkeypatch.setattr(fastpath, "keep_response", failing)
+    monkeypatch.setattr(services, "keep_response", failing)  # the view's, should it try again
     flask = FlaskRequests(cached)
-    reply, token = post(client, "/s/piscine", {"overall": "5"}, **SAME_ORIGIN)
-    assert reply.status_code == 200 and "Merci" in reply.get_data(as_text=True)
-    assert len(calls) == 1 and flask.count == 2  # the form, then the view that stored it
-    assert count_rows(cached) == 2
+    reply, _ = post(client, "/s/piscine", {"overall": "5"}, **SAME_ORIGIN)
+    assert reply.status_code == 500 and "Une erreur" in reply.get_data(as_text=True)
+    assert len(calls) == 1 and flask.count == 2  # the form, then the view's error page
+    assert count_rows(cached) == 1
     assert submission_count(cached) == 2
 
 
@@ -246,3 +252,72 @@ def test_with_trusted_hosts_set_every_submission_goes_through_flask_which_checks
     reply = client.post("/s/piscine", data={"overall": "4", **tokens}, headers={**SAME_ORIGIN, **host})
     assert reply.status_code == 200 and flask.count == 1
     assert count_rows(app) == 2
+
+
+def test_the_fast_path_journals_a_response_the_flush_then_stores(surveys, app_factory, tmp_path):
+    app = app_factory(SURVEY_CACHE_SECONDS=30, RESPONSE_FLUSH_SECONDS=3600, RESPONSE_JOURNAL_DIR=str(tmp_path))
+    journal = app.extensions["response_journal"]
+    try:
+        client = app.test_client()
+        post(client, "/s/piscine", {"overall": "4"})
+        flask = FlaskRequests(app)
+        reply, _ = post(client, "/s/piscine", VALID, **SAME_ORIGIN)
+        assert reply.status_code == 200 and flask.count == 1  # the form only
+        (file,) = tmp_path.glob("*.jsonl")
+        lines = file.read_text(encoding="utf-8").splitlines()
+        assert len(lines) == 2 and "marie.curie" not in lines[1]  # the comment masked before it is written
+        assert count_rows(app) == 0
+        assert journal.flush() == 2
+        assert count_rows(app) == 2
+    finally:
+        journal.close()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Sec-Fetch-Site": "none"}, {**SAME_ORIGIN, "Content-Type": "Application/X-WWW-Form-Urlencoded; charset=UTF-8"}],
+    ids=["typed-address", "content-type-with-charset"],
+)
+def test_other_forms_of_a_good_submission_take_the_fast_path(cached, headers):
+    client = cached.test_client()
+    post(client, "/s/piscine", {"overall": "4"})
+    _, tokens = open_form(client)
+    flask = FlaskRequests(cached)
+    body = f"overall=5&token={tokens['token']}"
+    reply = client.post(
+        "/s/piscine", data=body, headers={"Content-Type": "application/x-www-form-urlencoded", **headers}
+    )
+    assert reply.status_code == 200 and flask.count == 0
+    assert count_rows(cached) == 2
+
+
+def test_with_limiting_off_good_submissions_take_the_fast_path_unlimited(surveys, app_factory):
+    app = app_factory(SURVEY_CACHE_SECONDS=30, SURVEY_RATE_LIMIT="1 per minute", RATELIMIT_ENABLED=False)
+    client = app.test_client()
+    post(client, "/s/piscine", {"overall": "4"})
+    flask = FlaskRequests(app)
+    replies = [post(client, "/s/piscine", {"overall": "4"}, **SAME_ORIGIN)[0] for _ in range(3)]
+    assert [r.status_code for r in replies] == [200, 200, 200] and flask.count == 3  # the forms only
+    assert count_rows(app) == 4
+
+
+def test_a_chunked_body_goes_on_to_the_view(cached):
+    """Its Content-Length, if any, is not the body's: the view reads it to its end."""
+    client = cached.test_client()
+    post(client, "/s/piscine", {"overall": "4"})
+    _, tokens = open_form(client)
+    body = f"overall=4&token={tokens['token']}&website=http://spam.example".encode()
+    environ = EnvironBuilder(
+        path="/s/piscine",
+        method="POST",
+        data=body,
+        content_type="application/x-www-form-urlencoded",
+        headers={**SAME_ORIGIN, "Transfer-Encoding": "chunked"},
+    ).get_environ()
+    environ["CONTENT_LENGTH"] = str(body.index(b"&website"))  # a length that ends before the honeypot
+    environ["wsgi.input_terminated"] = True
+    flask = FlaskRequests(cached)
+    statuses = []
+    b"".join(cached(environ, lambda status, headers, exc_info=None: statuses.append(status)))
+    assert flask.count == 1 and statuses == ["400 BAD REQUEST"]
+    assert count_rows(cached) == 1

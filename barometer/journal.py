@@ -38,13 +38,15 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 SUFFIX = ".jsonl"
+#: The folder, among the journals, of responses the database refused.
+REFUSED = "refused"
 #: A process looks for journals left by dead processes this often (seconds).
 RECOVER_EVERY = 10.0
 #: Lines of a file kept in memory to write it; beyond (the database away for long),
@@ -206,13 +208,10 @@ class Journal:
         os.close(fd)
         return stored
 
-    def _keep_refused(self, path: Path, refused: Iterable[tuple[object, str]]) -> None:
-        folder = self.directory / "refused"
-        folder.mkdir(exist_ok=True)
-        with open(folder / path.name, "a", encoding="utf-8") as out:
-            for record, reason in refused:
-                log.error("journal %s: response not stored (%s), kept in %s", path.name, reason, folder)
-                out.write(json.dumps({"record": record, "reason": reason}, ensure_ascii=False) + "\n")
+    def _keep_refused(self, path: Path, refused: list[tuple[object, str]]) -> None:
+        for _, reason in refused:
+            log.error("journal %s: response not stored (%s), kept in %s", path.name, reason, self.directory / REFUSED)
+        _set_aside(self.directory, path.name, refused)
 
     # ----------------------------------------------------------- the thread
 
@@ -265,6 +264,59 @@ class _File:
     #: Bytes this process wrote to it (None for another process's file); the file is
     #: read back when its size says otherwise (a write interrupted before it was counted).
     size: int | None
+
+
+def retry_refused(
+    directory: Path, write: Callable[[list[dict]], tuple[int, list[tuple[dict, str]]]]
+) -> tuple[int, int, int]:
+    """Try once more the responses set aside in `directory/refused/` (their cause fixed):
+    returns how many are stored now, were stored already, and stay set aside, with
+    their reason of today. A file is taken whole (renamed) before it is read, so
+    that what a worker sets aside meanwhile waits for the next try."""
+    folder = directory / REFUSED
+    stored = known = kept = 0
+    for path in sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []:
+        taken = path.with_name(f"{path.name}.{os.getpid()}-retry")
+        try:
+            os.rename(path, taken)
+        except FileNotFoundError:  # taken by another try
+            continue
+        text = taken.read_text(encoding="utf-8")
+        records, stay = [], []
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+                record, reason = entry["record"], entry["reason"]
+            except (ValueError, TypeError, KeyError):
+                record, reason = line, "unreadable"
+            if isinstance(record, dict):
+                records.append(record)
+            else:  # a journal line that could not be read: nothing to store
+                stay.append((record, reason))
+        try:
+            new, refused = write(records) if records else (0, [])
+        except BaseException:  # the database away: the file as it was, for another try
+            with open(path, "a", encoding="utf-8") as out:
+                out.write(text)
+            taken.unlink()
+            raise
+        stored, known = stored + new, known + len(records) - new - len(refused)
+        stay.extend(refused)
+        _set_aside(directory, path.name, stay)
+        kept += len(stay)
+        taken.unlink()
+    return stored, known, kept
+
+
+def _set_aside(directory: Path, name: str, refused: list[tuple[object, str]]) -> None:
+    """Append responses not stored, with the reason, to `refused/<name>`."""
+    if not refused:
+        return
+    folder = directory / REFUSED
+    folder.mkdir(exist_ok=True)
+    with open(folder / name, "a", encoding="utf-8") as out:
+        for record, reason in refused:
+            out.write(json.dumps({"record": record, "reason": reason}, ensure_ascii=False) + "\n")
 
 
 def _forget_all() -> None:

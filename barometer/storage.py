@@ -411,12 +411,20 @@ def response_journal(app) -> Journal | None:
     seconds = app.config["RESPONSE_FLUSH_SECONDS"]
     with app.app_context():
         engine = db.engine
-    directory = app.config["RESPONSE_JOURNAL_DIR"]
-    if not directory and engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        directory = f"{engine.url.database}-pending"
-    if seconds <= 0 or not directory:
+    directory = journal_directory(app.config, engine)
+    if seconds <= 0 or directory is None:
         return None
-    return Journal(Path(directory), partial(store_journaled, engine), seconds)
+    return Journal(directory, partial(store_journaled, engine), seconds)
+
+
+def journal_directory(config, engine) -> Path | None:
+    """Where the workers' journals are kept: `RESPONSE_JOURNAL_DIR`, else beside a
+    SQLite file; None for a database server without that setting."""
+    if directory := config["RESPONSE_JOURNAL_DIR"]:
+        return Path(directory)
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        return Path(f"{engine.url.database}-pending")
+    return None
 
 
 def store_responses(subs: Sequence[Submission], *, batch: int = 5000) -> int:

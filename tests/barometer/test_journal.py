@@ -468,3 +468,64 @@ def test_a_worker_killed_after_its_thank_you_page_loses_nothing(journaled, datab
         values = db.session.execute(select(Answer.value).where(Answer.question_key == "overall")).scalars().all()
     assert sorted(values) == [1.0, 5.0]
     assert journal_files(journaled) == []
+
+
+def refused_lines(app) -> list[dict]:
+    folder = journal_of(app).directory / "refused"
+    return [json.loads(line) for path in sorted(folder.glob("*.jsonl")) for line in path.read_text().splitlines()]
+
+
+def test_responses_set_aside_are_stored_once_their_cause_is_fixed(journaled):
+    """`flask barometer retry-refused`: stored now, stored already, or still set aside."""
+    runner = journaled.test_cli_runner()
+    assert runner.invoke(args=["barometer", "retry-refused"]).output == "Aucune réponse mise de côté.\n"
+    later = valid_submission(journaled, "piscine", "accepted-later")
+    known = valid_submission(journaled, "piscine", "stored-meanwhile")
+    with journaled.app_context():
+        storage.store_response(known)
+    still = {**storage.journal_record(valid_submission(journaled, "piscine", "still-refused"))}
+    still["response"] = {**still["response"], "service_id": 999_999}  # no such service
+    folder = journal_of(journaled).directory / "refused"
+    folder.mkdir()
+    (folder / "1-dead.jsonl").write_text(
+        "".join(
+            json.dumps({"record": record, "reason": "earlier"}) + "\n"
+            for record in (storage.journal_record(later), storage.journal_record(known), still, '{"response": {"to')
+        ),
+        encoding="utf-8",
+    )
+    result = runner.invoke(args=["barometer", "retry-refused"])
+    assert result.exit_code == 1
+    assert "1 réponse(s) enregistrée(s), 1 déjà en base, 2 toujours de côté." in result.output
+    assert "les raisons sont dans" in result.output
+    with journaled.app_context():
+        tokens = set(db.session.execute(select(Response.token)).scalars())
+    assert tokens == {"accepted-later", "stored-meanwhile"}
+    assert count_rows(journaled, Answer) == 4
+    lines = refused_lines(journaled)
+    assert [line["reason"] == "earlier" for line in lines] == [True, False]  # the unreadable one, then the new reason
+    assert lines[1]["record"]["response"]["token"] == "still-refused" and "FOREIGN KEY" in lines[1]["reason"].upper()
+    assert sorted(p.name for p in folder.iterdir()) == ["1-dead.jsonl"]
+    # Run again: nothing more stored, nothing lost.
+    again = runner.invoke(args=["barometer", "retry-refused"])
+    assert "0 réponse(s) enregistrée(s), 0 déjà en base, 2 toujours de côté." in again.output
+    assert len(refused_lines(journaled)) == 2
+
+
+def test_a_retry_while_the_database_is_away_leaves_the_responses_set_aside(journaled, monkeypatch):
+    folder = journal_of(journaled).directory / "refused"
+    folder.mkdir()
+    line = json.dumps({"record": storage.journal_record(valid_submission(journaled, "piscine", "t")), "reason": "x"})
+    (folder / "2-dead.jsonl").write_text(line + "\n", encoding="utf-8")
+
+    def away(*args, **kwargs):
+        raise storage.db.engine.dialect.loaded_dbapi.OperationalError("database is locked")
+
+    with journaled.app_context():
+        monkeypatch.setattr(storage, "_insert_new", away)
+    result = journaled.test_cli_runner().invoke(args=["barometer", "retry-refused"])
+    assert result.exit_code == 1
+    assert "rien n'a été repris, les réponses restent de côté" in result.output
+    assert [p.name for p in folder.iterdir()] == ["2-dead.jsonl"]
+    assert (folder / "2-dead.jsonl").read_text(encoding="utf-8") == line + "\n"
+    assert count_rows(journaled) == 0

@@ -16,6 +16,10 @@ from .config import Config
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class ConfigurationError(RuntimeError):
+    """A setting the app cannot start with; the message says what to do, in French."""
+
+
 def create_app(config: type | dict | None = None) -> Flask:
     """Build the application; tests pass their own config class or mapping."""
     app = Flask(__name__, template_folder=str(ROOT / "templates"), instance_path=str(ROOT / "instance"))
@@ -29,7 +33,7 @@ def create_app(config: type | dict | None = None) -> Flask:
     if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True, **app.config["SQLALCHEMY_ENGINE_OPTIONS"]}
     if not app.config.get("SECRET_KEY"):
-        raise RuntimeError(
+        raise ConfigurationError(
             "SECRET_KEY n'est pas défini : exportez SECRET_KEY (une longue valeur aléatoire) "
             "ou lancez `make run`, qui en crée une dans instance/secret_key."
         )
@@ -104,7 +108,9 @@ def _limit_explicitly(app: Flask, limiter) -> None:
     """
     for name in ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION"):
         if app.config.get(name):
-            raise RuntimeError(f"{name} n'est pas pris en charge : les limites sont SURVEY_RATE_LIMIT et la connexion.")
+            raise ConfigurationError(
+                f"{name} n'est pas pris en charge : les limites sont SURVEY_RATE_LIMIT et la connexion."
+            )
 
     def is_limiter_hook(function) -> bool:
         bound_to = function.args[0] if isinstance(function, partial) and function.args else None

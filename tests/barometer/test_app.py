@@ -48,3 +48,14 @@ def test_the_served_app_keeps_its_lasting_objects_out_of_full_collections(tmp_pa
     script = "import gc, wsgi; print(gc.get_freeze_count())"
     out = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, check=True)
     assert int(out.stdout) > 10_000
+
+
+def test_a_missing_secret_key_is_said_plainly_by_the_entry_point(tmp_path):
+    """`gunicorn wsgi:app` and `flask ...` print the French message, not a traceback."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "SECRET_KEY": "", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    script = "import barometer.config as c; c.Config.SECRET_KEY = None; import wsgi"  # as with no instance/secret_key
+    out = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True)
+    assert out.returncode == 1
+    assert out.stderr.startswith("Baromètre : SECRET_KEY n'est pas défini")
+    assert "Traceback" not in out.stderr

@@ -19,8 +19,9 @@ Nothing is lost and nothing counted twice:
 - a line written to the database once and met again (its process died between the
   commit and the file's removal) is skipped by its token, as a double tap is;
 - a line the database refuses, or that cannot be read, is kept in `refused/` beside
-  the journals and logged, never dropped; the database locked or away, lines wait in
-  their file.
+  the journals and logged, never dropped (`retry_refused`, the command
+  `flask barometer retry-refused`, tries them again once the cause is fixed); the
+  database locked or away, lines wait in their file.
 
 Files: `<dir>/<pid>-<random>.jsonl`, created as `.tmp` and renamed once locked, so
 that no other process ever takes a file before its owner holds it.

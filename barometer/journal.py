@@ -54,21 +54,18 @@ RECOVER_EVERY = 10.0
 #: they are read back from the file.
 MEMORY_LIMIT = 10_000
 
+#: How a journal stores decoded lines: it returns how many responses it stored and
+#: those it refused, as (record, reason) pairs (`storage.store_journaled` in the app).
+Write = Callable[[list[dict]], tuple[int, list[tuple[dict, str]]]]
+
 #: Every journal of this process, to close them in a child after a fork.
 _journals: weakref.WeakSet[Journal] = weakref.WeakSet()
 
 
 class Journal:
-    """The journal of one database, in one process.
+    """The journal of one database, in one process; `write` stores its lines."""
 
-    `write(records)` stores decoded lines in the database and returns how many
-    responses it stored and those it refused, as (record, reason) pairs; it is
-    `storage.store_journaled` in the app.
-    """
-
-    def __init__(
-        self, directory: Path, write: Callable[[list[dict]], tuple[int, list[tuple[dict, str]]]], interval: float
-    ) -> None:
+    def __init__(self, directory: Path, write: Write, interval: float) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.write = write
@@ -267,9 +264,7 @@ class _File:
     size: int | None
 
 
-def retry_refused(
-    directory: Path, write: Callable[[list[dict]], tuple[int, list[tuple[dict, str]]]]
-) -> tuple[int, int, int]:
+def retry_refused(directory: Path, write: Write) -> tuple[int, int, int]:
     """Try once more the responses set aside in `directory/refused/` (their cause fixed):
     returns how many are stored now, were stored already, and stay set aside, with
     their reason of today. A file is taken whole (renamed) before it is read, so

@@ -62,6 +62,8 @@ class _DriverInsert:
         # Where each value sits in built parameters: by name, or by position.
         self.slot = {key: key for key in keys} if self.order is None else {key: self.order.index(key) for key in keys}
         self.positions = None if self.order is None else [keys.index(key) for key in self.order]
+        #: Whether values in the order of `keys` are already the statement's parameters.
+        self.in_order = self.positions == list(range(len(keys)))
         self.slot_conversions = [(self.slot[key], convert) for key, convert in self.conversions]
         self.returns = bool(compiled.effective_returning)
         # SQLite's "?" style lets many rows share one statement: the values group of
@@ -82,7 +84,7 @@ class _DriverInsert:
             raise ValueError(f"{width} values expected in each row")
         if self.order is None:
             rows = [dict(zip(self.keys, row, strict=True)) for row in values]
-        elif self.positions == list(range(width)):  # the statement's own order
+        elif self.in_order:
             rows = [list(row) for row in values]
         else:
             rows = [[row[i] for i in self.positions] for row in values]

@@ -34,7 +34,6 @@ import logging
 from werkzeug.wsgi import get_content_length
 
 from .. import SECURITY_HEADERS, interface_language
-from ..extensions import limiter
 from ..storage import keep_response
 from .services import (
     COUNTED,
@@ -102,7 +101,7 @@ class SubmissionFastPath:
             if submission is None:
                 return None
             address = environ.get("REMOTE_ADDR") or "127.0.0.1"  # Flask-Limiter's own key
-            retry_after = environ[COUNTED] = spend_submission(address) if limiter.enabled else None
+            retry_after = environ[COUNTED] = spend_submission(address)
             if retry_after is not None:
                 return None
             try:

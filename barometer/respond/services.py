@@ -158,8 +158,6 @@ def count_submission() -> None:
     the count itself, for a limit known in advance. The address is only a key in that
     storage, with a time to live; it is never written next to a response.
     """
-    if not limiter.enabled:
-        return
     environ = request.environ
     retry_after = environ[COUNTED] if COUNTED in environ else spend_submission(get_remote_address())
     if retry_after is not None:
@@ -167,8 +165,10 @@ def count_submission() -> None:
 
 
 def spend_submission(address: str) -> int | None:
-    """Count a submission from an address: None while within every limit, else the
-    seconds until the limit it spent resets."""
+    """Count a submission from an address: None while within every limit (or with
+    limiting off), else the seconds until the limit it spent resets."""
+    if not limiter.enabled:
+        return None
     for item in _parsed_limits(current_app.config["SURVEY_RATE_LIMIT"]):
         if not limiter.limiter.hit(item, SUBMISSION_SCOPE, address):
             reset = limiter.limiter.get_window_stats(item, SUBMISSION_SCOPE, address).reset_time

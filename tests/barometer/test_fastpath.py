@@ -41,8 +41,8 @@ def post(client, url: str, data: dict, **headers):
 
 def stored(app, token_of_form: str) -> tuple:
     """What was stored of the response a form's token names: its columns and answers."""
-    response_token = token_of_form.split(".")[0].split(":")[2]
     with app.app_context():
+        response_token = services.token_of(token_of_form).response
         response = db.session.execute(select(Response).where(Response.token == response_token)).scalar_one()
         answers = sorted((a.question_key, a.value, a.choice, a.text) for a in response.answers)
         return (

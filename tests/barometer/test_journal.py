@@ -483,7 +483,7 @@ def test_responses_set_aside_are_stored_once_their_cause_is_fixed(journaled):
     known = valid_submission(journaled, "piscine", "stored-meanwhile")
     with journaled.app_context():
         storage.store_response(known)
-    still = {**storage.journal_record(valid_submission(journaled, "piscine", "still-refused"))}
+    still = storage.journal_record(valid_submission(journaled, "piscine", "still-refused"))
     still["response"] = {**still["response"], "service_id": 999_999}  # no such service
     folder = journal_of(journaled).directory / "refused"
     folder.mkdir()

@@ -276,6 +276,9 @@ class User(UserMixin, db.Model):
     role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
     organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisation.id"))
     active: Mapped[bool] = mapped_column(default=True)
+    #: Carried by every session of the account; raised to end them all (logout,
+    #: password change, deactivation).
+    session_version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     services: Mapped[list[Service]] = relationship(secondary=user_service)
 

@@ -1,7 +1,7 @@
 """Survey definitions as data: frozen dataclasses, parsed and validated from YAML.
 
 Pure Python (no Flask): the web form, the demo generator and the import paths all read
-the same objects, and `Questionnaire.clean` is the one place where an answer is judged
+the same objects, and `QuestionnaireDef.clean` is the one place where an answer is judged
 valid. The modules, from the bottom up:
 
 - `vocabulary`: the words a definition may use, and those it may not take;
@@ -16,12 +16,12 @@ from .definitions import (
     Bundle,
     Catalogue,
     Choice,
-    Domain,
+    DomainDef,
     OrganisationDef,
     Point,
-    Policy,
+    PolicyDef,
     Question,
-    Questionnaire,
+    QuestionnaireDef,
     Scale,
     Section,
     ServiceDef,
@@ -69,12 +69,12 @@ __all__ = [
     "Catalogue",
     "Choice",
     "DefinitionError",
-    "Domain",
+    "DomainDef",
     "OrganisationDef",
     "Point",
-    "Policy",
+    "PolicyDef",
     "Question",
-    "Questionnaire",
+    "QuestionnaireDef",
     "Scale",
     "Section",
     "ServiceDef",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .vocabulary import NOT_APPLICABLE
 
 if TYPE_CHECKING:
-    from .definitions import Choice, Question, Questionnaire
+    from .definitions import Choice, Question, QuestionnaireDef
 
 #: How a yes/no answer may arrive; True and False hash as 1 and 0, so they are covered too.
 _YES_NO = {"1": 1, "0": 0, "yes": 1, "no": 0, "oui": 1, "non": 0, 1: 1, 0: 0}
@@ -18,9 +18,9 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def clean_answers(
-    questionnaire: Questionnaire, raw: Mapping[str, Any], *, areas: tuple[Choice, ...] = ()
+    questionnaire: QuestionnaireDef, raw: Mapping[str, Any], *, areas: tuple[Choice, ...] = ()
 ) -> tuple[dict[str, Any], dict[str, tuple[str, dict]]]:
-    """The work of `Questionnaire.clean`, which says what it returns."""
+    """The work of `QuestionnaireDef.clean`, which says what it returns."""
     answers: dict[str, Any] = {}
     errors: dict[str, tuple[str, dict]] = {}
     for q in questionnaire.questions:
@@ -71,7 +71,7 @@ def _as_int(value: Any) -> int:
 
 
 def clean_value(q: Question, value: Any, areas: tuple[Choice, ...]) -> Any:
-    """One answer as stored (see `Questionnaire.clean`); raises InvalidAnswer."""
+    """One answer as stored (see `QuestionnaireDef.clean`); raises InvalidAnswer."""
     if q.type == "scale":
         if q.not_applicable and value == NOT_APPLICABLE:
             return NOT_APPLICABLE

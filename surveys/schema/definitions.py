@@ -86,7 +86,7 @@ class Section:
 
 
 @dataclass(frozen=True)
-class Questionnaire:
+class QuestionnaireDef:
     """A resolved questionnaire: an extension already carries the core's questions."""
 
     key: str
@@ -136,7 +136,7 @@ class Questionnaire:
         return clean_answers(self, raw, areas=areas)
 
 
-def questionnaire_from_dict(d: Mapping[str, Any]) -> Questionnaire:
+def questionnaire_from_dict(d: Mapping[str, Any]) -> QuestionnaireDef:
     """Rebuild a questionnaire from its stored canonical form (`to_dict`)."""
 
     def text(x):
@@ -169,7 +169,7 @@ def questionnaire_from_dict(d: Mapping[str, Any]) -> Questionnaire:
         )
 
     questions = tuple(question(q) for q in d["questions"])
-    return Questionnaire(
+    return QuestionnaireDef(
         key=d["key"],
         title=text(d["title"]),
         intro=text(d.get("intro")),
@@ -191,24 +191,24 @@ def _plain(obj: Any, skip: frozenset | set = frozenset()) -> Any:
 
 
 @dataclass(frozen=True)
-class Policy:
+class PolicyDef:
     slug: str
     name: str
 
 
 @dataclass(frozen=True)
-class Domain:
+class DomainDef:
     slug: str
     name: str
-    policies: tuple[Policy, ...]
+    policies: tuple[PolicyDef, ...]
 
 
 @dataclass(frozen=True)
 class Catalogue:
-    domains: tuple[Domain, ...]
+    domains: tuple[DomainDef, ...]
 
     @property
-    def policies(self) -> dict[str, Policy]:
+    def policies(self) -> dict[str, PolicyDef]:
         return {p.slug: p for d in self.domains for p in d.policies}
 
 
@@ -246,7 +246,7 @@ class Bundle:
     """Everything under a surveys folder, validated together."""
 
     catalogue: Catalogue
-    questionnaires: Mapping[str, Questionnaire]
+    questionnaires: Mapping[str, QuestionnaireDef]
     organisations: tuple[OrganisationDef, ...]
     #: The file each questionnaire comes from, by key, to name it in later refusals.
     sources: Mapping[str, str] = field(default_factory=dict)

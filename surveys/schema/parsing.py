@@ -12,12 +12,12 @@ from .cleaning import InvalidAnswer, clean_value
 from .definitions import (
     Catalogue,
     Choice,
-    Domain,
+    DomainDef,
     OrganisationDef,
     Point,
-    Policy,
+    PolicyDef,
     Question,
-    Questionnaire,
+    QuestionnaireDef,
     Scale,
     Section,
     ServiceDef,
@@ -234,7 +234,9 @@ def _parse_show_if(r: _Reader, node: Any, where: str, earlier: dict[str, Questio
     return ShowIf(question=target, values=tuple(cleaned))
 
 
-def parse_questionnaire(doc: Any, source: str, *, parents: Mapping[str, Questionnaire] | None = None) -> Questionnaire:
+def parse_questionnaire(
+    doc: Any, source: str, *, parents: Mapping[str, QuestionnaireDef] | None = None
+) -> QuestionnaireDef:
     """Build a questionnaire from a YAML document; `parents` resolves `extends`."""
     r = _Reader(source)
     doc = r.mapping(doc, "racine")
@@ -285,7 +287,7 @@ def parse_questionnaire(doc: Any, source: str, *, parents: Mapping[str, Question
                 raise r.fail(f"questions.{q.key}.choices_from", "le questionnaire n'a aucun attribut (role: driver)")
     if not any(q.key == "overall" for q in ordered):
         raise r.fail("questions", "la question « overall » (satisfaction globale) est obligatoire")
-    return Questionnaire(
+    return QuestionnaireDef(
         key=key,
         title=r.text(doc.get("title"), "title") if doc.get("title") or not parent else parent.title,
         intro=r.text(doc.get("intro"), "intro", optional=True) or (parent.intro if parent else None),
@@ -324,8 +326,8 @@ def parse_catalogue(doc: Any, source: str) -> Catalogue:
             if pslug in seen:
                 raise r.fail(pw, f"politique en double {pslug!r}")
             seen.add(pslug)
-            policies.append(Policy(slug=pslug, name=_name(r, p, pw)))
-        domains.append(Domain(slug=dslug, name=_name(r, d, dw), policies=tuple(policies)))
+            policies.append(PolicyDef(slug=pslug, name=_name(r, p, pw)))
+        domains.append(DomainDef(slug=dslug, name=_name(r, d, dw), policies=tuple(policies)))
     return Catalogue(domains=tuple(domains))
 
 
@@ -337,7 +339,7 @@ def _name(r: _Reader, node: Mapping, where: str) -> str:
 
 
 def parse_organisation(
-    doc: Any, source: str, *, catalogue: Catalogue, questionnaires: Mapping[str, Questionnaire]
+    doc: Any, source: str, *, catalogue: Catalogue, questionnaires: Mapping[str, QuestionnaireDef]
 ) -> OrganisationDef:
     r = _Reader(source)
     doc = r.mapping(doc, "racine")
@@ -407,7 +409,7 @@ def parse_organisation(
     )
 
 
-def _used(questionnaires: Mapping[str, Questionnaire], services: list[ServiceDef]):
+def _used(questionnaires: Mapping[str, QuestionnaireDef], services: list[ServiceDef]):
     for key in {s.questionnaire for s in services}:
         yield from questionnaires[key].questions
 

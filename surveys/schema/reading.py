@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from .definitions import Bundle, Questionnaire
+from .definitions import Bundle, QuestionnaireDef
 from .parsing import DefinitionError, parse_catalogue, parse_organisation, parse_questionnaire
 
 #: The project's own surveys folder.
@@ -99,7 +99,7 @@ def load_bundle(root: Path | str) -> Bundle:
     cat_path = root / "catalogue.yaml"
     catalogue = parse_catalogue(load_yaml(cat_path), str(cat_path))
     docs = {p: load_yaml(p) for p in sorted((root / "questionnaires").glob("*.yaml"))}
-    questionnaires: dict[str, Questionnaire] = {}
+    questionnaires: dict[str, QuestionnaireDef] = {}
     sources: dict[str, str] = {}
     pending = dict(docs)
     # Resolve `extends` in dependency order, whatever the file names.

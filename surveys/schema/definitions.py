@@ -1,5 +1,10 @@
 """The definitions' frozen data classes: a questionnaire, the catalogue of domains and
-policies, an organisation with its services and sites, and the bundle of a surveys folder."""
+policies, an organisation with its services and sites, and the bundle of a surveys folder.
+
+A class named ``...Def`` defines what the loader writes as the database model of the same
+name without the suffix: `QuestionnaireDef` becomes a `Questionnaire` and its versions,
+`ServiceDef` a `Service`, and so on.
+"""
 
 from __future__ import annotations
 
@@ -192,12 +197,16 @@ def _plain(obj: Any, skip: frozenset | set = frozenset()) -> Any:
 
 @dataclass(frozen=True)
 class PolicyDef:
+    """A public policy of the catalogue."""
+
     slug: str
     name: str
 
 
 @dataclass(frozen=True)
 class DomainDef:
+    """A domain of the catalogue, with its policies in order."""
+
     slug: str
     name: str
     policies: tuple[PolicyDef, ...]
@@ -205,6 +214,8 @@ class DomainDef:
 
 @dataclass(frozen=True)
 class Catalogue:
+    """The domains and their policies (catalogue.yaml)."""
+
     domains: tuple[DomainDef, ...]
 
     @property
@@ -214,6 +225,8 @@ class Catalogue:
 
 @dataclass(frozen=True)
 class SiteDef:
+    """A counter or place of a service, where a QR code hangs."""
+
     code: str
     name: str
     #: A closed site's survey says so instead of taking answers.
@@ -222,6 +235,8 @@ class SiteDef:
 
 @dataclass(frozen=True)
 class ServiceDef:
+    """A public service residents use, its policy and its questionnaire, by key."""
+
     slug: str
     name: str
     policy: str
@@ -232,6 +247,8 @@ class ServiceDef:
 
 @dataclass(frozen=True)
 class OrganisationDef:
+    """A collectivité and its services (one file under services/)."""
+
     slug: str
     name: str
     kind: str

@@ -247,8 +247,8 @@ def trends(
     The same WLS as :func:`trend`, in closed form from weighted sums per group
     (:math:`b = \sum w (x-\bar x)(y-\bar y) / \sum w (x-\bar x)^2`,
     :math:`SE^2 = s^2/\sum w(x-\bar x)^2` with :math:`s^2 = \max(1, RSS/(T-2))` or 1), so
-    thousands of series take milliseconds. P-values are adjusted across series by
-    :func:`adjust`.
+    that all series are fitted in one pass over the frame, without a model per series.
+    P-values are adjusted across series by :func:`adjust`.
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """Synthetic but realistic demo data, with planted effects the analyses must find.
 
-Every response is generated as raw answers, checked by `Questionnaire.clean` and
+Every response is generated as raw answers, checked by `QuestionnaireDef.clean` and
 written by `storage.store_responses`, exactly like a resident's.
 """
 

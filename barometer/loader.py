@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from surveys.schema import Bundle, DefinitionError, OrganisationDef, SiteDef, load_bundle
+from surveys.schema import Bundle, DefinitionError, OrganisationDef, QuestionnaireDef, SiteDef, load_bundle
 
 from .extensions import db
 from .models import (
@@ -224,7 +224,7 @@ def _refuse_type_changes(bundle: Bundle) -> None:
                     )
 
 
-def _upsert_version(q: Questionnaire, definition, report: LoadReport) -> None:
+def _upsert_version(q: Questionnaire, definition: QuestionnaireDef, report: LoadReport) -> None:
     """A changed definition always gets a new version.
 
     Versions are never edited in place, even before their first response: a worker

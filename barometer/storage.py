@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from surveys.schema import PROFILE_KEYS, Questionnaire
+from surveys.schema import PROFILE_KEYS, QuestionnaireDef
 
 from .extensions import db
 from .journal import Journal
@@ -190,12 +190,12 @@ def _write_turn(engine) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Submission:
-    """A response ready to store; `answers` come from `Questionnaire.clean`."""
+    """A response ready to store; `answers` come from `QuestionnaireDef.clean`."""
 
     service_id: int
     version_id: int
     token: str
-    questionnaire: Questionnaire
+    questionnaire: QuestionnaireDef
     answers: Mapping[str, Any]
     site_id: int | None = None
     channel: Channel = Channel.link

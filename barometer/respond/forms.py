@@ -29,7 +29,7 @@ def _field(q: Question, lang: str, areas):
     label = q.label.get(lang)
     if q.type == "text":
         return TextAreaField(label)
-    # Answers are judged by Questionnaire.clean, not by the field.
+    # Answers are judged by QuestionnaireDef.clean, not by the field.
     choices = [SelectChoice(value, text) for value, text in _options(q, lang, areas)]
     if q.type == "multiple":
         return SelectMultipleField(label, choices=choices, validate_choice=False)
@@ -44,7 +44,7 @@ def condition_label(context: SurveyContext, q: Question, lang: str) -> str:
 
 
 def error_message(code: str, params: dict) -> str:
-    """Word a validation error of `Questionnaire.clean` in the current language."""
+    """Word a validation error of `QuestionnaireDef.clean` in the current language."""
     if code == "required":
         return _("Veuillez répondre à cette question.")
     if code == "out_of_range":

@@ -20,11 +20,10 @@ from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import TooManyRequests
 
-from surveys.schema import Choice, Questionnaire, Text, questionnaire_from_dict
+from surveys.schema import Choice, QuestionnaireDef, Text, questionnaire_from_dict
 
 from ..extensions import db, limiter
-from ..models import Questionnaire as QuestionnaireRow
-from ..models import Service, Site, web_channel
+from ..models import Questionnaire, Service, Site, web_channel
 from ..storage import Submission, keep_response
 
 
@@ -41,7 +40,7 @@ class SurveyContext:
     site_code: str | None
     site_name: str | None
     version_id: int
-    questionnaire: Questionnaire
+    questionnaire: QuestionnaireDef
     areas: tuple[Choice, ...]
     #: Pages rendered for this context (blank form, thank-you page), by language and
     #: channel; they are dropped with the context when it is read again.
@@ -90,7 +89,7 @@ def _read_survey(slug: str, site_code: str | None) -> SurveyContext | None:
         .where(Service.slug == slug)
         .options(
             selectinload(Service.organisation),
-            selectinload(Service.questionnaire).selectinload(QuestionnaireRow.versions),
+            selectinload(Service.questionnaire).selectinload(Questionnaire.versions),
         )
     ).scalar_one_or_none()
     if service is None:
@@ -119,10 +118,10 @@ def _read_survey(slug: str, site_code: str | None) -> SurveyContext | None:
     )
 
 
-_questionnaires: dict[tuple[int, str], Questionnaire] = {}
+_questionnaires: dict[tuple[int, str], QuestionnaireDef] = {}
 
 
-def _questionnaire(version) -> Questionnaire:
+def _questionnaire(version) -> QuestionnaireDef:
     # A version only changes in place until its first response; the checksum says so.
     key = (version.id, version.checksum)
     q = _questionnaires.get(key)
@@ -271,7 +270,7 @@ class Outcome:
     #: `SURVEY_TOKEN_MAX_AGE`), "token" (missing, forged or malformed) or "version" (the
     #: questionnaire changed while the form was open).
     problem: str | None = None
-    #: Answer errors by question key, as `Questionnaire.clean` words them (code, params).
+    #: Answer errors by question key, as `QuestionnaireDef.clean` words them (code, params).
     errors: Mapping[str, tuple[str, dict]] = field(default_factory=dict)
     #: The response to keep, when nothing is wrong.
     submission: Submission | None = None
@@ -302,7 +301,7 @@ def form_of_body(body: bytes) -> MultiDict:
     return MultiDict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, errors="replace"))
 
 
-def answers_sent(questionnaire: Questionnaire, formdata) -> dict[str, Any]:
+def answers_sent(questionnaire: QuestionnaireDef, formdata) -> dict[str, Any]:
     """What a resident sent, by question key (a list for a multiple choice)."""
     return {
         q.key: formdata.getlist(q.key) if q.type == "multiple" else formdata.get(q.key) for q in questionnaire.questions

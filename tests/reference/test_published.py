@@ -1,5 +1,12 @@
-"""Published numbers reproduced by analysis/ (sources cited at each test)."""
+"""Published numbers reproduced by analysis/ (sources cited at each test).
 
+The published data sets live outside the repository, in the shared reference folder
+beside it. A test that reads them is skipped when that folder is absent, unless
+REFERENCE=required, in which case it fails: CI sets it so that a missing folder cannot
+pass silently.
+"""
+
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +21,25 @@ from analysis.weighting import rake
 
 REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
 
-needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="the shared reference data folder is absent")
+
+def reference_folder(folder: Path, required: bool) -> Path:
+    """`folder` if it exists; otherwise skip the test, or fail it when the data is required."""
+    if not folder.is_dir():
+        reason = "the shared reference data folder is absent"
+        if required:
+            pytest.fail(reason + " (REFERENCE=required)", pytrace=False)
+        pytest.skip(reason)
+    return folder
 
 
 @pytest.fixture(scope="module")
-def apiclus1():
-    return pd.read_csv(REFERENCE / "apiclus1.csv")
+def reference():
+    return reference_folder(REFERENCE, os.environ.get("REFERENCE") == "required")
+
+
+@pytest.fixture(scope="module")
+def apiclus1(reference):
+    return pd.read_csv(reference / "apiclus1.csv")
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +52,9 @@ def raked(apiclus1):
     return rake(apiclus1, margins, base_weights="pw")
 
 
-@needs_reference
-def test_swiss_lmg():
+def test_swiss_lmg(reference):
     # Grömping (2006), relaimpo, JSS 17(1): calc.relimp(swiss, type="lmg").
-    swiss = pd.read_csv(REFERENCE / "swiss.csv")
+    swiss = pd.read_csv(reference / "swiss.csv")
     drivers = ["Agriculture", "Examination", "Education", "Catholic", "Infant.Mortality"]
     result = relative_importance(swiss, "Fertility", drivers, method="lmg")
     assert list(result.index) == drivers
@@ -49,7 +68,6 @@ def test_swiss_lmg():
     assert result.attrs["n"] == 47
 
 
-@needs_reference
 def test_apiclus1_unraked_mean(apiclus1):
     # R survey: svydesign(id=~dnum, weights=~pw, fpc=~fpc, data=apiclus1);
     # svymean(~api00, dclus1) -> 644.17, SE 23.542.
@@ -59,7 +77,6 @@ def test_apiclus1_unraked_mean(apiclus1):
     assert est.df == 14
 
 
-@needs_reference
 def test_apiclus1_raked_mean(apiclus1, raked):
     # R survey, rake() help page and test rakecheck: svymean(~api00, rclus1)
     # -> 641.23, SE 23.704.
@@ -69,14 +86,12 @@ def test_apiclus1_raked_mean(apiclus1, raked):
     assert raked.converged
 
 
-@needs_reference
 def test_apiclus1_raked_total(apiclus1, raked):
     # R survey, rake() help page: svytotal(~enroll, rclus1) -> 3,647,280.
     est = total(apiclus1, "enroll", weights=raked, cluster="dnum", fpc="fpc")
     assert abs(est.value - 3_647_280) < 1
 
 
-@needs_reference
 def test_apiclus1_fixed_weights_se_differs(apiclus1, raked):
     # Treating the raked weights as fixed design weights ignores calibration:
     # the SE is no longer R survey's 23.704.
@@ -112,3 +127,11 @@ def test_benjamini_hochberg_paper():
     assert adjust(p, method="holm", alpha=0.05)["reject"].sum() == 3
     # Adjusted p-values are monotone in the raw p-values.
     assert np.all(np.diff(bh["p_adjusted"].to_numpy()) >= 0)
+
+
+def test_the_reference_folder_is_skipped_only_when_absent_and_not_required(tmp_path):
+    assert reference_folder(tmp_path, required=True) == tmp_path
+    with pytest.raises(pytest.skip.Exception):
+        reference_folder(tmp_path / "absent", required=False)
+    with pytest.raises(pytest.fail.Exception, match="REFERENCE=required"):
+        reference_folder(tmp_path / "absent", required=True)

@@ -59,7 +59,7 @@ run: install translations instance/secret_key
 # The production shape: nginx on HOST:PORT in front of gunicorn (deploy/), on the
 # DATABASE_URL and RATELIMIT_STORAGE_URI of the environment; Ctrl-C stops both.
 serve: install translations instance/secret_key nginx
-	$(BIN)/flask db upgrade
+	DATABASE_STATEMENT_TIMEOUT=0 $(BIN)/flask db upgrade
 	$(BIN)/flask barometer load-surveys
 	HOST=$(HOST) PORT=$(SERVE_PORT) WORKERS=$(SERVE_WORKERS) $(BIN)/python deploy/serve.py
 

@@ -1,5 +1,6 @@
 """`make serve`'s shape: nginx buffers requests, so slow clients hold no gunicorn worker,
-and passes the client's address on, so the rate limit counts each address apart."""
+and passes the client's address on, so the rate limit counts each address apart;
+Ctrl-C stops both."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +139,11 @@ def test_the_rate_limit_counts_the_client_address_nginx_sees(serve):
     # Another address has its own count (without PROXY_COUNT=1 the app would see the
     # proxy only, and refuse it too).
     assert post_from(port, "127.0.0.2") != 429
+
+
+def test_ctrl_c_stops_nginx_and_gunicorn(serve):
+    served = serve()
+    pids = served.server_pids()
+    assert len(pids) >= 4  # two masters, a worker each at least
+    assert served.stop() == 0
+    assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == []

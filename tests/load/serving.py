@@ -51,6 +51,11 @@ def free_port() -> int:
 BASE_ENV = {"SECRET_KEY": TestConfig.SECRET_KEY, "HOST": "127.0.0.1"}
 
 
+def children(pid: int | str) -> list[int]:
+    pid = str(pid).strip()
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 class Served:
     """deploy/serve.py running on `database_url`, its output in `folder`/serve.log."""
 
@@ -89,9 +94,12 @@ class Served:
 
     def gunicorn_workers(self) -> list[int]:
         """The pids of gunicorn's workers (the children of its master)."""
-        master = (self.run_dir / "gunicorn.pid").read_text().strip()
-        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-        return [int(pid) for pid in children]
+        return children((self.run_dir / "gunicorn.pid").read_text())
+
+    def server_pids(self) -> list[int]:
+        """The pids of nginx's and gunicorn's masters and of their workers."""
+        masters = [int((self.run_dir / f"{name}.pid").read_text()) for name in ("nginx", "gunicorn")]
+        return masters + [pid for master in masters for pid in children(master)]
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

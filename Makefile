@@ -5,9 +5,13 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
+# `make serve` listens on 8080 and sizes gunicorn from the CPU count, unless told.
+SERVE_PORT = $(if $(filter file,$(origin PORT)),8080,$(PORT))
+SERVE_WORKERS = $(if $(filter file,$(origin WORKERS)),,$(WORKERS))
+NGINX_APT := apt-get install nginx-light
 export FLASK_APP := wsgi.py
 
-.PHONY: run test bench lint format translations translations-update install install-dev e2e-deps clean
+.PHONY: run serve nginx test load bench lint format translations translations-update install install-dev e2e-deps clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -52,8 +56,24 @@ run: install translations instance/secret_key
 	@echo
 	$(BIN)/gunicorn --workers $(WORKERS) --bind $(HOST):$(PORT) wsgi:app
 
+# The production shape: nginx on HOST:PORT in front of gunicorn (deploy/), on the
+# DATABASE_URL and RATELIMIT_STORAGE_URI of the environment; Ctrl-C stops both.
+serve: install translations instance/secret_key nginx
+	DATABASE_STATEMENT_TIMEOUT=0 $(BIN)/flask db upgrade
+	$(BIN)/flask barometer load-surveys
+	HOST=$(HOST) PORT=$(SERVE_PORT) WORKERS=$(SERVE_WORKERS) $(BIN)/python deploy/serve.py
+
+nginx:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx \
+		|| { echo "nginx est introuvable ; installez-le : sudo $(NGINX_APT)"; exit 1; }
+
 test: install-dev translations e2e-deps
 	$(BIN)/python -m pytest
+
+# 200 residents for about 30 s against `make serve`'s shape (tests/load); on the
+# database of TEST_DATABASE_URL, with Redis on 127.0.0.1:6379.
+load: install-dev translations nginx
+	$(BIN)/python -m pytest tests/load -m load -s
 
 bench: install-dev translations
 	$(BIN)/python bench/bench_http.py

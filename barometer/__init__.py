@@ -32,6 +32,10 @@ def create_app(config: type | dict | None = None) -> Flask:
     app.config["WTF_CSRF_TIME_LIMIT"] = app.config["SURVEY_TOKEN_MAX_AGE"]
     if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True, **app.config["SQLALCHEMY_ENGINE_OPTIONS"]}
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+        connect_args = {"options": postgres_timeouts(app.config), **options.get("connect_args", {})}
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {**options, "connect_args": connect_args}
     if not app.config.get("SECRET_KEY"):
         raise ConfigurationError(
             "SECRET_KEY n'est pas défini : exportez SECRET_KEY (une longue valeur aléatoire) "
@@ -44,6 +48,14 @@ def create_app(config: type | dict | None = None) -> Flask:
     register_security_headers(app)
     register_middleware(app)
     return app
+
+
+def postgres_timeouts(config) -> str:
+    """PostgreSQL's session options for the statement and lock timeouts (milliseconds)."""
+    return (
+        f"-c statement_timeout={int(config['DATABASE_STATEMENT_TIMEOUT'])} "
+        f"-c lock_timeout={int(config['DATABASE_LOCK_TIMEOUT'])}"
+    )
 
 
 def register_middleware(app: Flask) -> None:

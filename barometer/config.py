@@ -44,6 +44,10 @@ class Config:
     #: Engine options; `create_app` adds a liveness check of pooled connections for a
     #: database server (a file database has no connection to lose).
     SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    #: PostgreSQL only: longest a statement may run, and wait for a lock (milliseconds;
+    #: 0: no limit), so that a blocked write fails alone instead of holding every worker.
+    DATABASE_STATEMENT_TIMEOUT = int(os.environ.get("DATABASE_STATEMENT_TIMEOUT", "5000"))
+    DATABASE_LOCK_TIMEOUT = int(os.environ.get("DATABASE_LOCK_TIMEOUT", "2000"))
     BABEL_DEFAULT_LOCALE = "fr"
     BABEL_TRANSLATION_DIRECTORIES = str(Path(__file__).parent / "translations")
     #: Limit on survey submissions per client address (Flask-Limiter syntax).

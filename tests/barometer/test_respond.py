@@ -10,7 +10,7 @@ from sqlalchemy import select
 from barometer.extensions import db
 from barometer.loader import load_surveys
 from barometer.models import Answer, Channel, Response, Service, Site
-from barometer.respond.services import form_token, get_survey
+from barometer.respond.services import clear_cache, form_token, get_survey
 from barometer.templating import in_french
 from tests.helpers import VALID, checked, count_rows, edit_yaml, errors, form_tokens, open_form, question_of, service_of
 
@@ -222,7 +222,9 @@ def test_a_submission_from_another_site_is_refused_and_answers_kept(surveys, cli
     ids=["fetch-same-origin", "fetch-none", "origin", "public-origin", "referer", "no-browser"],
 )
 def test_a_submission_from_the_survey_itself_is_stored(surveys, app_factory, headers):
-    app = app_factory(PUBLIC_BASE_URL="https://avis.saint-aubin.example")
+    app = app_factory(
+        PUBLIC_BASE_URL="https://avis.saint-aubin.example", TRUSTED_HOSTS=["avis.saint-aubin.example", "localhost"]
+    )
     client = app.test_client()
     _, tokens = open_form(client)
     assert client.post("/s/piscine", data={"overall": "4", **tokens}, headers=headers).status_code == 200
@@ -291,9 +293,12 @@ def test_submissions_are_not_limited_when_limiting_is_off(surveys, app_factory):
     assert count_rows(app) == 3
 
 
-def test_posts_to_an_unknown_survey_stay_404_however_many(surveys, app_factory):
+def test_posts_to_an_unknown_survey_count_and_get_the_plain_limit_page(surveys, app_factory):
     client = app_factory(SURVEY_RATE_LIMIT="1 per minute").test_client()
-    assert [client.post("/s/nope", data={"overall": "4"}).status_code for _ in range(3)] == [404, 404, 404]
+    replies = [client.post("/s/nope", data={"overall": "4"}) for _ in range(2)]
+    assert [r.status_code for r in replies] == [404, 429]
+    assert "Trop de demandes ont été envoyées depuis cette connexion" in replies[1].get_data(as_text=True)
+    assert 1 <= int(replies[1].headers["Retry-After"]) <= 60
 
 
 def test_one_visitors_flashed_message_never_reaches_the_shared_survey_pages(surveys, app_factory):
@@ -493,6 +498,7 @@ def test_a_form_left_open_across_a_new_version_is_shown_again_then_stored_under_
     _reword_crowding(tree)
     with app.app_context():
         load_surveys(tree)
+        clear_cache()  # this worker reads the new version at once
         current = get_survey("piscine").version_id
     data = {"overall": "4", "crowding": "1", **tokens}
     html = refused(app, client, data, "Le questionnaire a été mis à jour pendant que vous répondiez.")

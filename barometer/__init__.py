@@ -4,6 +4,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import Flask, request
+from flask import Request as FlaskRequest
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import Config
@@ -15,9 +17,23 @@ class ConfigurationError(RuntimeError):
     """A setting the app cannot start with; the message says what to do, in French."""
 
 
+class Request(FlaskRequest):
+    """Flask's request, refusing a form sent in chunks past `MAX_CONTENT_LENGTH`."""
+
+    def _load_form_data(self) -> None:
+        # A body without Content-Length (chunked) is read by Werkzeug up to the limit
+        # and no further, without a word: the form would be parsed from its start, and
+        # a cut answer stored. Read first, it is refused like a declared one (413).
+        limit = self.max_content_length
+        if limit is not None and self.content_length is None and len(self.get_data()) >= limit:
+            raise RequestEntityTooLarge()
+        super()._load_form_data()
+
+
 def create_app(config: type | dict | None = None) -> Flask:
     """Build the application; tests pass their own config class or mapping."""
     app = Flask(__name__, template_folder=str(ROOT / "templates"), instance_path=str(ROOT / "instance"))
+    app.request_class = Request
     app.config.from_object(Config)
     if isinstance(config, dict):
         app.config.update(config)

@@ -1,11 +1,15 @@
 """The resident's survey over HTTP: stored once, refused clearly, never doubled."""
 
+import http.client
 import re
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import select
+from werkzeug.serving import make_server
 
 from barometer.extensions import db
 from barometer.loader import load_surveys
@@ -545,3 +549,90 @@ def test_a_worker_that_kept_an_open_survey_refuses_a_new_form_once_it_is_closed(
     page = client.post("/s/piscine", data={"overall": "4", "token": token})
     assert page.status_code == 410 and "Cette enquête est close" in page.get_data(as_text=True)
     assert count_rows(app) == 0
+
+
+def _post_chunked(app, url: str, body: bytes) -> tuple[int, str]:
+    """POST `body` in chunks, without Content-Length, to the app behind a real HTTP server."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        chunks = iter([body[i : i + 1000] for i in range(0, len(body), 1000)])
+        connection.request("POST", url, body=chunks, headers={"Content-Type": FORM}, encode_chunked=True)
+        reply = connection.getresponse()
+        return reply.status, reply.read().decode()
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def test_a_chunked_body_past_the_limit_is_refused_not_cut(surveys, app_factory):
+    """Read up to the limit only, its start would be a valid response: refused whole."""
+    app = app_factory(MAX_CONTENT_LENGTH=4096)
+    _, tokens = open_form(app.test_client())
+    start = urlencode({"overall": "4", **tokens})
+    status, html = _post_chunked(app, "/s/piscine", f"{start}&padding={'x' * 10_000}".encode())
+    assert status == 413 and "Raccourcissez votre texte" in html
+    assert count_rows(app) == 0
+    status, html = _post_chunked(app, "/s/piscine", f"{start}&comment=court".encode())
+    assert status == 200 and "Merci !" in html
+    assert count_rows(app) == 1
+
+
+def test_a_form_of_one_site_is_not_taken_at_another(surveys, client):
+    """The token names the site its form was shown at; a response belongs there."""
+    _, lutins = open_form(client, "/s/creche/les-lutins")
+    for url in ("/s/creche/arc-en-ciel", "/s/creche"):
+        page = client.post(url, data={"overall": "4", **lutins})
+        assert page.status_code == 400
+        assert "Le formulaire n'a pas pu être vérifié" in page.get_data(as_text=True)
+    _, service = open_form(client, "/s/creche")
+    assert client.post("/s/creche/les-lutins", data={"overall": "4", **service}).status_code == 400
+    assert count_rows(surveys) == 0
+    assert client.post("/s/creche/les-lutins", data={"overall": "4", **lutins}).status_code == 200
+    with surveys.app_context():
+        stored = db.session.execute(select(Response.site_id)).scalar_one()
+        assert db.session.get(Site, stored).code == "les-lutins"
+
+
+def test_the_public_address_is_the_only_host_served_and_printed(surveys, app_factory):
+    client = app_factory(PUBLIC_BASE_URL="https://avis.saint-aubin.example").test_client()
+    assert client.get("/s/piscine", headers={"Host": "attaquant.example"}).status_code == 400
+    assert client.get("/s/piscine/poster", headers={"Host": "attaquant.example"}).status_code == 400
+    poster = client.get("/s/piscine/poster", headers={"Host": "avis.saint-aubin.example"}).get_data(as_text=True)
+    assert "https://avis.saint-aubin.example/s/piscine?c=qr" in poster
+
+
+def test_trusted_hosts_are_served_and_printed_and_others_refused(surveys, app_factory):
+    client = app_factory(TRUSTED_HOSTS=["avis.example", "localhost"]).test_client()
+    assert client.get("/s/piscine/qr.svg", headers={"Host": "attaquant.example"}).status_code == 400
+    poster = client.get("/s/piscine/poster", headers={"Host": "avis.example"}).get_data(as_text=True)
+    assert "http://avis.example/s/piscine?c=qr" in poster
+
+
+def test_without_a_public_address_only_this_machine_is_printed(surveys, client):
+    """No setting: any host is served, but a poster or QR code is only made for this
+    machine's own address; another `Host` header would print the sender's choice."""
+    for path in ("/s/piscine/poster", "/s/piscine/qr.svg"):
+        refused = client.get(path, headers={"Host": "attaquant.example"})
+        assert refused.status_code == 400 and "attaquant" not in refused.get_data(as_text=True)
+        assert "renseignez PUBLIC_BASE_URL ou TRUSTED_HOSTS" in refused.get_data(as_text=True)
+    assert client.get("/s/piscine", headers={"Host": "attaquant.example"}).status_code == 200
+    poster = client.get("/s/piscine/poster", headers={"Host": "127.0.0.1:8000"}).get_data(as_text=True)
+    assert "http://127.0.0.1:8000/s/piscine?c=qr" in poster
+
+
+def test_a_closed_service_or_site_has_no_poster_nor_qr_code(surveys, client):
+    with surveys.app_context():
+        site = db.session.execute(select(Site).where(Site.code == "bassin-nord")).scalar_one()
+        site.is_open = False
+        db.session.commit()
+    for base in ("/s/archives", "/s/piscine/bassin-nord"):
+        for page in (client.get(f"{base}/poster"), client.get(f"{base}/qr.svg")):
+            assert page.status_code == 410
+            assert "Cette enquête est close" in page.get_data(as_text=True)
+    assert client.get("/s/piscine/poster").status_code == 200

@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection
@@ -107,8 +108,7 @@ def _insert_once(connection: Connection, sub: Submission) -> bool:
     """Insert the response unless its token is known, then its answers; in the caller's
     transaction."""
     response_row = _response_row(sub)
-    insert = _DIALECT_INSERTS[connection.dialect.name](_RESPONSES).on_conflict_do_nothing(index_elements=["token"])
-    response_id = connection.execute(insert.returning(_RESPONSES.c.id), response_row).scalar()
+    response_id = connection.execute(_insert_unless_known(connection.dialect.name), response_row).scalar()
     if response_id is None:  # the token is stored already
         return False
     answer_rows = _answer_rows(response_id, sub)
@@ -116,6 +116,14 @@ def _insert_once(connection: Connection, sub: Submission) -> bool:
         connection.execute(_INSERT_ANSWERS, answer_rows)
     _after_insert(connection, response_row, answer_rows)
     return True
+
+
+@cache
+def _insert_unless_known(dialect_name: str):
+    """The response's INSERT that writes nothing for a token already stored, and
+    returns the new row's id otherwise (built once: SQLAlchemy caches its compiled form)."""
+    insert = _DIALECT_INSERTS[dialect_name](_RESPONSES).on_conflict_do_nothing(index_elements=["token"])
+    return insert.returning(_RESPONSES.c.id)
 
 
 def _after_insert(connection: Connection, response_row: dict, answer_rows: list[dict]) -> None:

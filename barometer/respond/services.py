@@ -37,6 +37,9 @@ class SurveyContext:
     version_id: int
     questionnaire: Questionnaire
     areas: tuple[Choice, ...]
+    #: Pages the same for every resident (`views.shared_page`), rendered once; dropped
+    #: with the context when the survey is read again.
+    pages: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 _cache: dict[tuple[str, str | None], tuple[float, SurveyContext]] = {}

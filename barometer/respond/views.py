@@ -1,6 +1,8 @@
 """The resident's survey pages: the form, the thank-you page, QR codes and posters."""
 
 import io
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import segno
@@ -16,6 +18,8 @@ from ..models import web_channel
 from . import bp
 from .forms import condition_label, survey_form
 from .services import form_token, get_survey, is_cross_site, origin_of, take_submission
+
+T = TypeVar("T")
 
 
 def _context_or_404(slug: str, site: str | None, *, refresh: bool = False):
@@ -40,9 +44,32 @@ def show_survey(slug: str, site: str | None = None):
     context, lang, closed = _open_survey(slug, site)
     if closed:
         return closed
+    channel = web_channel(request.args.get("c", "link")).value
+    before, after = shared_page(context, ("form", lang, channel), lambda: _blank_form(context, lang, channel))
+    return _no_store(before + form_token(context) + after, 200)
+
+
+def shared_page(context, key: tuple, render: Callable[[], T]) -> T:
+    """A page the same for every resident of a survey, rendered once by `render` and
+    kept with the survey's cached definition (`get_survey`): rendering the survey's
+    few hundred fields is most of the cost of showing it."""
+    page = context.pages.get(key)
+    if page is None:
+        page = context.pages[key] = render()
+    return page
+
+
+#: Where the token goes in the blank form rendered once.
+_TOKEN_SLOT = "\x00token\x00"
+
+
+def _blank_form(context, lang: str, channel: str) -> tuple[str, str]:
+    """The blank survey page before and after its token: the one part that differs
+    from one resident to the next."""
     form = survey_form(context, lang)
-    form.channel.data = web_channel(request.args.get("c", "link")).value
-    return _show_form(form, context, lang, None, 200)
+    form.channel.data, form.token.data = channel, _TOKEN_SLOT
+    before, after = _render_form(form, context, lang, None).split(_TOKEN_SLOT)
+    return before, after
 
 
 def _survey_rate_limit() -> str:
@@ -73,7 +100,10 @@ def submit_survey(slug: str, site: str | None = None):
             context = current
             outcome = take_submission(context, sent, cross_site=cross_site)
     if outcome.stored:
-        return _no_store(render_template("respond/thanks.html", context=context, lang=lang), 200)
+        thanks = shared_page(
+            context, ("thanks", lang), lambda: render_template("respond/thanks.html", context=context, lang=lang)
+        )
+        return _no_store(thanks, 200)
     if outcome.problem == "honeypot":
         return render_template("respond/refused.html", context=context, lang=lang), 400
     form = survey_form(context, lang, sent)  # the answers as judged
@@ -98,10 +128,14 @@ def refuse_too_many(error):
 
 
 def _show_form(form, context, lang: str, notice: str | None, status: int):
-    """The survey page: the form with what the resident typed, if anything, a fresh
-    token, and what went wrong."""
+    """The survey page again: the form with what the resident typed, a fresh token,
+    and what went wrong."""
     form.token.data = form_token(context)
-    html = render_template(
+    return _no_store(_render_form(form, context, lang, notice), status)
+
+
+def _render_form(form, context, lang: str, notice: str | None) -> str:
+    return render_template(
         "respond/survey.html",
         form=form,
         context=context,
@@ -109,7 +143,6 @@ def _show_form(form, context, lang: str, notice: str | None, status: int):
         notice=notice,
         condition_label=lambda q: condition_label(context, q, lang),
     )
-    return _no_store(html, status)
 
 
 def _no_store(html: str, status: int):

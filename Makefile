@@ -55,7 +55,9 @@ run: install translations instance/secret_key
 test: install-dev translations e2e-deps
 	$(BIN)/python -m pytest
 
+# bench_http.py drives gunicorn with wrk (Debian: `sudo apt-get install wrk`).
 bench: install-dev translations
+	@command -v wrk >/dev/null 2>&1 || { echo "wrk introuvable : sudo apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/bench_http.py
 	$(BIN)/python bench/bench_analysis.py
 

@@ -266,6 +266,7 @@ def test_submissions_are_rate_limited_with_a_french_message_and_answers_kept(sur
     # The refusal says when to come back (within the minute); accepted submissions
     # carry no limiter headers.
     assert 1 <= int(statuses[-1].headers["Retry-After"]) <= 60
+    assert [p.headers.get("Set-Cookie") for p in statuses] == [None] * 4
     assert not [k for k, _ in statuses[0].headers.items() if k.lower().startswith("x-ratelimit")]
     # Reading the survey is not limited.
     assert client.get("/s/piscine").status_code == 200

@@ -44,6 +44,7 @@ def test_a_failing_database_gets_the_survey_back_with_every_answer_and_stores_no
     html = page.get_data(as_text=True)
     assert page.status_code == 503
     assert UNAVAILABLE in html and "Merci" not in html
+    assert page.headers.get("Set-Cookie") is None
     assert checked(html, "overall", "4") and checked(html, "courtesy", "5") and checked(html, "sex", "f")
     assert checked(html, "important_attributes", "ease")
     assert "06 11 22 33 44</textarea>" in html

@@ -75,7 +75,9 @@ test: install-dev translations e2e-deps
 load: install-dev translations nginx
 	$(BIN)/python -m pytest tests/load -m load -s
 
+# bench_http.py drives gunicorn with wrk (Debian: `sudo apt-get install wrk`).
 bench: install-dev translations
+	@command -v wrk >/dev/null 2>&1 || { echo "wrk introuvable : sudo apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/bench_http.py
 	$(BIN)/python bench/bench_analysis.py
 

@@ -5,7 +5,6 @@ hence in French.
 """
 
 import functools
-from functools import partial
 
 import click
 from alembic.migration import MigrationContext
@@ -19,10 +18,8 @@ from surveys.schema import DEFAULT_ROOT, DefinitionError
 
 from . import demo
 from .extensions import db
-from .journal import REFUSED, retry_refused
 from .loader import load_surveys
 from .models import Organisation, Role, Service, User
-from .storage import journal_directory, store_journaled
 
 REPLACE_OPTION = "--remplacer"
 
@@ -206,34 +203,6 @@ def is_empty_command():
     """Sort avec le code 0 si la base ne contient encore aucune réponse, 1 sinon
     (utilisé par `make run`)."""
     raise SystemExit(1 if demo.has_responses() else 0)
-
-
-@barometer_cli.command("retry-refused", short_help="Reprend les réponses mises de côté par les journaux.")
-@french_help
-@with_appcontext
-@needs_schema
-def retry_refused_command():
-    """Reprend les réponses que la base avait refusées, mises de côté dans le dossier
-    refused/ des journaux (voir « Les réponses en attente » dans le README), une fois
-    la cause corrigée : celles que la base accepte sont enregistrées, celles qu'elle
-    avait déjà sont retirées, les autres restent de côté avec la raison du jour. Sans
-    danger pendant que l'application tourne ; à relancer autant que nécessaire.
-
-    Sort avec le code 1 s'il en reste de côté.
-    """
-    directory = journal_directory(current_app.config, db.engine)
-    if directory is None or not (directory / REFUSED).is_dir():
-        click.echo("Aucune réponse mise de côté.")
-        return
-    try:
-        stored, known, kept = retry_refused(directory, partial(store_journaled, db.engine))
-    except db.engine.dialect.loaded_dbapi.Error as exc:
-        raise click.ClickException(
-            f"la base n'accepte pas d'écrire ({exc}) : rien n'a été repris, les réponses restent de côté."
-        ) from exc
-    click.echo(f"{stored} réponse(s) enregistrée(s), {known} déjà en base, {kept} toujours de côté.")
-    if kept:
-        raise click.ClickException(f"les raisons sont dans {directory / REFUSED}.")
 
 
 @barometer_cli.command("urls", short_help="Affiche les adresses principales.")

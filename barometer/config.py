@@ -13,6 +13,12 @@ def _bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on", "oui"}
 
 
+def _list(name: str) -> list[str] | None:
+    """A comma-separated setting as a list; None when unset or empty."""
+    items = [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+    return items or None
+
+
 def _database_url() -> str:
     url = os.environ.get("DATABASE_URL")
     if not url:
@@ -58,8 +64,11 @@ class Config:
     SURVEY_TOKEN_MAX_AGE = int(os.environ.get("SURVEY_TOKEN_MAX_AGE", str(24 * 3600)))
     #: Number of reverse proxies in front of the app whose X-Forwarded-* to trust.
     PROXY_COUNT = int(os.environ.get("PROXY_COUNT", "0"))
-    #: Public base URL used in QR codes and posters (default: the request's host).
+    #: Public base URL used in QR codes and posters (default: the request's host, when trusted).
     PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "").rstrip("/")
+    #: Host names the app answers (Flask refuses any other `Host` with a 400); default:
+    #: the host of PUBLIC_BASE_URL, else any (see `create_app`).
+    TRUSTED_HOSTS = _list("TRUSTED_HOSTS")
     # Every message a form shows is our own (French first, translated by Babel), so
     # WTForms' built-in catalogues need not be loaded on each request.
     WTF_I18N_ENABLED = False
@@ -71,13 +80,6 @@ class Config:
     MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(64 * 1024)))
     #: Seconds a service's survey definition is cached in each worker.
     SURVEY_CACHE_SECONDS = int(os.environ.get("SURVEY_CACHE_SECONDS", "30"))
-    #: Responses are journaled by each worker and written into the database this often
-    #: (seconds), many to a transaction; 0 writes each one in its request.
-    RESPONSE_FLUSH_SECONDS = float(os.environ.get("RESPONSE_FLUSH_SECONDS", "0.2"))
-    #: Folder of the workers' journals, on a local disk. Default: beside a SQLite file
-    #: ("<file>-pending"); none for a database server, which then takes each response
-    #: in its request.
-    RESPONSE_JOURNAL_DIR = os.environ.get("RESPONSE_JOURNAL_DIR", "")
 
 
 class TestConfig(Config):
@@ -88,7 +90,3 @@ class TestConfig(Config):
     SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL", "sqlite://")
     RATELIMIT_ENABLED = True
     RATELIMIT_STORAGE_URI = "memory://"
-    SURVEY_CACHE_SECONDS = 0
-    # Each response written in its request, read back at once; the journal's own
-    # tests turn it on.
-    RESPONSE_FLUSH_SECONDS = 0

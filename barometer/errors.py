@@ -4,6 +4,7 @@ import math
 import time
 
 from flask import make_response, render_template
+from werkzeug.exceptions import SecurityError
 
 from .extensions import limiter
 
@@ -16,6 +17,13 @@ def register_errorhandlers(app) -> None:
 def render_error(error):
     """The error page for an HTTP error, in the visitor's language."""
     code = getattr(error, "code", 500) or 500
+    if isinstance(error, SecurityError):
+        # A `Host` outside TRUSTED_HOSTS: no URL can be built for it, hence no page.
+        return (
+            "Requête invalide : cette adresse n'est pas servie ici.",
+            400,
+            {"Content-Type": "text/plain; charset=utf-8"},
+        )
     response = render_template("errors/error.html", code=code), code
     return with_retry_after(response, error) if code == 429 else response
 

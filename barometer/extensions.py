@@ -10,8 +10,6 @@ from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-from . import ratelimit  # noqa: F401  (registers the `memory://` storage)
-
 # Named constraints let Alembic find, alter and drop them on every backend.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

@@ -20,6 +20,10 @@ SURVEY_NOTICES = {
         "Le questionnaire a été mis à jour pendant que vous répondiez. "
         "Vos réponses sont conservées : vérifiez-les puis envoyez à nouveau."
     ),
+    "unavailable": _l(
+        "Votre réponse n'a pas pu être enregistrée : le service est momentanément indisponible. "
+        "Vos réponses sont conservées sur cette page : envoyez à nouveau dans quelques instants."
+    ),
     "token": _l("Le formulaire n'a pas pu être vérifié. Vos réponses sont conservées : envoyez à nouveau."),
 }
 

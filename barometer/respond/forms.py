@@ -93,5 +93,5 @@ def survey_form_class(context: SurveyContext, lang: str) -> type[SurveyFormBase]
 
 
 def survey_form(context: SurveyContext, lang: str, formdata=None) -> SurveyFormBase:
-    """The survey form, blank or holding what a resident sent (`services.posted_form`)."""
+    """The survey form, blank or holding what a resident sent (`request.form`)."""
     return survey_form_class(context, lang)(formdata=formdata)

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import math
 import secrets
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
-from flask import current_app, request
-from flask_limiter.util import get_remote_address
+from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
-from limits import parse_many
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
-from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import TooManyRequests
 
 from surveys.schema import Choice, QuestionnaireDef, Text, questionnaire_from_dict
 
-from ..extensions import db, limiter
+from ..extensions import db
 from ..models import Questionnaire, Service, Site, web_channel
-from ..storage import Submission, keep_response
+from ..storage import StorageUnavailable, Submission, store_response
 
 
 @dataclass(frozen=True)
@@ -42,8 +36,8 @@ class SurveyContext:
     version_id: int
     questionnaire: QuestionnaireDef
     areas: tuple[Choice, ...]
-    #: Pages rendered for this context (blank form, thank-you page), by language and
-    #: channel; they are dropped with the context when it is read again.
+    #: Pages the same for every resident (`views.shared_page`), rendered once; dropped
+    #: with the context when the survey is read again.
     pages: dict = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -68,15 +62,6 @@ def get_survey(slug: str, site_code: str | None = None, *, refresh: bool = False
             _cache.clear()
         _cache[key] = (now, context)
     return context
-
-
-def cached_survey(slug: str, site_code: str | None = None) -> SurveyContext | None:
-    """The survey of a service (and site) as this worker's cache holds it, while it
-    is fresh; None otherwise (`get_survey` reads it)."""
-    hit = _cache.get((slug, site_code))
-    if hit is None or time.monotonic() - hit[0] >= current_app.config["SURVEY_CACHE_SECONDS"]:
-        return None
-    return hit[1]
 
 
 def clear_cache() -> None:
@@ -130,51 +115,6 @@ def _questionnaire(version) -> QuestionnaireDef:
     return q
 
 
-# ------------------------------------------------------------------ rate limit
-
-#: The scope under which submissions are counted in the limiter's storage.
-SUBMISSION_SCOPE = "survey-submission"
-
-
-@lru_cache(maxsize=16)
-def _parsed_limits(text: str) -> tuple:
-    return tuple(parse_many(text))
-
-
-#: A submission the fast path (`respond.fastpath`) counted, then handed on to the
-#: view: the seconds to wait when the count spent a limit, else None.
-COUNTED = "barometer.submission_counted"
-#: A submission the fast path could not keep, then handed on to the view.
-NOT_KEPT = "barometer.submission_not_kept"
-
-
-def count_submission() -> None:
-    """Count one submission against the per-address limits; 429 when one is spent.
-
-    The limits of `SURVEY_RATE_LIMIT` are counted in Flask-Limiter's storage (memory,
-    or Redis shared by every worker) with its strategy, directly: its per-request
-    resolution of decorators, blueprints and defaults cost a submission more than
-    the count itself, for a limit known in advance. The address is only a key in that
-    storage, with a time to live; it is never written next to a response.
-    """
-    environ = request.environ
-    retry_after = environ[COUNTED] if COUNTED in environ else spend_submission(get_remote_address())
-    if retry_after is not None:
-        raise TooManyRequests(retry_after=retry_after)
-
-
-def spend_submission(address: str) -> int | None:
-    """Count a submission from an address: None while within every limit (or with
-    limiting off), else the seconds until the limit it spent resets."""
-    if not limiter.enabled:
-        return None
-    for item in _parsed_limits(current_app.config["SURVEY_RATE_LIMIT"]):
-        if not limiter.limiter.hit(item, SUBMISSION_SCOPE, address):
-            reset = limiter.limiter.get_window_stats(item, SUBMISSION_SCOPE, address).reset_time
-            return max(1, math.ceil(reset - time.time()))
-    return None
-
-
 # ------------------------------------------------------------------------ tokens
 
 
@@ -186,45 +126,48 @@ def new_token() -> str:
 
 
 def _signer() -> TimestampSigner:
+    """The signer of form tokens: the last key signs, all verify (key rotation)."""
     config = current_app.config
-    return _signer_for((*(config.get("SECRET_KEY_FALLBACKS") or ()), config["SECRET_KEY"]))
-
-
-@lru_cache(maxsize=4)
-def _signer_for(keys: tuple[str, ...]) -> TimestampSigner:
-    """The signer of form tokens, built once per key (the last key signs, all verify)."""
-    return TimestampSigner(list(keys), salt="survey-form")
+    return TimestampSigner([*(config.get("SECRET_KEY_FALLBACKS") or ()), config["SECRET_KEY"]], salt="survey-form")
 
 
 def form_token(context: SurveyContext) -> str:
-    """The token of one display of a survey's form: a new response token, the service
-    and the questionnaire version shown, signed and dated.
+    """The token of one display of a survey's form: a new response token, the service,
+    site and questionnaire version shown, signed and dated.
 
-    The signature says the form came from this site; the service and version, which
-    questions the resident saw (a response is stored under the version it answered);
-    the date lets a form left open longer than `SURVEY_TOKEN_MAX_AGE` be sent again
-    rather than stored. Only the response token inside is stored, never the date.
+    The signature says the form came from this application; the service and site,
+    where the response belongs (a form is only taken at the address it was shown at);
+    the version, which questions the resident saw (a response is stored under the
+    version it answered); the date lets a form left open longer than
+    `SURVEY_TOKEN_MAX_AGE` be sent again rather than stored. Only the response token
+    inside is stored, never the date.
     """
-    return _signer().sign(f"{context.service_id}:{context.version_id}:{new_token()}").decode()
+    site = "" if context.site_id is None else context.site_id
+    return _signer().sign(f"{context.service_id}:{site}:{context.version_id}:{new_token()}").decode()
 
 
 @dataclass(frozen=True)
 class FormToken:
-    """What a form's token says: the service and version of the form, and the response's token."""
+    """What a form's token says: the service, site and version of the form, and the
+    response's token."""
 
     service_id: int
+    site_id: int | None
     version_id: int
     response: str
 
 
 def token_of(form_value: str) -> FormToken:
     """What a form token carries; `SignatureExpired` when the form is too old,
-    `BadSignature` when the value is not a form token of this site."""
+    `BadSignature` when the value is not a form token of this application."""
     value = _signer().unsign(form_value, max_age=current_app.config["SURVEY_TOKEN_MAX_AGE"]).decode()
-    service, version, response = (value.split(":", 2) + ["", ""])[:3]
-    if not (service.isdigit() and version.isdigit() and response):  # signed before tokens named them
-        raise BadSignature("form token without its service and version")
-    return FormToken(int(service), int(version), response)
+    parts = value.split(":", 3)
+    if len(parts) != 4:  # signed before tokens named their site
+        raise BadSignature("form token without its service, site and version")
+    service, site, version, response = parts
+    if not (service.isdigit() and (site == "" or site.isdigit()) and version.isdigit() and response):
+        raise BadSignature("malformed form token")
+    return FormToken(int(service), int(site) if site else None, int(version), response)
 
 
 # ------------------------------------------------------------- cross-site requests
@@ -267,38 +210,14 @@ class Outcome:
     stored: bool = False
     #: Why nothing was stored apart from the answers: "honeypot", "cross_site" (sent
     #: from another site's page), "expired" (the form is older than
-    #: `SURVEY_TOKEN_MAX_AGE`), "token" (missing, forged or malformed) or "version" (the
-    #: questionnaire changed while the form was open).
+    #: `SURVEY_TOKEN_MAX_AGE`), "token" (missing, forged, malformed, or the form of
+    #: another service or site), "version" (the questionnaire changed while the form
+    #: was open) or "unavailable" (the database did not take it).
     problem: str | None = None
     #: Answer errors by question key, as `QuestionnaireDef.clean` words them (code, params).
     errors: Mapping[str, tuple[str, dict]] = field(default_factory=dict)
-    #: The response to keep, when nothing is wrong.
+    #: The response to store, when nothing is wrong.
     submission: Submission | None = None
-
-
-_URLENCODED = "application/x-www-form-urlencoded"
-
-
-def posted_form(request) -> MultiDict:
-    """What a survey form sent: judged, and shown again when something is wrong.
-
-    A form posts urlencoded: its body (at most `MAX_CONTENT_LENGTH`) is parsed by the
-    standard library's `parse_qsl`, as Werkzeug does, without Werkzeug's general form
-    machinery, measured at half a submission's parsing cost. Any other body (a
-    multipart form) is Werkzeug's to parse.
-    """
-    if not is_urlencoded(request.environ):
-        return request.form
-    return form_of_body(request.get_data())
-
-
-def is_urlencoded(environ) -> bool:
-    return environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() == _URLENCODED
-
-
-def form_of_body(body: bytes) -> MultiDict:
-    """An urlencoded body's fields; bytes that are not UTF-8 become U+FFFD."""
-    return MultiDict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, errors="replace"))
 
 
 def answers_sent(questionnaire: QuestionnaireDef, formdata) -> dict[str, Any]:
@@ -309,22 +228,20 @@ def answers_sent(questionnaire: QuestionnaireDef, formdata) -> dict[str, Any]:
 
 
 def take_submission(context: SurveyContext, formdata, *, cross_site: bool = False) -> Outcome:
-    """Judge what a resident sent and store it once (`judge_submission`)."""
+    """Judge what a resident sent (`judge_submission`) and store it once, committed."""
     outcome = judge_submission(context, formdata, cross_site=cross_site)
     if outcome.submission is None:
         return outcome
-    # A token seen before is the same response (double tap, refresh, retry): stored once.
-    keep_response(outcome.submission)
+    try:
+        store_response(outcome.submission)  # a token seen before is the same response: stored once
+    except StorageUnavailable:
+        return Outcome(problem="unavailable")
     return Outcome(stored=True, submission=outcome.submission)
 
 
 def judge_submission(context: SurveyContext, formdata, *, cross_site: bool = False) -> Outcome:
     """Judge what a resident sent: honeypot, origin, the form's token, the
-    definition's rules; the response to keep when nothing is wrong.
-
-    The survey form is only needed to show the page again; a good submission is judged
-    here, by the definition itself, and never instantiates it.
-    """
+    definition's rules; the response to store when nothing is wrong."""
     if formdata.get("website"):
         return Outcome(problem="honeypot")
     answers, errors = context.questionnaire.clean(answers_sent(context.questionnaire, formdata), areas=context.areas)
@@ -336,8 +253,8 @@ def judge_submission(context: SurveyContext, formdata, *, cross_site: bool = Fal
         return Outcome(problem="expired", errors=errors)
     except BadSignature:
         return Outcome(problem="token", errors=errors)
-    if token.service_id != context.service_id:
-        return Outcome(problem="token", errors=errors)  # another service's form
+    if (token.service_id, token.site_id) != (context.service_id, context.site_id):
+        return Outcome(problem="token", errors=errors)  # the form of another service or site
     if token.version_id != context.version_id:
         # The questions answered are not the current ones: shown again, answers kept.
         return Outcome(problem="version", errors=errors)

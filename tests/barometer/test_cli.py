@@ -21,7 +21,6 @@ SHORT_HELP = {
     "create-user": "Crée un compte du personnel ou change son mot de passe.",
     "is-empty": "Dit si la base est encore sans réponse (code de sortie).",
     "urls": "Affiche les adresses principales.",
-    "retry-refused": "Reprend les réponses mises de côté par les journaux.",
 }
 #: The start of each command's French help.
 HELP = {
@@ -30,7 +29,6 @@ HELP = {
     "create-user": "Crée le compte du personnel EMAIL, ou change son mot de passe.",
     "is-empty": "Sort avec le code 0 si la base ne contient encore aucune réponse",
     "urls": "Affiche les adresses principales",
-    "retry-refused": "Reprend les réponses que la base avait refusées",
 }
 #: Phrases of the English help the commands used to show.
 ENGLISH = (
@@ -97,7 +95,6 @@ def bare_runner(tmp_path):
         ["create-user", "agent@example.org", "--password", "un-long-mot-de-passe"],
         ["is-empty"],
         ["urls"],
-        ["retry-refused"],
     ],
 )
 def test_commands_before_db_upgrade_say_to_run_it(bare_runner, args):

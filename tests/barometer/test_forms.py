@@ -70,10 +70,14 @@ def test_problems_are_named(surveys):
     with surveys.test_request_context():
         elsewhere = form_token(get_survey("mediatheque"))
     assert judge(surveys, [("overall", "4"), ("token", elsewhere)])[0].problem == "token"
-    # Nor a token this site signed without the service and version its form showed.
+    # Nor a token this site signed without the service and version its form showed,
+    # or without its site (signed before tokens named it).
     with surveys.test_request_context():
+        context = get_survey("piscine")
         versionless = _signer().sign(new_token()).decode()
+        siteless = _signer().sign(f"{context.service_id}:{context.version_id}:{new_token()}").decode()
     assert judge(surveys, [("overall", "4"), ("token", versionless)])[0].problem == "token"
+    assert judge(surveys, [("overall", "4"), ("token", siteless)])[0].problem == "token"
     with surveys.test_request_context("/s/piscine", method="POST"):
         outcome = take_submission(
             get_survey("piscine"), MultiDict([("overall", "4"), ("token", token)]), cross_site=True
@@ -87,8 +91,8 @@ def test_a_form_token_carries_a_response_token_and_no_time_is_stored(surveys):
         token = form_token(context)
         carried = token_of(token)
     inner = carried.response
-    assert (carried.service_id, carried.version_id) == (context.service_id, context.version_id)
-    assert len(inner) == 22 and token.startswith(f"{context.service_id}:{context.version_id}:{inner}.")
+    assert (carried.service_id, carried.site_id, carried.version_id) == (context.service_id, None, context.version_id)
+    assert len(inner) == 22 and token.startswith(f"{context.service_id}::{context.version_id}:{inner}.")
     outcome, _ = judge(surveys, [("overall", "4"), ("token", token)])
     assert outcome.stored
     with surveys.app_context():

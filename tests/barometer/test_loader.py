@@ -16,6 +16,7 @@ from barometer.models import (
     Service,
     Site,
 )
+from barometer.respond.services import clear_cache
 from surveys.schema import DefinitionError
 from tests.helpers import edit_yaml, question_of, service_of
 
@@ -84,6 +85,7 @@ def test_a_change_after_responses_creates_a_new_version(app, tree):
             for v in (v1, v2)
         }
         assert labels == {1: "L'accueil et la courtoisie", 2: "La qualité de l'accueil"}
+    clear_cache()  # this worker reads the surveys again at once
     answer_once(client, "etat-civil")
     with app.app_context():
         versions = db.session.execute(select(Response.version_id).order_by(Response.id)).scalars().all()
@@ -229,6 +231,7 @@ def test_a_service_gone_from_its_file_is_closed_and_keeps_its_responses(app, tre
         assert service.is_open is False
         assert n(Service) == 31 and n(Response) == 1
         assert load_surveys(tree).lines() == ["aucun changement"]
+    clear_cache()  # this worker reads the surveys again at once
     assert client.get("/s/etat-civil").status_code == 410
     # Listed again, it takes answers again.
     edit_services(
@@ -239,6 +242,7 @@ def test_a_service_gone_from_its_file_is_closed_and_keeps_its_responses(app, tre
     )
     with app.app_context():
         assert "rouvert : service etat-civil" in load_surveys(tree).lines()
+    clear_cache()
     assert client.get("/s/etat-civil").status_code == 200
 
 
@@ -255,6 +259,7 @@ def test_a_site_gone_from_its_file_is_closed_and_keeps_its_responses(app, tree):
         assert "fermé : site piscine/bassin-nord" in report.summary()
         assert n(Site) == 10 and n(Response) == 1
         assert load_surveys(tree).lines() == ["aucun changement"]
+    clear_cache()  # this worker reads the surveys again at once
     page = client.get("/s/piscine/bassin-nord")
     assert page.status_code == 410 and "Cette enquête est close" in page.get_data(as_text=True)
     assert client.get("/s/piscine").status_code == 200  # the service itself stays open
@@ -274,10 +279,12 @@ def test_a_site_can_be_closed_in_its_file_and_opened_again(app, tree):
         load_surveys(tree)
         edit_services(tree, set_open(False))
         assert load_surveys(tree).lines() == ["fermé : site piscine/bassin-nord"]
+    clear_cache()  # this worker reads the surveys again at once
     assert client.get("/s/piscine/bassin-nord").status_code == 410
     with app.app_context():
         edit_services(tree, set_open(True))
         assert load_surveys(tree).summary() == ["rouvert : site piscine/bassin-nord"]
+    clear_cache()
     assert client.get("/s/piscine/bassin-nord").status_code == 200
 
 

@@ -1,16 +1,20 @@
 """The resident's survey over HTTP: stored once, refused clearly, never doubled."""
 
+import http.client
 import re
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import select
+from werkzeug.serving import make_server
 
 from barometer.extensions import db
 from barometer.loader import load_surveys
 from barometer.models import Answer, Channel, Response, Service, Site
-from barometer.respond.services import form_token, get_survey
+from barometer.respond.services import clear_cache, form_token, get_survey
 from barometer.templating import in_french
 from tests.helpers import VALID, checked, count_rows, edit_yaml, errors, form_tokens, open_form, question_of, service_of
 
@@ -222,7 +226,9 @@ def test_a_submission_from_another_site_is_refused_and_answers_kept(surveys, cli
     ids=["fetch-same-origin", "fetch-none", "origin", "public-origin", "referer", "no-browser"],
 )
 def test_a_submission_from_the_survey_itself_is_stored(surveys, app_factory, headers):
-    app = app_factory(PUBLIC_BASE_URL="https://avis.saint-aubin.example")
+    app = app_factory(
+        PUBLIC_BASE_URL="https://avis.saint-aubin.example", TRUSTED_HOSTS=["avis.saint-aubin.example", "localhost"]
+    )
     client = app.test_client()
     _, tokens = open_form(client)
     assert client.post("/s/piscine", data={"overall": "4", **tokens}, headers=headers).status_code == 200
@@ -260,6 +266,7 @@ def test_submissions_are_rate_limited_with_a_french_message_and_answers_kept(sur
     # The refusal says when to come back (within the minute); accepted submissions
     # carry no limiter headers.
     assert 1 <= int(statuses[-1].headers["Retry-After"]) <= 60
+    assert [p.headers.get("Set-Cookie") for p in statuses] == [None] * 4
     assert not [k for k, _ in statuses[0].headers.items() if k.lower().startswith("x-ratelimit")]
     # Reading the survey is not limited.
     assert client.get("/s/piscine").status_code == 200
@@ -291,9 +298,12 @@ def test_submissions_are_not_limited_when_limiting_is_off(surveys, app_factory):
     assert count_rows(app) == 3
 
 
-def test_posts_to_an_unknown_survey_stay_404_however_many(surveys, app_factory):
+def test_posts_to_an_unknown_survey_count_and_get_the_plain_limit_page(surveys, app_factory):
     client = app_factory(SURVEY_RATE_LIMIT="1 per minute").test_client()
-    assert [client.post("/s/nope", data={"overall": "4"}).status_code for _ in range(3)] == [404, 404, 404]
+    replies = [client.post("/s/nope", data={"overall": "4"}) for _ in range(2)]
+    assert [r.status_code for r in replies] == [404, 429]
+    assert "Trop de demandes ont été envoyées depuis cette connexion" in replies[1].get_data(as_text=True)
+    assert 1 <= int(replies[1].headers["Retry-After"]) <= 60
 
 
 def test_one_visitors_flashed_message_never_reaches_the_shared_survey_pages(surveys, app_factory):
@@ -493,6 +503,7 @@ def test_a_form_left_open_across_a_new_version_is_shown_again_then_stored_under_
     _reword_crowding(tree)
     with app.app_context():
         load_surveys(tree)
+        clear_cache()  # this worker reads the new version at once
         current = get_survey("piscine").version_id
     data = {"overall": "4", "crowding": "1", **tokens}
     html = refused(app, client, data, "Le questionnaire a été mis à jour pendant que vous répondiez.")
@@ -539,3 +550,90 @@ def test_a_worker_that_kept_an_open_survey_refuses_a_new_form_once_it_is_closed(
     page = client.post("/s/piscine", data={"overall": "4", "token": token})
     assert page.status_code == 410 and "Cette enquête est close" in page.get_data(as_text=True)
     assert count_rows(app) == 0
+
+
+def _post_chunked(app, url: str, body: bytes) -> tuple[int, str]:
+    """POST `body` in chunks, without Content-Length, to the app behind a real HTTP server."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        chunks = iter([body[i : i + 1000] for i in range(0, len(body), 1000)])
+        connection.request("POST", url, body=chunks, headers={"Content-Type": FORM}, encode_chunked=True)
+        reply = connection.getresponse()
+        return reply.status, reply.read().decode()
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def test_a_chunked_body_past_the_limit_is_refused_not_cut(surveys, app_factory):
+    """Read up to the limit only, its start would be a valid response: refused whole."""
+    app = app_factory(MAX_CONTENT_LENGTH=4096)
+    _, tokens = open_form(app.test_client())
+    start = urlencode({"overall": "4", **tokens})
+    status, html = _post_chunked(app, "/s/piscine", f"{start}&padding={'x' * 10_000}".encode())
+    assert status == 413 and "Raccourcissez votre texte" in html
+    assert count_rows(app) == 0
+    status, html = _post_chunked(app, "/s/piscine", f"{start}&comment=court".encode())
+    assert status == 200 and "Merci !" in html
+    assert count_rows(app) == 1
+
+
+def test_a_form_of_one_site_is_not_taken_at_another(surveys, client):
+    """The token names the site its form was shown at; a response belongs there."""
+    _, lutins = open_form(client, "/s/creche/les-lutins")
+    for url in ("/s/creche/arc-en-ciel", "/s/creche"):
+        page = client.post(url, data={"overall": "4", **lutins})
+        assert page.status_code == 400
+        assert "Le formulaire n'a pas pu être vérifié" in page.get_data(as_text=True)
+    _, service = open_form(client, "/s/creche")
+    assert client.post("/s/creche/les-lutins", data={"overall": "4", **service}).status_code == 400
+    assert count_rows(surveys) == 0
+    assert client.post("/s/creche/les-lutins", data={"overall": "4", **lutins}).status_code == 200
+    with surveys.app_context():
+        stored = db.session.execute(select(Response.site_id)).scalar_one()
+        assert db.session.get(Site, stored).code == "les-lutins"
+
+
+def test_the_public_address_is_the_only_host_served_and_printed(surveys, app_factory):
+    client = app_factory(PUBLIC_BASE_URL="https://avis.saint-aubin.example").test_client()
+    assert client.get("/s/piscine", headers={"Host": "attaquant.example"}).status_code == 400
+    assert client.get("/s/piscine/poster", headers={"Host": "attaquant.example"}).status_code == 400
+    poster = client.get("/s/piscine/poster", headers={"Host": "avis.saint-aubin.example"}).get_data(as_text=True)
+    assert "https://avis.saint-aubin.example/s/piscine?c=qr" in poster
+
+
+def test_trusted_hosts_are_served_and_printed_and_others_refused(surveys, app_factory):
+    client = app_factory(TRUSTED_HOSTS=["avis.example", "localhost"]).test_client()
+    assert client.get("/s/piscine/qr.svg", headers={"Host": "attaquant.example"}).status_code == 400
+    poster = client.get("/s/piscine/poster", headers={"Host": "avis.example"}).get_data(as_text=True)
+    assert "http://avis.example/s/piscine?c=qr" in poster
+
+
+def test_without_a_public_address_only_this_machine_is_printed(surveys, client):
+    """No setting: any host is served, but a poster or QR code is only made for this
+    machine's own address; another `Host` header would print the sender's choice."""
+    for path in ("/s/piscine/poster", "/s/piscine/qr.svg"):
+        refused = client.get(path, headers={"Host": "attaquant.example"})
+        assert refused.status_code == 400 and "attaquant" not in refused.get_data(as_text=True)
+        assert "renseignez PUBLIC_BASE_URL ou TRUSTED_HOSTS" in refused.get_data(as_text=True)
+    assert client.get("/s/piscine", headers={"Host": "attaquant.example"}).status_code == 200
+    poster = client.get("/s/piscine/poster", headers={"Host": "127.0.0.1:8000"}).get_data(as_text=True)
+    assert "http://127.0.0.1:8000/s/piscine?c=qr" in poster
+
+
+def test_a_closed_service_or_site_has_no_poster_nor_qr_code(surveys, client):
+    with surveys.app_context():
+        site = db.session.execute(select(Site).where(Site.code == "bassin-nord")).scalar_one()
+        site.is_open = False
+        db.session.commit()
+    for base in ("/s/archives", "/s/piscine/bassin-nord"):
+        for page in (client.get(f"{base}/poster"), client.get(f"{base}/qr.svg")):
+            assert page.status_code == 410
+            assert "Cette enquête est close" in page.get_data(as_text=True)
+    assert client.get("/s/piscine/poster").status_code == 200

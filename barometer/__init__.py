@@ -80,9 +80,9 @@ def register_extensions(app: Flask) -> None:
 
     app.extensions["response_journal"] = response_journal(app)
 
-    @login_manager.user_loader
-    def load_user(user_id: str):
-        return db.session.get(models.User, int(user_id))
+    from .auth.services import load_user
+
+    login_manager.user_loader(load_user)
 
     from .templating import form_error_items, in_french
 

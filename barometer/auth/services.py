@@ -26,3 +26,28 @@ def authenticate(email: str, password: str) -> User | None:
     if user is None or not user.active or not matches:
         return None
     return user
+
+
+def load_user(session_id: str) -> User | None:
+    """The account a session names (`User.get_id`), while that session is still valid.
+
+    A session names the account's session version at sign-in; raising the version
+    (sign-out, password change, deactivation) ends every session that names an older
+    one, wherever its cookie was copied to. An identity without a version, from before
+    sessions carried one, names no one.
+    """
+    try:
+        user_id, version = (int(part) for part in session_id.split(":"))
+    except ValueError:
+        return None
+    user = db.session.get(User, user_id)
+    if user is None or not user.active or user.session_version != version:
+        return None
+    return user
+
+
+def sign_out(user: User) -> None:
+    """End every session of the account: signing out on one browser signs out a
+    copied cookie and every other browser too."""
+    user.end_sessions()
+    db.session.commit()

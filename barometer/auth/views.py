@@ -11,7 +11,7 @@ from ..errors import render_error
 from ..extensions import limiter
 from . import bp
 from .forms import LoginForm, LogoutForm
-from .services import authenticate
+from .services import authenticate, sign_out
 
 
 def _safe_next(target: str | None) -> str:
@@ -65,6 +65,7 @@ def refuse_stale_form(error: CSRFError):
 def logout():
     """Sign out."""
     if LogoutForm().validate_on_submit():
+        sign_out(current_user._get_current_object())
         logout_user()
         flash(_("Vous êtes déconnecté(e)."))
     return redirect(url_for("auth.login"))

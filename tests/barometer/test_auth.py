@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from babel.dates import format_date
+from flask_login.utils import encode_cookie
 from sqlalchemy import select
 
 from barometer import models
@@ -226,3 +227,78 @@ def test_counts_and_dates_follow_the_reader_language(accounts, language, count):
     row = re.search(r'<th scope="row">Piscine municipale</th><td>[^<]*</td><td>([^<]*)</td><td>([^<]*)</td>', html)
     # "1 001" and "27 nov. 2026" in French, "1,001" and "Nov 27, 2026" in English.
     assert row.groups() == (count, format_date(datetime.now(UTC), "medium", locale=language))
+
+
+def copy_of_session(app, client):
+    """A second browser holding a copy of this client's session cookie."""
+    copy = app.test_client()
+    copy.set_cookie("session", client.get_cookie("session").value)
+    return copy
+
+
+def test_signing_out_ends_every_session_of_the_account(accounts):
+    client = accounts.test_client()
+    login(client, "dgs@example.fr")
+    copied, other_browser = copy_of_session(accounts, client), accounts.test_client()
+    login(other_browser, "dgs@example.fr")
+    assert copied.get("/rapports/").status_code == 200 and other_browser.get("/rapports/").status_code == 200
+    assert client.post("/deconnexion", data={"csrf_token": csrf(client, "/rapports/")}).status_code == 302
+    for browser in (client, copied, other_browser):
+        assert browser.get("/rapports/").status_code == 302
+    # Signing in again opens a new session; the copied cookie stays dead.
+    assert login(client, "dgs@example.fr").status_code == 302
+    assert client.get("/rapports/").status_code == 200 and copied.get("/rapports/").status_code == 302
+
+
+def test_a_password_change_ends_every_session_of_the_account(accounts):
+    client = accounts.test_client()
+    login(client, "dgs@example.fr")
+    copied = copy_of_session(accounts, client)
+    assert copied.get("/rapports/").status_code == 200
+    runner = accounts.test_cli_runner()
+    result = runner.invoke(args=["barometer", "create-user", "dgs@example.fr", "--password", "another long password"])
+    assert result.exit_code == 0
+    assert client.get("/rapports/").status_code == 302 and copied.get("/rapports/").status_code == 302
+    assert login(client, "dgs@example.fr", "another long password").status_code == 302
+
+
+def test_deactivation_ends_every_session_of_the_account(accounts):
+    client = accounts.test_client()
+    login(client, "piscine@example.fr")
+    copied = copy_of_session(accounts, client)
+    assert copied.get("/rapports/").status_code == 200
+    with accounts.app_context():
+        user = db.session.execute(select(User).where(User.email == "piscine@example.fr")).scalar_one()
+        user.active = False
+        db.session.commit()
+    assert client.get("/rapports/").status_code == 302 and copied.get("/rapports/").status_code == 302
+    with accounts.app_context():  # reactivated, the account needs a new sign-in
+        db.session.execute(select(User).where(User.email == "piscine@example.fr")).scalar_one().active = True
+        db.session.commit()
+    assert copied.get("/rapports/").status_code == 302
+
+
+def test_a_remember_cookie_ends_with_the_sessions(accounts):
+    """Flask-Login's remember cookie carries the same identity as the session."""
+    with accounts.app_context():
+        user = db.session.execute(select(User).where(User.email == "dgs@example.fr")).scalar_one()
+        remembered = encode_cookie(user.get_id())
+
+    def with_remember_cookie():
+        browser = accounts.test_client()
+        browser.set_cookie("remember_token", remembered)
+        return browser
+
+    assert with_remember_cookie().get("/rapports/").status_code == 200
+    with accounts.app_context():
+        db.session.execute(select(User).where(User.email == "dgs@example.fr")).scalar_one().end_sessions()
+        db.session.commit()
+    assert with_remember_cookie().get("/rapports/").status_code == 302
+
+
+@pytest.mark.parametrize("shape", ["{id}", "{id}:", ":{version}", "x:{version}", "{id}:{version}:1", ""])
+def test_a_session_identity_without_its_version_names_no_one(accounts, shape):
+    with accounts.app_context():
+        user = db.session.execute(select(User).where(User.email == "dgs@example.fr")).scalar_one()
+        assert auth_services.load_user(shape.format(id=user.id, version=user.session_version)) is None
+        assert auth_services.load_user(user.get_id()) == user

@@ -2,7 +2,7 @@
 
 from urllib.parse import urlsplit
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf.csrf import CSRFError
@@ -13,16 +13,38 @@ from . import bp
 from .forms import LoginForm, LogoutForm
 from .services import authenticate, sign_out
 
+#: Blueprints whose every page is for staff: the sign-in page and what it leads to.
+STAFF_BLUEPRINTS = frozenset({"auth", "reports"})
+
+
+@bp.after_app_request
+def keep_staff_pages_out_of_caches(response):
+    """A staff page is never kept by the browser or a proxy: after sign-out, the Back
+    button or the next person at a shared computer must not find the reports there.
+
+    A page is a staff one by its blueprint, or when it depended on a signed-in member of
+    staff (its view or template asked for `current_user`, which Flask-Login loads once
+    per request into `g`). Asking here would read the session of every request: a
+    resident's page never loads the user, and keeps its own headers.
+    """
+    user = g.get("_login_user")
+    if request.blueprint in STAFF_BLUEPRINTS or (user is not None and user.is_authenticated):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
 
 def _safe_next(target: str | None) -> str:
     # Only local paths: an open redirect would let a phishing link borrow our login.
-    # Browsers read a backslash as a slash, so "/\\host" would leave the site too.
+    # Browsers read a backslash as a slash, so "/\\host" would leave the site too, and
+    # drop tabs and line breaks, so "/\t/host" is "//host"; a line break in a
+    # `Location` header is also refused by the server, which would answer 500.
     if (
         target
-        and urlsplit(target).netloc == ""
+        and target.isprintable()
         and target.startswith("/")
         and not target.startswith("//")
         and "\\" not in target
+        and urlsplit(target).netloc == ""
     ):
         return target
     return url_for("reports.list_services")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from babel.dates import format_date
+from flask_login import login_required
 from flask_login.utils import encode_cookie
 from sqlalchemy import select
 
@@ -195,10 +196,35 @@ def test_create_user_gives_a_manager_their_services(accounts):
 
 
 @pytest.mark.parametrize(
-    "target", ["https://evil.example/", "//evil.example/", "/\\evil.example", "javascript:alert(1)"]
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "/rapports/\r\nSet-Cookie: session=forged",
+        "/rapports/\nLocation: https://evil.example/",
+        "/\t/evil.example",
+        "/\r/evil.example",
+        "/rapports/\x00",
+        "/rapports/\x1b[31m",
+        "/rapports/\u2028",
+        "/\u202e/rapports",
+        "\\\\evil.example",
+        "https:/evil.example",
+        " //evil.example",
+        "",
+    ],
 )
 def test_next_never_leaves_the_site(accounts, target):
-    assert login(accounts.test_client(), "dgs@example.fr", next_url=target).location == "/rapports/"
+    client = accounts.test_client()
+    page = client.post(
+        "/connexion",
+        query_string={"next": target},
+        data={"email": "dgs@example.fr", "password": PASSWORD, "csrf_token": csrf(client)},
+    )
+    assert page.status_code == 302 and page.location == "/rapports/"
+    assert client.get("/rapports/").status_code == 200  # signed in all the same
 
 
 def test_password_guessing_is_rate_limited_with_a_delay_to_wait(accounts):
@@ -302,3 +328,31 @@ def test_a_session_identity_without_its_version_names_no_one(accounts, shape):
         user = db.session.execute(select(User).where(User.email == "dgs@example.fr")).scalar_one()
         assert auth_services.load_user(shape.format(id=user.id, version=user.session_version)) is None
         assert auth_services.load_user(user.get_id()) == user
+
+
+def test_staff_pages_are_never_stored_by_a_cache(accounts):
+    client = accounts.test_client()
+    assert client.get("/connexion").headers["Cache-Control"] == "no-store"
+    refused = login(client, "dgs@example.fr", "wrong password")
+    assert refused.status_code == 422 and refused.headers["Cache-Control"] == "no-store"
+    assert client.get("/rapports/").headers["Cache-Control"] == "no-store"  # the redirect to sign in
+    signed_in = login(client, "dgs@example.fr")
+    assert signed_in.status_code == 302 and signed_in.headers["Cache-Control"] == "no-store"
+    page = client.get("/rapports/")
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    assert client.get("/rapports/nothing-here").headers["Cache-Control"] == "no-store"  # a staff 404
+
+
+def test_any_page_behind_a_sign_in_is_never_stored_by_a_cache(accounts):
+    accounts.add_url_rule("/elsewhere", "elsewhere", login_required(lambda: "a staff page"))
+    client = accounts.test_client()
+    login(client, "dgs@example.fr")
+    page = client.get("/elsewhere")
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+
+
+def test_resident_pages_keep_their_own_cache_headers(accounts):
+    staff = accounts.test_client()
+    login(staff, "dgs@example.fr")
+    for client in (accounts.test_client(), staff):
+        assert client.get("/s/piscine/qr.svg").headers["Cache-Control"] == "max-age=3600"

@@ -1,6 +1,8 @@
 """Staff sign-in, scopes on the reports page, sign-out."""
 
+import os
 import re
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -237,6 +239,80 @@ def test_password_guessing_is_rate_limited_with_a_delay_to_wait(accounts):
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     # Even the right password waits: the limit is per address, not per guess.
     assert client.get("/rapports/").status_code == 302
+
+
+def from_address(app, address):
+    """A browser on another client address."""
+    browser = app.test_client()
+    browser.environ_base["REMOTE_ADDR"] = address
+    return browser
+
+
+def test_password_guessing_on_one_account_is_limited_whatever_the_address(accounts):
+    attempts = [(from_address(accounts, f"198.51.100.{i // 8}"), f"guess {i}") for i in range(20)]
+    assert [login(browser, " DGS@example.fr", guess).status_code for browser, guess in attempts] == [422] * 20
+    fresh = from_address(accounts, "203.0.113.50")
+    refused = login(fresh, "dgs@example.fr")  # the right password, from an address never seen
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 3600
+    assert "Trop de tentatives de connexion sur ce compte en une heure : réessayez plus tard." in html
+    assert 'value="dgs@example.fr"' in html and fresh.get("/rapports/").status_code == 302
+    # Another account, from the same address, signs in.
+    assert login(fresh, "piscine@example.fr").status_code == 302
+
+
+def test_the_account_limit_is_said_in_english_too(accounts):
+    for i in range(20):
+        login(from_address(accounts, f"198.51.100.{i}"), "dgs@example.fr", "guess")
+    client = from_address(accounts, "203.0.113.50")
+    page = client.post(
+        "/connexion?lang=en", data={"email": "dgs@example.fr", "password": PASSWORD, "csrf_token": csrf(client)}
+    )
+    assert page.status_code == 429
+    assert "Too many sign-in attempts on this account within an hour: try again later." in page.get_data(as_text=True)
+
+
+def redis_or_skip(url):
+    """A client of the test Redis; the test fails instead of skipping when REDIS=required."""
+    import redis
+
+    try:
+        server = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+        server.ping()
+    except redis.exceptions.ConnectionError:
+        reason = f"no Redis at {url} to share the limits"
+        if os.environ.get("REDIS") == "required":
+            pytest.fail(reason + " (REDIS=required)", pytrace=False)
+        pytest.skip(reason)
+    return server
+
+
+def test_two_workers_share_the_sign_in_limits_through_redis(accounts, app_factory):
+    url = "redis://127.0.0.1:6379/15"
+    server = redis_or_skip(url)
+    prefix = f"test-sign-in-{uuid.uuid4().hex}"  # other tests may use the same database
+    settings = {"RATELIMIT_STORAGE_URI": url, "RATELIMIT_KEY_PREFIX": prefix}
+    try:
+        workers = [app_factory(**settings) for _ in range(2)]
+        # One address, alternately on each worker: its 10 a minute are counted once.
+        same_address = [from_address(workers[i % 2], "198.51.100.1") for i in range(11)]
+        statuses = [login(browser, "piscine@example.fr", "guess").status_code for browser in same_address]
+        assert statuses == [422] * 10 + [429]
+        # One account from many addresses, alternately on each worker: 20 an hour in all.
+        statuses = [
+            login(from_address(workers[i % 2], f"203.0.113.{i}"), "dgs@example.fr", "guess").status_code
+            for i in range(21)
+        ]
+        assert statuses == [422] * 20 + [429]
+        keys = [key.decode() for key in server.scan_iter(f"*{prefix}*")]
+        assert keys and not [key for key in keys if "example.fr" in key]
+        with accounts.app_context():
+            expected = auth_services.account_key("dgs@example.fr", accounts.config["SECRET_KEY"])
+        (counter,) = [key for key in keys if expected in key]
+        assert int(server.get(counter)) >= 20  # both workers counted into it
+    finally:
+        for key in server.scan_iter(f"*{prefix}*"):
+            server.delete(key)
 
 
 @pytest.mark.parametrize(("language", "count"), [("fr", "1\u202f001"), ("en", "1,001")])

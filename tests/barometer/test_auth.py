@@ -10,6 +10,7 @@ import pytest
 from babel.dates import format_date
 from flask_login import login_required
 from flask_login.utils import encode_cookie
+from markupsafe import escape
 from sqlalchemy import select
 
 from barometer import models
@@ -432,3 +433,43 @@ def test_resident_pages_keep_their_own_cache_headers(accounts):
     login(staff, "dgs@example.fr")
     for client in (accounts.test_client(), staff):
         assert client.get("/s/piscine/qr.svg").headers["Cache-Control"] == "max-age=3600"
+
+
+@pytest.mark.parametrize(
+    ("email", "password", "field", "french", "english"),
+    [
+        ("", PASSWORD, "email", "Indiquez votre adresse e-mail.", "Enter your e-mail address."),
+        ("dgs@example.fr", "", "password", "Indiquez votre mot de passe.", "Enter your password."),
+        (
+            "a" * 290 + "@example.fr",
+            PASSWORD,
+            "email",
+            "Une adresse e-mail ne dépasse pas 254 caractères.",
+            "An e-mail address is at most 254 characters long.",
+        ),
+        (
+            "dgs.example.fr",
+            PASSWORD,
+            "email",
+            "Indiquez une adresse e-mail complète, par exemple nom@ma-commune.fr.",
+            "Enter a complete e-mail address, for example name@example.fr.",
+        ),
+        (
+            "dgs@example.fr",
+            "x" * 201,
+            "password",
+            "Un mot de passe ne dépasse pas 200 caractères.",
+            "A password is at most 200 characters long.",
+        ),
+    ],
+)
+def test_every_sign_in_message_is_in_the_reader_language(accounts, email, password, field, french, english):
+    for query, message in (("", french), ("?lang=en", english)):
+        client = accounts.test_client()
+        page = client.post(
+            "/connexion" + query, data={"email": email, "password": password, "csrf_token": csrf(client)}
+        )
+        html = page.get_data(as_text=True)
+        assert page.status_code == 422
+        assert re.search(rf'<p class="error" id="{field}-error">{re.escape(escape(message))}</p>', html)
+        assert not [default for default in ("Field ", "This field", "Invalid input") if default in html]

@@ -96,9 +96,9 @@ def register_extensions(app: Flask) -> None:
         with app.app_context():
             _tune_sqlite(db.engine)
 
-    @login_manager.user_loader
-    def load_user(user_id: str):
-        return db.session.get(models.User, int(user_id))
+    from .auth.services import load_user
+
+    login_manager.user_loader(load_user)
 
     from .templating import form_error_items, in_french
 

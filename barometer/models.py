@@ -25,7 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     true,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db
@@ -286,7 +286,26 @@ class User(UserMixin, db.Model):
     def is_active(self) -> bool:  # Flask-Login refuses inactive accounts
         return self.active
 
+    def get_id(self) -> str:
+        """The identity a session carries: the account and its session version, so
+        that raising the version makes every session (and remember cookie) issued
+        before it name no one."""
+        return f"{self.id}:{self.session_version}"
+
+    def end_sessions(self) -> None:
+        """End every session of the account, on every browser, at the next request."""
+        self.session_version = (self.session_version or 1) + 1
+
+    @validates("active")
+    def _end_sessions_when_deactivated(self, _key: str, active: bool) -> bool:
+        if not active:
+            self.end_sessions()
+        return active
+
     def set_password(self, password: str) -> None:
+        """Set a new password; a session opened with the old one must not outlive it."""
+        if self.password_hash is not None:
+            self.end_sessions()
         self.password_hash = generate_password_hash(password)
 
     def check_password(self, password: str) -> bool:

@@ -75,7 +75,9 @@ def _answer_rows(response_id: int, sub: Submission) -> list[dict]:
             continue
         row = {"response_id": response_id, "question_key": key, "value": None, "choice": None, "text": None}
         if types[key] == "text":
-            rows.append({**row, "text": mask_personal_data(value)})
+            # A comment of hidden characters only is no comment.
+            if (text := mask_personal_data(value)) is not None:
+                rows.append({**row, "text": text})
         elif isinstance(value, tuple):
             rows.extend({**row, "choice": code} for code in value)
         elif isinstance(value, int):

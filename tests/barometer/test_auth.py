@@ -1,11 +1,16 @@
 """Staff sign-in, scopes on the reports page, sign-out."""
 
+import os
 import re
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 from babel.dates import format_date
+from flask_login import login_required
+from flask_login.utils import encode_cookie
+from markupsafe import escape
 from sqlalchemy import select
 
 from barometer import models
@@ -194,10 +199,35 @@ def test_create_user_gives_a_manager_their_services(accounts):
 
 
 @pytest.mark.parametrize(
-    "target", ["https://evil.example/", "//evil.example/", "/\\evil.example", "javascript:alert(1)"]
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "/rapports/\r\nSet-Cookie: session=forged",
+        "/rapports/\nLocation: https://evil.example/",
+        "/\t/evil.example",
+        "/\r/evil.example",
+        "/rapports/\x00",
+        "/rapports/\x1b[31m",
+        "/rapports/\u2028",
+        "/\u202e/rapports",
+        "\\\\evil.example",
+        "https:/evil.example",
+        " //evil.example",
+        "",
+    ],
 )
 def test_next_never_leaves_the_site(accounts, target):
-    assert login(accounts.test_client(), "dgs@example.fr", next_url=target).location == "/rapports/"
+    client = accounts.test_client()
+    page = client.post(
+        "/connexion",
+        query_string={"next": target},
+        data={"email": "dgs@example.fr", "password": PASSWORD, "csrf_token": csrf(client)},
+    )
+    assert page.status_code == 302 and page.location == "/rapports/"
+    assert client.get("/rapports/").status_code == 200  # signed in all the same
 
 
 def test_password_guessing_is_rate_limited_with_a_delay_to_wait(accounts):
@@ -210,6 +240,80 @@ def test_password_guessing_is_rate_limited_with_a_delay_to_wait(accounts):
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     # Even the right password waits: the limit is per address, not per guess.
     assert client.get("/rapports/").status_code == 302
+
+
+def from_address(app, address):
+    """A browser on another client address."""
+    browser = app.test_client()
+    browser.environ_base["REMOTE_ADDR"] = address
+    return browser
+
+
+def test_password_guessing_on_one_account_is_limited_whatever_the_address(accounts):
+    attempts = [(from_address(accounts, f"198.51.100.{i // 8}"), f"guess {i}") for i in range(20)]
+    assert [login(browser, " DGS@example.fr", guess).status_code for browser, guess in attempts] == [422] * 20
+    fresh = from_address(accounts, "203.0.113.50")
+    refused = login(fresh, "dgs@example.fr")  # the right password, from an address never seen
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 3600
+    assert "Trop de tentatives de connexion sur ce compte en une heure : réessayez plus tard." in html
+    assert 'value="dgs@example.fr"' in html and fresh.get("/rapports/").status_code == 302
+    # Another account, from the same address, signs in.
+    assert login(fresh, "piscine@example.fr").status_code == 302
+
+
+def test_the_account_limit_is_said_in_english_too(accounts):
+    for i in range(20):
+        login(from_address(accounts, f"198.51.100.{i}"), "dgs@example.fr", "guess")
+    client = from_address(accounts, "203.0.113.50")
+    page = client.post(
+        "/connexion?lang=en", data={"email": "dgs@example.fr", "password": PASSWORD, "csrf_token": csrf(client)}
+    )
+    assert page.status_code == 429
+    assert "Too many sign-in attempts on this account within an hour: try again later." in page.get_data(as_text=True)
+
+
+def redis_or_skip(url):
+    """A client of the test Redis; the test fails instead of skipping when REDIS=required."""
+    import redis
+
+    try:
+        server = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+        server.ping()
+    except redis.exceptions.ConnectionError:
+        reason = f"no Redis at {url} to share the limits"
+        if os.environ.get("REDIS") == "required":
+            pytest.fail(reason + " (REDIS=required)", pytrace=False)
+        pytest.skip(reason)
+    return server
+
+
+def test_two_workers_share_the_sign_in_limits_through_redis(accounts, app_factory):
+    url = "redis://127.0.0.1:6379/15"
+    server = redis_or_skip(url)
+    prefix = f"test-sign-in-{uuid.uuid4().hex}"  # other tests may use the same database
+    settings = {"RATELIMIT_STORAGE_URI": url, "RATELIMIT_KEY_PREFIX": prefix}
+    try:
+        workers = [app_factory(**settings) for _ in range(2)]
+        # One address, alternately on each worker: its 10 a minute are counted once.
+        same_address = [from_address(workers[i % 2], "198.51.100.1") for i in range(11)]
+        statuses = [login(browser, "piscine@example.fr", "guess").status_code for browser in same_address]
+        assert statuses == [422] * 10 + [429]
+        # One account from many addresses, alternately on each worker: 20 an hour in all.
+        statuses = [
+            login(from_address(workers[i % 2], f"203.0.113.{i}"), "dgs@example.fr", "guess").status_code
+            for i in range(21)
+        ]
+        assert statuses == [422] * 20 + [429]
+        keys = [key.decode() for key in server.scan_iter(f"*{prefix}*")]
+        assert keys and not [key for key in keys if "example.fr" in key]
+        with accounts.app_context():
+            expected = auth_services.account_key("dgs@example.fr", accounts.config["SECRET_KEY"])
+        (counter,) = [key for key in keys if expected in key]
+        assert int(server.get(counter)) >= 20  # both workers counted into it
+    finally:
+        for key in server.scan_iter(f"*{prefix}*"):
+            server.delete(key)
 
 
 @pytest.mark.parametrize(("language", "count"), [("fr", "1\u202f001"), ("en", "1,001")])
@@ -226,3 +330,146 @@ def test_counts_and_dates_follow_the_reader_language(accounts, language, count):
     row = re.search(r'<th scope="row">Piscine municipale</th><td>[^<]*</td><td>([^<]*)</td><td>([^<]*)</td>', html)
     # "1 001" and "27 nov. 2026" in French, "1,001" and "Nov 27, 2026" in English.
     assert row.groups() == (count, format_date(datetime.now(UTC), "medium", locale=language))
+
+
+def copy_of_session(app, client):
+    """A second browser holding a copy of this client's session cookie."""
+    copy = app.test_client()
+    copy.set_cookie("session", client.get_cookie("session").value)
+    return copy
+
+
+def test_signing_out_ends_every_session_of_the_account(accounts):
+    client = accounts.test_client()
+    login(client, "dgs@example.fr")
+    copied, other_browser = copy_of_session(accounts, client), accounts.test_client()
+    login(other_browser, "dgs@example.fr")
+    assert copied.get("/rapports/").status_code == 200 and other_browser.get("/rapports/").status_code == 200
+    assert client.post("/deconnexion", data={"csrf_token": csrf(client, "/rapports/")}).status_code == 302
+    for browser in (client, copied, other_browser):
+        assert browser.get("/rapports/").status_code == 302
+    # Signing in again opens a new session; the copied cookie stays dead.
+    assert login(client, "dgs@example.fr").status_code == 302
+    assert client.get("/rapports/").status_code == 200 and copied.get("/rapports/").status_code == 302
+
+
+def test_a_password_change_ends_every_session_of_the_account(accounts):
+    client = accounts.test_client()
+    login(client, "dgs@example.fr")
+    copied = copy_of_session(accounts, client)
+    assert copied.get("/rapports/").status_code == 200
+    runner = accounts.test_cli_runner()
+    result = runner.invoke(args=["barometer", "create-user", "dgs@example.fr", "--password", "another long password"])
+    assert result.exit_code == 0
+    assert client.get("/rapports/").status_code == 302 and copied.get("/rapports/").status_code == 302
+    assert login(client, "dgs@example.fr", "another long password").status_code == 302
+
+
+def test_deactivation_ends_every_session_of_the_account(accounts):
+    client = accounts.test_client()
+    login(client, "piscine@example.fr")
+    copied = copy_of_session(accounts, client)
+    assert copied.get("/rapports/").status_code == 200
+    with accounts.app_context():
+        user = db.session.execute(select(User).where(User.email == "piscine@example.fr")).scalar_one()
+        user.active = False
+        db.session.commit()
+    assert client.get("/rapports/").status_code == 302 and copied.get("/rapports/").status_code == 302
+    with accounts.app_context():  # reactivated, the account needs a new sign-in
+        db.session.execute(select(User).where(User.email == "piscine@example.fr")).scalar_one().active = True
+        db.session.commit()
+    assert copied.get("/rapports/").status_code == 302
+
+
+def test_a_remember_cookie_ends_with_the_sessions(accounts):
+    """Flask-Login's remember cookie carries the same identity as the session."""
+    with accounts.app_context():
+        user = db.session.execute(select(User).where(User.email == "dgs@example.fr")).scalar_one()
+        remembered = encode_cookie(user.get_id())
+
+    def with_remember_cookie():
+        browser = accounts.test_client()
+        browser.set_cookie("remember_token", remembered)
+        return browser
+
+    assert with_remember_cookie().get("/rapports/").status_code == 200
+    with accounts.app_context():
+        db.session.execute(select(User).where(User.email == "dgs@example.fr")).scalar_one().end_sessions()
+        db.session.commit()
+    assert with_remember_cookie().get("/rapports/").status_code == 302
+
+
+@pytest.mark.parametrize("shape", ["{id}", "{id}:", ":{version}", "x:{version}", "{id}:{version}:1", ""])
+def test_a_session_identity_without_its_version_names_no_one(accounts, shape):
+    with accounts.app_context():
+        user = db.session.execute(select(User).where(User.email == "dgs@example.fr")).scalar_one()
+        assert auth_services.load_user(shape.format(id=user.id, version=user.session_version)) is None
+        assert auth_services.load_user(user.get_id()) == user
+
+
+def test_staff_pages_are_never_stored_by_a_cache(accounts):
+    client = accounts.test_client()
+    assert client.get("/connexion").headers["Cache-Control"] == "no-store"
+    refused = login(client, "dgs@example.fr", "wrong password")
+    assert refused.status_code == 422 and refused.headers["Cache-Control"] == "no-store"
+    assert client.get("/rapports/").headers["Cache-Control"] == "no-store"  # the redirect to sign in
+    signed_in = login(client, "dgs@example.fr")
+    assert signed_in.status_code == 302 and signed_in.headers["Cache-Control"] == "no-store"
+    page = client.get("/rapports/")
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    assert client.get("/rapports/nothing-here").headers["Cache-Control"] == "no-store"  # a staff 404
+
+
+def test_any_page_behind_a_sign_in_is_never_stored_by_a_cache(accounts):
+    accounts.add_url_rule("/elsewhere", "elsewhere", login_required(lambda: "a staff page"))
+    client = accounts.test_client()
+    login(client, "dgs@example.fr")
+    page = client.get("/elsewhere")
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+
+
+def test_resident_pages_keep_their_own_cache_headers(accounts):
+    staff = accounts.test_client()
+    login(staff, "dgs@example.fr")
+    for client in (accounts.test_client(), staff):
+        assert client.get("/s/piscine/qr.svg").headers["Cache-Control"] == "max-age=3600"
+
+
+@pytest.mark.parametrize(
+    ("email", "password", "field", "french", "english"),
+    [
+        ("", PASSWORD, "email", "Indiquez votre adresse e-mail.", "Enter your e-mail address."),
+        ("dgs@example.fr", "", "password", "Indiquez votre mot de passe.", "Enter your password."),
+        (
+            "a" * 290 + "@example.fr",
+            PASSWORD,
+            "email",
+            "Une adresse e-mail ne dépasse pas 254 caractères.",
+            "An e-mail address is at most 254 characters long.",
+        ),
+        (
+            "dgs.example.fr",
+            PASSWORD,
+            "email",
+            "Indiquez une adresse e-mail complète, par exemple nom@ma-commune.fr.",
+            "Enter a complete e-mail address, for example name@example.fr.",
+        ),
+        (
+            "dgs@example.fr",
+            "x" * 201,
+            "password",
+            "Un mot de passe ne dépasse pas 200 caractères.",
+            "A password is at most 200 characters long.",
+        ),
+    ],
+)
+def test_every_sign_in_message_is_in_the_reader_language(accounts, email, password, field, french, english):
+    for query, message in (("", french), ("?lang=en", english)):
+        client = accounts.test_client()
+        page = client.post(
+            "/connexion" + query, data={"email": email, "password": password, "csrf_token": csrf(client)}
+        )
+        html = page.get_data(as_text=True)
+        assert page.status_code == 422
+        assert re.search(rf'<p class="error" id="{field}-error">{re.escape(escape(message))}</p>', html)
+        assert not [default for default in ("Field ", "This field", "Invalid input") if default in html]

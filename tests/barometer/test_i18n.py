@@ -1,9 +1,11 @@
 """English is complete: every interface text of the code and templates is translated."""
 
+import importlib
 from pathlib import Path
 
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.pofile import read_po
+from flask_babel import LazyString
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = ROOT / "barometer" / "translations" / "en" / "LC_MESSAGES" / "messages.po"
@@ -30,3 +32,31 @@ def test_every_interface_text_has_an_english_translation():
     source = _source_messages()
     assert len(source) > 60
     assert sorted(source - translated) == []
+
+
+def _form_classes():
+    """Every form class the app's blueprints define (`barometer/<blueprint>/forms.py`)."""
+    from flask_wtf import FlaskForm
+
+    for path in sorted((ROOT / "barometer").glob("*/forms.py")):
+        module = importlib.import_module(f"barometer.{path.parent.name}.forms")
+        yield from (
+            value
+            for value in vars(module).values()
+            if isinstance(value, type) and issubclass(value, FlaskForm) and value.__module__ == module.__name__
+        )
+
+
+def test_no_form_validator_falls_back_on_an_english_message():
+    """WTForms' own messages are English only (its catalogues are not loaded): each
+    validator of a form says its problem itself, in French, translated by Babel."""
+    from wtforms.fields.core import UnboundField
+
+    checked = []
+    for form in _form_classes():
+        for name, field in vars(form).items():
+            if isinstance(field, UnboundField):
+                for validator in field.kwargs.get("validators", ()):
+                    checked.append((form.__name__, name, type(validator).__name__))
+                    assert isinstance(validator.message, LazyString), checked[-1]
+    assert ("LoginForm", "email", "Length") in checked

@@ -185,3 +185,13 @@ def test_two_workers_share_the_rate_limit_through_redis(surveys, app_factory):
     assert statuses == [200, 200, 200, 429]
     assert counts(surveys)[0] == 3
     redis.Redis.from_url("redis://127.0.0.1:6379/15").flushdb()
+
+
+def test_a_comment_of_hidden_characters_only_is_stored_as_no_comment(surveys):
+    client = surveys.test_client()
+    _, tokens = open_form(client)
+    hidden = "\u200b\u202e\u2066 \u200b"
+    assert client.post("/s/piscine", data={**VALID, "comment": hidden, **tokens}).status_code == 200
+    with surveys.app_context():
+        keys = db.session.scalars(db.select(Answer.question_key)).all()
+    assert "comment" not in keys and "overall" in keys

@@ -22,6 +22,8 @@ SHORT_HELP = {
     "is-empty": "Dit si la base est encore sans réponse (code de sortie).",
     "urls": "Affiche les adresses principales.",
     "retry-refused": "Reprend les réponses mises de côté par les journaux.",
+    "import-allocations": "Importe les budgets, effectifs et volumes des services.",
+    "import-priorities": "Importe le référentiel stratégique des politiques.",
 }
 #: The start of each command's French help.
 HELP = {
@@ -31,6 +33,8 @@ HELP = {
     "is-empty": "Sort avec le code 0 si la base ne contient encore aucune réponse",
     "urls": "Affiche les adresses principales",
     "retry-refused": "Reprend les réponses que la base avait refusées",
+    "import-allocations": "Importe les allocations du FICHIER (CSV ou XLSX)",
+    "import-priorities": "Importe le référentiel stratégique du FICHIER (CSV ou XLSX)",
 }
 #: Phrases of the English help the commands used to show.
 ENGLISH = (
@@ -98,6 +102,8 @@ def bare_runner(tmp_path):
         ["is-empty"],
         ["urls"],
         ["retry-refused"],
+        ["import-allocations", "budgets.csv"],
+        ["import-priorities", "priorites.csv"],
     ],
 )
 def test_commands_before_db_upgrade_say_to_run_it(bare_runner, args):

@@ -21,6 +21,8 @@ from typing import IO, Any
 
 from sqlalchemy import select
 
+from analysis.redeploy import PRIORITY_LABELS
+
 from ..extensions import db
 from ..models import Allocation, Policy, Priority, Service
 
@@ -41,8 +43,6 @@ __all__ = [
 ALLOCATION_COLUMNS = ("service", "year", "budget_eur", "fte", "volume")
 #: The columns of a priorities file.
 PRIORITY_COLUMNS = ("policy", "priority", "floor_eur", "target_satisfied", "deadline")
-#: Priority levels of the strategic framework, as the director names them.
-PRIORITY_LEVELS = {1: "essentielle", 2: "importante", 3: "secondaire"}
 
 #: Errors listed in full before the rest are only counted: a file with a wrong column
 #: order would otherwise print one line per row.
@@ -216,8 +216,8 @@ def _priority(raw) -> int:
         value = _whole(raw)
     except ValueError:
         value = None
-    if value not in PRIORITY_LEVELS:
-        levels = ", ".join(f"{k} {v}" for k, v in PRIORITY_LEVELS.items())
+    if value not in PRIORITY_LABELS:
+        levels = ", ".join(f"{k} {v}" for k, v in PRIORITY_LABELS.items())
         raise ValueError(f"priorité invalide : {_shown(raw)} ({levels})")
     return value
 

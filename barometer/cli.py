@@ -98,7 +98,8 @@ def _demo_help() -> str:
         "\b\nEffets introduits (les analyses doivent les retrouver) :\n" + planted + "\n\n"
         "Tous les autres services ouverts de la commune n'ont aucun effet introduit : "
         "leurs attributs les mieux notés sont aussi ceux qui comptent le plus, et leur "
-        "satisfaction est stable dans le temps et égale entre publics."
+        "satisfaction est stable dans le temps, égale entre publics et au niveau de la cible "
+        "de leur politique."
     )
 
 

@@ -264,7 +264,9 @@ def recommend(
         (1, 2, 3 or missing), ``value, se, n, n_eff, flag`` (the share satisfied as an
         :class:`analysis.estimates.Estimate`), optionally ``ci_low, ci_high, domain,
         target`` (0-1, may be missing), ``cost_per_user`` or ``budget_eur`` and
-        ``volume``, ``under_served_attributes`` and ``under_served_publics`` (lists).
+        ``volume``, ``under_served_attributes`` and ``under_served_publics`` (lists),
+        and ``peer_value, peer_se`` to compare with other peers than the services of
+        the same policy in the frame (e.g. the same policy in other organisations).
         The services compared should be comparable (one organisation, one period).
     alpha : float
         False discovery rate.
@@ -319,6 +321,11 @@ def recommend(
         gap_t = np.where(testable, value - target, np.nan)
         p_t = 2 * stats.norm.sf(np.abs(gap_t / se))
         peer, peer_se = _peer_means(data, testable)
+        if {"peer_value", "peer_se"} <= set(data.columns):
+            # Peers given by the caller (e.g. the same policy in other organisations).
+            given = data["peer_value"].notna().to_numpy()
+            peer = np.where(given, data["peer_value"].to_numpy(dtype=float), peer)
+            peer_se = np.where(given, data["peer_se"].to_numpy(dtype=float), peer_se)
         gap_p = np.where(testable, value - peer, np.nan)
         p_p = 2 * stats.norm.sf(np.abs(gap_p / np.hypot(se, peer_se)))
     family = adjust(np.concatenate([p_t, p_p]), method=method, alpha=alpha)
@@ -1168,9 +1175,12 @@ def scenarios(
     rounded to the cent with the rounding cents placed where the bounds and floors
     leave room.
 
-    It takes first from over-quality and low-priority services for two reasons: their
-    larger ``max_cut``, and the projection itself, where a euro costs least
-    satisfaction where :math:`p_s` is near 1 and where the budget per user is high.
+    It takes first from over-quality and low-priority services for three reasons:
+    their larger ``max_cut``; the projection itself, where a euro costs least
+    satisfaction where :math:`p_s` is near 1 and where the budget per user is high;
+    and, between allocations equally good for users (a zero elasticity), a tie-break
+    that takes from over-quality services, then secondary, important and essential
+    policies, in that order.
     When the even cut satisfies the strategic constraints (its share within every
     :math:`c_s`, no floor broken, no under-served service), it is one of the
     allocations the optimisation compares, so the strategic projection is at least as

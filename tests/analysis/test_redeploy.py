@@ -125,6 +125,16 @@ def test_over_quality_against_the_policy_peers_when_no_target_is_set():
     assert (table.loc[["transport-demande", "bus-scolaire"], "recommendation"] == "maintain").all()
 
 
+def test_peers_given_by_the_caller_replace_those_of_the_frame():
+    rows = [("navette", "transports", 3, np.nan, 0.85, 900, 1_000_000, 2_000), SERVICES[3]]
+    alone = recommend(service_frame(rows)).table.set_index("service")
+    assert alone.loc["navette", "recommendation"] == "maintain"  # no target, no peer: nothing to compare
+    given = service_frame(rows, peer_value=[0.6, np.nan], peer_se=[0.01, np.nan])
+    table = recommend(given).table.set_index("service")
+    assert table.loc["navette", "recommendation"] == "reduce"
+    assert_allclose(table.loc["navette", "evidence"]["peer_mean"], 0.6)
+
+
 def test_a_public_left_behind_reinforces_a_high_priority_service_even_at_target():
     frame = service_frame()
     frame["under_served_publics"] = [["a75_plus"] if s == "logement" else [] for s in frame["service"]]

@@ -354,6 +354,7 @@ def recommend(
         ),
     )
     names = dict(labels or {})
+    reference = "médiane" if cost_quantile == 0.5 else f"quantile {_num(cost_quantile, 2)}"
     reasons, evidence = [], []
     for i in range(k):
         ev = {
@@ -380,7 +381,7 @@ def recommend(
             "under_served_publics": publics[i],
         }
         evidence.append(_jsonable(ev))
-        reasons.append(_reason(rec[i], ev, above_t[i], above_p[i], names))
+        reasons.append(_reason(rec[i], ev, above_t[i], names, reference))
     out = pd.DataFrame(
         {
             "service": data["service"],
@@ -404,7 +405,7 @@ def recommend(
     return Recommendations(out, cost_reference, alpha, min_gap)
 
 
-def _reason(rec: str, ev: dict, above_target: bool, above_peers: bool, names: dict) -> str:
+def _reason(rec: str, ev: dict, above_target: bool, names: dict, reference: str) -> str:
     """One plain French sentence with the numbers behind a recommendation."""
     if rec == "watch":
         if ev["satisfied"] is None or ev["flag"] not in _PUBLISHED:
@@ -439,7 +440,7 @@ def _reason(rec: str, ev: dict, above_target: bool, above_peers: bool, names: di
         )
         return (
             f"{head}, significativement {ref}, sur {policy}, pour un coût de {_eur(ev['cost_per_user'])} "
-            f"par usager (médiane des services comparés : {_eur(ev['cost_reference'])}) : sur-qualité, "
+            f"par usager ({reference} des services comparés : {_eur(ev['cost_reference'])}) : sur-qualité, "
             "les moyens peuvent être réduits."
         )
     # maintain
@@ -451,7 +452,7 @@ def _reason(rec: str, ev: dict, above_target: bool, above_peers: bool, names: di
             why = "mais la priorité de la politique n'est pas renseignée"
         else:
             why = (
-                f"mais pour un coût par usager qui n'est pas élevé ({_eur(ev['cost_per_user'])} ; médiane "
+                f"mais pour un coût par usager qui n'est pas élevé ({_eur(ev['cost_per_user'])} ; {reference} "
                 f"{_eur(ev['cost_reference'])})"
                 if ev["cost_per_user"] is not None
                 else "mais sans coût par usager connu"

@@ -86,7 +86,8 @@ class ImportReport:
     updated: int
 
     def summary(self, noun: str) -> str:
-        return f"{self.created} {noun} créé(s), {self.updated} mis à jour."
+        """One French line; ``noun`` is feminine, as "allocation(s)" and "priorité(s)" are."""
+        return f"{self.created} {noun} créée(s), {self.updated} mise(s) à jour."
 
 
 # Reading -------------------------------------------------------------------------

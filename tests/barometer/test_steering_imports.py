@@ -231,7 +231,7 @@ def test_a_file_of_another_format_or_unreadable_is_refused_with_its_reason(surve
 def test_import_commands_print_what_they_wrote(surveys, runner, tmp_path):
     result = runner.invoke(args=["barometer", "import-allocations", str(write(tmp_path, ALLOCATIONS, ".xlsx"))])
     assert result.exit_code == 0, result.output
-    assert "3 allocation(s) créé(s), 0 mis à jour." in result.output
+    assert "3 allocation(s) créée(s), 0 mise(s) à jour." in result.output
     result = runner.invoke(args=["barometer", "import-priorities", str(write(tmp_path, PRIORITIES))])
     assert result.exit_code == 0, result.output
-    assert "2 priorité(s) créé(s), 0 mis à jour." in result.output
+    assert "2 priorité(s) créée(s), 0 mise(s) à jour." in result.output

@@ -380,7 +380,8 @@ def recommend(
             "under_served_attributes": attributes[i],
             "under_served_publics": publics[i],
         }
-        evidence.append(_jsonable(ev))
+        ev = _jsonable(ev)  # missing numbers become None, for the sentence as for JSON
+        evidence.append(ev)
         reasons.append(_reason(rec[i], ev, above_t[i], names, reference))
     out = pd.DataFrame(
         {

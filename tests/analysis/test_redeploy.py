@@ -88,6 +88,7 @@ def test_each_recommendation_has_one_french_sentence_with_its_numbers_and_json_e
     assert items["cimetiere"]["reason"].startswith("Pas assez de réponses pour conclure (18 réponses")
     for item in items.values():
         assert item["reason"].count(".") == 1 and item["reason"].endswith(".")
+        assert "nan" not in item["reason"] and "None" not in item["reason"]
 
 
 def test_a_suppressed_cell_is_never_tested_nor_recommended_from():
@@ -129,6 +130,13 @@ def test_peers_given_by_the_caller_replace_those_of_the_frame():
     rows = [("navette", "transports", 3, np.nan, 0.85, 900, 1_000_000, 2_000), SERVICES[3]]
     alone = recommend(service_frame(rows)).table.set_index("service")
     assert alone.loc["navette", "recommendation"] == "maintain"  # no target, no peer: nothing to compare
+    ev = alone.loc["navette", "evidence"]
+    assert ev["target"] is None and ev["peer_mean"] is None
+    assert alone.loc["navette", "reason"] == (
+        f"{100 * ev['satisfied']:.0f} % d'usagers satisfaits (IC 95 % : {100 * ev['ci'][0]:.0f} %–"
+        f"{100 * ev['ci'][1]:.0f} %), sans cible fixée ni écart significatif aux services de la même politique : "
+        "à maintenir."
+    )
     given = service_frame(rows, peer_value=[0.6, np.nan], peer_se=[0.01, np.nan])
     table = recommend(given).table.set_index("service")
     assert table.loc["navette", "recommendation"] == "reduce"

@@ -56,7 +56,7 @@ from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
+import statsmodels.api as sm
 from scipy import optimize, sparse, stats
 from scipy.special import expit, logit
 
@@ -683,7 +683,16 @@ def elasticity(
         w=(data["p"] * (1 - data["p"]) / data["se"]) ** 2,
         year=data["year"].astype(str),
     )
-    model = smf.wls("y ~ log_budget + C(service) + C(year)", data=data, weights=data["w"])
+    # y ~ log_budget + C(service) + C(year), with the dummies built here: the formula
+    # interface would cost every app start its import.
+    design = pd.concat(
+        [
+            data[["log_budget"]],
+            pd.get_dummies(data[["service", "year"]], drop_first=True, dtype=float),
+        ],
+        axis=1,
+    )
+    model = sm.WLS(data["y"], sm.add_constant(design, has_constant="add"), weights=data["w"])
     scale = max(1.0, float(model.fit().scale))
     fit = model.fit(cov_type="fixed scale", cov_kwds={"scale": scale})
     est = float(fit.params["log_budget"])

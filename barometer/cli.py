@@ -22,7 +22,6 @@ from .extensions import db
 from .journal import REFUSED, retry_refused
 from .loader import load_surveys
 from .models import Organisation, Role, Service, User
-from .steering.imports import ImportRefused, import_allocations, import_priorities
 from .storage import journal_directory, store_journaled
 
 REPLACE_OPTION = "--remplacer"
@@ -263,10 +262,14 @@ def urls_command(base):
         click.echo(f"Connexion     : {url_for('auth.login', _external=True)}")
 
 
-def _import_command(importer, path: str, noun: str) -> None:
+def _import_command(name: str, path: str, noun: str) -> None:
+    # Imported here, not at the top: the validation reads the priority levels from
+    # analysis/, whose statistics libraries every app start would otherwise load.
+    from .steering import imports
+
     try:
-        report = importer(path)
-    except ImportRefused as exc:
+        report = getattr(imports, name)(path)
+    except imports.ImportRefused as exc:
         raise click.ClickException(f"fichier refusé, rien n'a été importé :\n{exc}") from exc
     click.echo(report.summary(noun))
 
@@ -286,7 +289,7 @@ def import_allocations_command(path):
     et rien n'est importé ; chaque erreur donne sa ligne, sa colonne et sa raison. Un
     nouvel import met à jour les lignes (service, année) déjà connues.
     """
-    _import_command(import_allocations, path, "allocation(s)")
+    _import_command("import_allocations", path, "allocation(s)")
 
 
 @barometer_cli.command("import-priorities", short_help="Importe le référentiel stratégique des politiques.")
@@ -305,4 +308,4 @@ def import_priorities_command(path):
     et rien n'est importé ; chaque erreur donne sa ligne, sa colonne et sa raison. Un
     nouvel import met à jour les politiques déjà connues.
     """
-    _import_command(import_priorities, path, "priorité(s)")
+    _import_command("import_priorities", path, "priorité(s)")

@@ -15,6 +15,9 @@ ipa
     Importance-performance quadrants (over-quality and under-served attributes).
 segments
     Publics that are significantly less satisfied than the rest.
+redeploy
+    Recommendations per service (reinforce, reduce, maintain, watch), the
+    allocation-satisfaction elasticity, and the even versus strategic budget cut.
 
 The package never imports the web application or the database layer.
 """

@@ -94,7 +94,8 @@ def _demo_help() -> str:
         "\b\nEffets introduits (les analyses doivent les retrouver) :\n" + planted + "\n\n"
         "Tous les autres services ouverts de la commune n'ont aucun effet introduit : "
         "leurs attributs les mieux notés sont aussi ceux qui comptent le plus, et leur "
-        "satisfaction est stable dans le temps et égale entre publics."
+        "satisfaction est stable dans le temps, égale entre publics et au niveau de la cible "
+        "de leur politique."
     )
 
 
@@ -228,3 +229,52 @@ def urls_command(base):
             click.echo(f"Affiche et QR : {url_for('respond.show_poster', slug=service.slug, _external=True)}")
         click.echo(f"Rapports      : {url_for('reports.list_services', _external=True)}")
         click.echo(f"Connexion     : {url_for('auth.login', _external=True)}")
+
+
+def _import_command(name: str, path: str, noun: str) -> None:
+    # Imported here, not at the top: the validation reads the priority levels from
+    # analysis/, whose statistics libraries every app start would otherwise load.
+    from .steering import imports
+
+    try:
+        report = getattr(imports, name)(path)
+    except imports.ImportRefused as exc:
+        raise click.ClickException(f"fichier refusé, rien n'a été importé :\n{exc}") from exc
+    click.echo(report.summary(noun))
+
+
+@barometer_cli.command("import-allocations", short_help="Importe les budgets, effectifs et volumes des services.")
+@click.argument("path", metavar="FICHIER", type=click.Path(dir_okay=False, path_type=str))
+@french_help
+@with_appcontext
+@needs_schema
+def import_allocations_command(path):
+    """Importe les allocations du FICHIER (CSV ou XLSX) : une ligne par service et par
+    année, colonnes service (slug), year (année), budget_eur (budget de fonctionnement
+    en euros), fte (effectif en équivalents temps plein) et volume (visites, usagers ou
+    dossiers traités dans l'année ; peut rester vide).
+
+    Le fichier est vérifié en entier avant toute écriture : une seule ligne en erreur
+    et rien n'est importé ; chaque erreur donne sa ligne, sa colonne et sa raison. Un
+    nouvel import met à jour les lignes (service, année) déjà connues.
+    """
+    _import_command("import_allocations", path, "allocation(s)")
+
+
+@barometer_cli.command("import-priorities", short_help="Importe le référentiel stratégique des politiques.")
+@click.argument("path", metavar="FICHIER", type=click.Path(dir_okay=False, path_type=str))
+@french_help
+@with_appcontext
+@needs_schema
+def import_priorities_command(path):
+    """Importe le référentiel stratégique du FICHIER (CSV ou XLSX) : une ligne par
+    politique, colonnes policy (slug), priority (1 essentielle, 2 importante,
+    3 secondaire), floor_eur (allocation minimale en euros sous laquelle la politique ne
+    peut plus fonctionner), target_satisfied (part d'usagers satisfaits visée, entre 0
+    et 1) et deadline (échéance, AAAA-MM-JJ) ; les trois dernières peuvent rester vides.
+
+    Le fichier est vérifié en entier avant toute écriture : une seule ligne en erreur
+    et rien n'est importé ; chaque erreur donne sa ligne, sa colonne et sa raison. Un
+    nouvel import met à jour les politiques déjà connues.
+    """
+    _import_command("import_priorities", path, "priorité(s)")

@@ -70,8 +70,42 @@ PLANTED = (
         target="a75_plus",
         dimension="age_band",
     ),
+    # Service-level effects the director's recommendations must find.
+    Planted(
+        "over_quality_service",
+        "conservatoire",
+        "satisfaction bien au-dessus de la cible d'une politique secondaire, pour un coût par usager élevé (sur-qualité)",
+    ),
+    Planted(
+        "under_served_service",
+        "urbanisme",
+        "satisfaction sous la cible d'une politique essentielle, sur ce qui compte le plus (besoins mal couverts)",
+        target="waiting_time",
+    ),
+    Planted(
+        "too_few_responses",
+        "cimetiere",
+        "questionnaire ouvert depuis deux mois seulement, trop peu de réponses pour conclure",
+    ),
 )
 PLANTED_SERVICES = frozenset(p.service for p in PLANTED)
+
+#: The strategic framework of the demo: the planted services' policies are set, every
+#: other policy draws a level. Neutral services satisfy about 51 % of their users (the
+#: generator's baseline), so that is their target, and chance alone rarely puts one
+#: 5 points away from it; the under-served service's essential policy aims higher.
+PLANTED_PRIORITIES = {
+    "enseignements-artistiques": (3, 0.51),  # the over-quality service's policy
+    "urbanisme-reglementaire": (1, 0.70),  # the under-served service's policy
+}
+NEUTRAL_TARGET = 0.51
+#: A policy's floor, as a share of its last allocation, by priority level: an 8 % even
+#: cut puts essential policies below theirs.
+FLOOR_SHARE = {1: 0.95, 2: 0.9, 3: 0.6}
+#: Lift of the over-quality service's overall score (to about 76 % satisfied).
+OVER_QUALITY_LIFT = 0.8
+#: The service with too few responses answers only in the last months, this many a month.
+FEW_MONTHS, FEW_PER_MONTH = 2, 10
 
 # Sample composition differs from the population margins on purpose: older people
 # and men answer less, so weighting has something to correct.
@@ -167,6 +201,8 @@ def generate(
     weights = rng.uniform(0.5, 1.5, len(services))
     weights[[i for i, s in enumerate(services) if s.slug in PLANTED_SERVICES]] = 1.6
     lam = per_month * weights / weights.sum()
+    few = {p.service for p in PLANTED if p.kind == "too_few_responses"}
+    lam[[i for i, s in enumerate(services) if s.slug in few]] = FEW_PER_MONTH
     designs = {s.slug: _design(s.slug, contexts[s.slug].questionnaire.drivers, rng) for s in services}
     month_list = _month_starts(months, (end or datetime.now(UTC)).date())
     stored = 0
@@ -174,6 +210,8 @@ def generate(
         subs: list[Submission] = []
         for s_index, service in enumerate(services):
             n = int(rng.poisson(lam[s_index]))
+            if service.slug in few and m_index < len(month_list) - FEW_MONTHS:
+                n = 0
             if n:
                 subs.extend(
                     _service_month(
@@ -217,6 +255,8 @@ def _service_month(rng, service, context, design, sites, n, month, m_index, n_mo
             score += -0.045 * (m_index - (n_months - 1) / 2)
         elif p.kind == "less_satisfied_public":
             score -= 1.2 * (age == p.target)
+        elif p.kind == "over_quality_service":
+            score += OVER_QUALITY_LIFT
     overall = np.clip(np.rint(score), 1, 5).astype(int)
     na = rng.random((n, k)) < NOT_APPLICABLE_RATE
     recommend = np.clip(np.rint(2.2 * overall - 1 + rng.normal(0, 1.2, n)), 0, 10).astype(int)
@@ -313,12 +353,16 @@ def add_budgets(*, seed: int = 1, years: int = 3, last_year: int | None = None) 
         .all()
     )
     db.session.execute(delete(Allocation).where(Allocation.service_id.in_([s.id for s in services])))
+    over_quality = {p.service for p in PLANTED if p.kind == "over_quality_service"}
+    last_budget: dict[int, float] = {}
     for s in services:
         base = float(rng.uniform(150_000, 2_500_000))
         if s.slug == "etat-civil":  # over-quality costs money
             base *= 1.4
         fte = base / 55_000
         volume = int(rng.uniform(2_000, 60_000))
+        if s.slug in over_quality:  # a costly service for few users: over 1,000 € each
+            base, volume = max(base, 1_500_000.0), 1_200
         for k, year in enumerate(range(last_year - years + 1, last_year + 1)):
             drift = (1 + rng.normal(0.01, 0.02)) ** k
             db.session.add(
@@ -330,14 +374,19 @@ def add_budgets(*, seed: int = 1, years: int = 3, last_year: int | None = None) 
                     volume=int(volume * drift),
                 )
             )
+        # The loop ends on the last year: its budget sets the policy's floor.
+        last_budget[s.policy_id] = last_budget.get(s.policy_id, 0.0) + base * drift
     prioritised = set(db.session.execute(select(Priority.policy_id)).scalars())
+    slugs = {s.policy_id: s.policy.slug for s in services}
     for pid in sorted({s.policy_id for s in services} - prioritised):
+        level = int(rng.integers(1, 4))
+        level, target = PLANTED_PRIORITIES.get(slugs[pid], (level, NEUTRAL_TARGET))
         db.session.add(
             Priority(
                 policy_id=pid,
-                level=int(rng.integers(1, 4)),
-                floor_eur=Decimal("100000.00"),
-                satisfaction_target=0.8,
+                level=level,
+                floor_eur=Decimal(f"{FLOOR_SHARE[level] * last_budget[pid]:.2f}"),
+                satisfaction_target=target,
                 deadline=date(last_year + 1, 12, 31),
             )
         )

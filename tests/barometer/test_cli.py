@@ -21,6 +21,8 @@ SHORT_HELP = {
     "create-user": "Crée un compte du personnel ou change son mot de passe.",
     "is-empty": "Dit si la base est encore sans réponse (code de sortie).",
     "urls": "Affiche les adresses principales.",
+    "import-allocations": "Importe les budgets, effectifs et volumes des services.",
+    "import-priorities": "Importe le référentiel stratégique des politiques.",
 }
 #: The start of each command's French help.
 HELP = {
@@ -29,6 +31,8 @@ HELP = {
     "create-user": "Crée le compte du personnel EMAIL, ou change son mot de passe.",
     "is-empty": "Sort avec le code 0 si la base ne contient encore aucune réponse",
     "urls": "Affiche les adresses principales",
+    "import-allocations": "Importe les allocations du FICHIER (CSV ou XLSX)",
+    "import-priorities": "Importe le référentiel stratégique du FICHIER (CSV ou XLSX)",
 }
 #: Phrases of the English help the commands used to show.
 ENGLISH = (
@@ -95,6 +99,8 @@ def bare_runner(tmp_path):
         ["create-user", "agent@example.org", "--password", "un-long-mot-de-passe"],
         ["is-empty"],
         ["urls"],
+        ["import-allocations", "budgets.csv"],
+        ["import-priorities", "priorites.csv"],
     ],
 )
 def test_commands_before_db_upgrade_say_to_run_it(bare_runner, args):

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from analysis.estimates import grouped_means
+from analysis.estimates import grouped_means, grouped_proportions
 from analysis.ipa import bootstrap_ci, quadrants
 from analysis.segments import segment_gaps
 from analysis.trends import adjust, trends
@@ -166,3 +166,47 @@ def test_extension_questions_on_the_areas_get_answers_the_definition_accepts(tre
     assert set().union(*chosen) == offered
     for codes in chosen:
         assert q.clean({"overall": 4, "visited_from": sorted(codes)}, areas=areas)[1] == {}
+
+
+def test_recommendations_find_the_planted_services_and_move_no_neutral_one(demo_app):
+    from analysis.redeploy import recommend, scenarios
+    from barometer.models import Policy, Priority
+
+    app, _, _ = demo_app
+    with app.app_context():
+        frame = responses_frame(keys=["overall"])
+        last = db.session.execute(select(func.max(Allocation.year))).scalar_one()
+        framework = pd.DataFrame(
+            db.session.execute(
+                select(
+                    Service.slug.label("service"),
+                    Policy.slug.label("policy"),
+                    Priority.level.label("priority"),
+                    Priority.satisfaction_target.label("target"),
+                    Priority.floor_eur,
+                    Allocation.budget_eur,
+                    Allocation.volume,
+                )
+                .join(Policy, Policy.id == Service.policy_id)
+                .join(Priority, Priority.policy_id == Policy.id)
+                .join(Allocation, (Allocation.service_id == Service.id) & (Allocation.year == last))
+                .where(Service.is_open.is_(True))
+            ).all()
+        )
+    framework[["floor_eur", "budget_eur"]] = framework[["floor_eur", "budget_eur"]].astype(float)
+    est = grouped_proportions(frame, "overall", ["service"], success=[4, 5])
+    services = framework.merge(est, on="service", how="left").assign(flag=lambda d: d["flag"].fillna("hidden"))
+    result = recommend(services)
+    rec = result.table.set_index("service")["recommendation"]
+    kinds = {p.kind: p.service for p in demo.PLANTED}
+    assert rec[kinds["over_quality_service"]] == "reduce"
+    assert rec[kinds["under_served_service"]] == "reinforce"
+    assert rec[kinds["too_few_responses"]] == "watch"
+    controls = sorted(set(rec.index) - demo.PLANTED_SERVICES)
+    assert len(controls) >= 20
+    assert (rec[controls] == "maintain").all(), rec[controls][rec[controls] != "maintain"]
+
+    # The demo's floors make the even cut's failure visible; the strategic cut avoids it.
+    plan = scenarios(services.assign(recommendation=rec.to_numpy()), saving=0.08, reinvest=0.25, elasticity=0.3)
+    assert plan.even.below_floor and not plan.strategic.below_floor
+    assert plan.strategic.projected_satisfied >= plan.even.projected_satisfied

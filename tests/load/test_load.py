@@ -65,6 +65,10 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+#: The status given to a reply cut short (no HTTP status was read in full).
+CUT = 599
+
+
 class Resident:
     """One phone: two keep-alive connections (the second for double taps)."""
 
@@ -92,8 +96,16 @@ class Resident:
             self.conns[i].request(method, SURVEY, body, self.headers if body else {})
 
     def _receive(self, i: int, method: str, started: float) -> tuple[int, bytes]:
-        response = self.conns[i].getresponse()
-        page = response.read()
+        try:
+            response = self.conns[i].getresponse()
+            page = response.read()
+        except (http.client.HTTPException, OSError):
+            # A worker killed while its reply went out: nginx had passed the headers
+            # on, then closed. Counted as that worker's 5xx, and tapped again.
+            self.conns[i].close()
+            self.conns[i] = self._connect()
+            self.tally.server_errors.append((method, CUT))
+            return CUT, b""
         self.tally.latencies[method].append(time.perf_counter() - started)
         if response.status >= 500:
             self.tally.server_errors.append((method, response.status))

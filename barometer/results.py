@@ -192,9 +192,10 @@ def record_responses(
 
     The cells are upserted with ``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``
     (the same statement on SQLite and PostgreSQL); a moments row is locked
-    (``SELECT ... FOR UPDATE`` on PostgreSQL) and its vector added to; the service's
-    data version is raised last, so its row is held for the shortest time. Rows are
-    written in key order, so concurrent writers lock them in the same order.
+    (``SELECT ... FOR UPDATE`` on PostgreSQL) and its vector added to. The service's
+    data version is raised first: its row is the service's lock until the caller
+    commits, so the writers of one service take turns (a rebuild too), and rows are
+    written in key order, so writers of several services lock them in the same order.
     """
     responses = list(responses)
     if not responses:
@@ -212,6 +213,8 @@ def _write(connection: Connection, totals: _Totals, *, add: bool) -> None:
     """Write aggregated totals: added to the stored rows (`add`), or as new rows (the
     service's rows deleted before, by a rebuild)."""
     insert = _insert(connection)
+    if add:
+        _raise_versions(connection, totals.responses)
     cells = totals.cell_rows()
     if cells:
         statement = insert(_CELLS)
@@ -224,17 +227,23 @@ def _write(connection: Connection, totals: _Totals, *, add: bool) -> None:
     moments = totals.moments()
     if moments:
         _write_moments(connection, insert, moments, add=add)
-    statement = insert(_VERSIONS)
+
+
+def _raise_versions(connection: Connection, responses: Mapping[int, int]) -> None:
+    """Raise the data version of services, adding their new responses.
+
+    Done first: the version row is each service's lock on its read model, taken by every
+    writer and by a rebuild before anything else, so that a rebuild never misses, nor
+    counts twice, a response stored meanwhile (and writers never wait on each other in
+    opposite orders).
+    """
+    statement = _insert(connection)(_VERSIONS)
     statement = statement.on_conflict_do_update(
         index_elements=["service_id"],
-        set_={
-            "version": _VERSIONS.c.version + 1,
-            "responses": (_VERSIONS.c.responses if add else 0) + statement.excluded.responses,
-        },
+        set_={"version": _VERSIONS.c.version + 1, "responses": _VERSIONS.c.responses + statement.excluded.responses},
     )
     connection.execute(
-        statement,
-        [{"service_id": s, "version": 1, "responses": n} for s, n in sorted(totals.responses.items())],
+        statement, [{"service_id": s, "version": 1, "responses": n} for s, n in sorted(responses.items())]
     )
 
 
@@ -287,8 +296,11 @@ def rebuild_service(connection: Connection, service_id: int, *, chunk: int = 20_
     Reads the responses in chunks of ``chunk`` (bounded memory), aggregates them with the
     same code as `record_responses`, then replaces the service's rows, all in the
     caller's transaction (one per service: a reader sees the old rows or the new ones).
-    The data version is raised, never reset, so caches keyed on it see the change.
+    The data version is raised first, never reset: caches keyed on it see the change,
+    and its row, locked until the caller commits, makes the service's writers wait, so
+    that a response stored meanwhile is either read here or added afterwards.
     """
+    _raise_versions(connection, {service_id: 0})  # the service's lock, before any read
     responses = Response.__table__
     answers = Answer.__table__
     profile = [responses.c[k] for k in PROFILE_KEYS]
@@ -330,9 +342,8 @@ def rebuild_service(connection: Connection, service_id: int, *, chunk: int = 20_
         read += len(rows)
     for table in (_CELLS, _MOMENTS):
         connection.execute(delete(table).where(table.c.service_id == service_id))
-    if not read:
-        totals.responses[service_id] = 0
     _write(connection, totals, add=False)
+    connection.execute(update(_VERSIONS).where(_VERSIONS.c.service_id == service_id).values(responses=read))
     return read
 
 

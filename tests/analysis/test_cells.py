@@ -214,3 +214,9 @@ def test_periods_at_a_coarser_grain():
     assert list(ce.with_period(cells, "year")["period"].astype(str)) == ["2024", "2024", "2025"]
     with pytest.raises(ValueError, match="grain"):
         ce.with_period(cells, "week")
+
+
+def test_a_grouping_column_without_any_value_gives_no_group(respondents):
+    cells = cells_of(respondents.assign(site_id=pd.array([None] * len(respondents), dtype="Int64")))
+    assert ce.estimates(cells, "overall", by="site_id").table.empty
+    assert ce.estimate(cells, "overall").n == respondents["overall"].notna().sum()

@@ -270,7 +270,7 @@ def _rows(cells: pd.DataFrame, key: str, by: list[str], statistic: Statistic) ->
     flat = np.ravel_multi_index([codes + 1 for codes, _ in coded.values()], sizes)
     question = cells["question_key"]
     is_design = (question == RESPONSES).to_numpy(dtype=bool)
-    if not is_design.any():
+    if not is_design.any() and len(cells):
         raise ValueError(f"the cells hold no {RESPONSES!r} rows: the responses they describe are unknown")
     design, inverse = np.unique(flat[is_design], return_inverse=True)
     N = np.bincount(inverse, weights=cells["n"].to_numpy(dtype=float)[is_design], minlength=design.size)

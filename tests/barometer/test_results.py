@@ -296,3 +296,16 @@ def test_rebuild_of_a_service_without_responses_empties_it(demo_app):
         assert results.data_versions([service.id]) == {service.id: before + 2}
         organisation = service.organisation_id
         assert results.population_margins(organisation)["sex"] == {"f": 0.52, "m": 0.48}
+
+
+def test_demo_responses_deleted_take_their_results_with_them(demo_app):
+    # Last of the module: it empties the demo history the tests above share.
+    from barometer import demo
+
+    with demo_app.app_context():
+        ids = db.session.execute(select(Service.id)).scalars().all()
+        versions = results.data_versions(ids)
+        assert not results.cells_frame(ids).empty
+        assert demo.delete_responses() > 0
+        assert results.cells_frame(ids).empty and results.moments_frame(ids).empty
+        assert all(v > versions[s] for s, v in results.data_versions(ids).items())

@@ -313,8 +313,9 @@ def _variances(rows: _Rows, w: np.ndarray, raking: CellRaking | None, centre, co
     UU = np.where(member, coef**2 * (q - 2 * centre * s + centre**2 * n), 0.0)
     if raking is not None:
         x = raking._calibration(rows.coded)
-        root = np.sqrt(N)
-        beta, *_ = np.linalg.lstsq(x * root, U / root, rcond=None)
+        # Normal equations on the rows: X'NX is small (one column per category), and its
+        # pseudo-inverse gives the fitted values whatever the dummies' collinearity.
+        beta = np.linalg.pinv(x.T @ (N * x), hermitian=True) @ (x.T @ U)
         a = x @ beta
         UU = UU - 2 * a * U + N * a**2
         U = U - N * a
@@ -638,9 +639,15 @@ def _moment_sums(moments: pd.DataFrame, wanted: list[str], raking: CellRaking | 
     if not len(rows):
         return total, 0
     w = np.ones(len(rows)) if raking is None else raking.weights_for(rows)
-    for weight, variables, vector in zip(w, rows["variables"], rows["moments"], strict=True):
-        order = [0, *(1 + list(variables).index(v) for v in wanted)]
-        total += weight * _full(np.asarray(vector, dtype=float), size)[np.ix_(order, order)]
+    # Rows of one variable order are summed at once, then put in the order wanted.
+    orders: dict[tuple, list[int]] = {}
+    for i, variables in enumerate(rows["variables"]):
+        orders.setdefault(tuple(variables), []).append(i)
+    vectors = rows["moments"].to_numpy()
+    for variables, at in orders.items():
+        stacked = np.stack([np.asarray(vectors[i], dtype=float) for i in at])
+        order = [0, *(1 + variables.index(v) for v in wanted)]
+        total += _full(w[at] @ stacked, size)[np.ix_(order, order)]
     return total, int(rows["n"].sum())
 
 

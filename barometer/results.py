@@ -25,6 +25,7 @@ functions here are, with `frames.py`, the only ones that turn rows into frames;
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
@@ -418,7 +419,9 @@ def _frame(connection: Connection, query) -> pd.DataFrame:
     """A query's rows as a frame, a column at a time (much faster than row by row)."""
     result = connection.execute(query)
     names = list(result.keys())
-    rows = result.all()
+    # The driver's own tuples: the columns read need no conversion (the month is text).
+    rows = result.cursor.fetchall()
+    result.close()
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
     data = {}
     for name, values in zip(names, columns, strict=True):
@@ -522,7 +525,8 @@ def moments_frame(
         frame = _frame(connection, query)
     frame["service_id"] = frame["service_id"].astype("int64")
     frame["variables"] = [tuple(v.split(" ")) for v in frame["variables"]]
-    frame["moments"] = [np.asarray(m, dtype=float) for m in frame["moments"]]
+    # The driver's value: JSON text (SQLite), or already decoded (psycopg).
+    frame["moments"] = [np.asarray(json.loads(m) if isinstance(m, str) else m, dtype=float) for m in frame["moments"]]
     frame["n"] = frame["n"].astype("int64")
     return _tidy(frame)
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, bindparam, cast, delete, select, tuple_, update
+from sqlalchemy import Date, String, bindparam, case, cast, delete, func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -107,7 +107,9 @@ class _Totals:
     integers, whose sums are exact in floating point).
     """
 
-    def __init__(self):
+    def __init__(self, *, cells: bool = True):
+        #: Whether to sum the cells (a rebuild has the database sum them).
+        self.with_cells = cells
         #: Cell key -> [n, total, total_sq, satisfied].
         self.cells: dict[tuple, list] = defaultdict(lambda: [0, 0.0, 0.0, 0])
         #: Moments key -> complete rows (values of the variables, in order).
@@ -121,18 +123,21 @@ class _Totals:
         where = (service_id, _month(response["submitted_at"]), response.get("site_id") or NO_SITE)
         profile = tuple(_profile_code(response.get(key)) for key in PROFILE_KEYS)
         self.responses[service_id] += 1
-        self.cells[(*where, RESPONSES_KEY, *profile)][0] += 1
         values = {}
-        for key, value, *_ in answers:
-            if value is None:
-                continue
-            value = float(value)
-            cell = self.cells[(*where, key, *profile)]
-            cell[0] += 1
-            cell[1] += value
-            cell[2] += value * value
-            cell[3] += value in _SATISFIED
-            values[key] = value
+        if self.with_cells:
+            self.cells[(*where, RESPONSES_KEY, *profile)][0] += 1
+            for key, value, *_ in answers:
+                if value is None:
+                    continue
+                value = float(value)
+                cell = self.cells[(*where, key, *profile)]
+                cell[0] += 1
+                cell[1] += value
+                cell[2] += value * value
+                cell[3] += value in _SATISFIED
+                values[key] = value
+        else:
+            values = {key: float(value) for key, value, *_ in answers if value is not None}
         if drivers:
             variables = (OUTCOME, *drivers)
             if all(key in values for key in variables):
@@ -345,30 +350,39 @@ def _write_moments(connection: Connection, statements: _Statements, moments: dic
 
 def rebuild_service(connection: Connection, service_id: int, *, chunk: int = 20_000) -> int:
     """Recompute one service's read model from its responses and answers; returns how
-    many responses were read.
+    many responses it has.
 
-    Reads the responses in chunks of ``chunk`` (bounded memory), aggregates them with the
-    same code as `record_responses`, then replaces the service's rows, all in the
-    caller's transaction (one per service: a reader sees the old rows or the new ones).
-    The data version is raised first, never reset: caches keyed on it see the change,
-    and its row, locked until the caller commits, makes the service's writers wait, so
-    that a response stored meanwhile is either read here or added afterwards.
+    The cells are summed by the database (``INSERT ... SELECT ... GROUP BY``, the same
+    sums as `record_responses` adds: the values are integers, whose sums are exact); the
+    moments need each response's answers side by side, read in chunks of ``chunk``
+    responses (bounded memory) and aggregated by the code `record_responses` uses. All in
+    the caller's transaction (one per service: a reader sees the old rows or the new
+    ones). The data version is raised first, never reset: caches keyed on it see the
+    change, and its row, locked until the caller commits, makes the service's writers
+    wait, so that a response stored meanwhile is either counted here or added afterwards.
     """
     _raise_versions(connection, {service_id: 0})  # the service's lock, before any read
+    for table in (_CELLS, _MOMENTS):
+        connection.execute(delete(table).where(table.c.service_id == service_id))
+    for statement in _cell_sums(connection.dialect, service_id):
+        connection.execute(statement)
     responses = Response.__table__
     answers = Answer.__table__
-    profile = [responses.c[k] for k in PROFILE_KEYS]
-    totals = _Totals()
-    drivers: dict[int, tuple[str, ...]] = {}
+    versions = connection.execute(
+        select(responses.c.version_id).where(responses.c.service_id == service_id).distinct()
+    ).scalars()
+    drivers = _driver_keys(connection, versions)
+    variables = sorted({key for keys in drivers.values() if keys for key in (OUTCOME, *keys)})
+    totals = _Totals(cells=False)
     last, read = 0, 0
-    while True:
+    while variables:
         rows = connection.execute(
             select(
                 responses.c.id,
                 responses.c.site_id,
                 responses.c.version_id,
                 responses.c.submitted_at,
-                *profile,
+                *(responses.c[k] for k in PROFILE_KEYS),
             )
             .where(responses.c.service_id == service_id, responses.c.id > last)
             .order_by(responses.c.id)
@@ -384,21 +398,68 @@ def rebuild_service(connection: Connection, service_id: int, *, chunk: int = 20_
             .where(
                 responses.c.service_id == service_id,
                 answers.c.response_id.between(first, last),
+                answers.c.question_key.in_(variables),
                 answers.c.value.is_not(None),
             )
         ):
             values[response_id].append((key, value))
-        new = {r.version_id for r in rows} - set(drivers)
-        drivers.update(_driver_keys(connection, new))
         for r in rows:
-            row = {"service_id": service_id, **r._mapping}
-            totals.add(row, values.get(r.id, ()), drivers[r.version_id])
+            totals.add({"service_id": service_id, **r._mapping}, values.get(r.id, ()), drivers[r.version_id])
         read += len(rows)
-    for table in (_CELLS, _MOMENTS):
-        connection.execute(delete(table).where(table.c.service_id == service_id))
     _write(connection, totals, add=False)
-    connection.execute(update(_VERSIONS).where(_VERSIONS.c.service_id == service_id).values(responses=read))
-    return read
+    count = connection.execute(
+        select(func.count()).select_from(responses).where(responses.c.service_id == service_id)
+    ).scalar_one()
+    connection.execute(update(_VERSIONS).where(_VERSIONS.c.service_id == service_id).values(responses=count))
+    return count
+
+
+def _month_of(dialect, column):
+    """The first day of the month of a stored time, in UTC, as the database writes a date
+    (SQLite: the text SQLAlchemy stores a date as; times are stored in UTC)."""
+    if dialect.name == "sqlite":
+        return func.strftime("%Y-%m-01", column)
+    return cast(func.date_trunc("month", func.timezone("UTC", column)), Date)
+
+
+def _cell_sums(dialect, service_id: int) -> list:
+    """The statements that write a service's cells from its responses and answers."""
+    responses = Response.__table__
+    answers = Answer.__table__
+    key = [
+        responses.c.service_id,
+        _month_of(dialect, responses.c.submitted_at),
+        func.coalesce(responses.c.site_id, NO_SITE),
+    ]
+    profile = [
+        case(
+            (or_(responses.c[k].is_(None), responses.c[k] == PREFER_NOT_TO_SAY), literal(MISSING_CODE)),
+            else_=responses.c[k],
+        )
+        for k in PROFILE_KEYS
+    ]
+    columns = [*_CELL_KEY, *_CELL_VALUES]
+    value = answers.c.value
+    by_answer = (
+        select(
+            *key,
+            answers.c.question_key,
+            *profile,
+            func.count(),
+            func.sum(value),
+            func.sum(value * value),
+            func.sum(case((value.in_(sorted(_SATISFIED)), 1), else_=0)),
+        )
+        .join(responses, responses.c.id == answers.c.response_id)
+        .where(responses.c.service_id == service_id, value.is_not(None))
+        .group_by(*key, answers.c.question_key, *profile)
+    )
+    by_response = (
+        select(*key, literal(RESPONSES_KEY), *profile, func.count(), literal(0.0), literal(0.0), literal(0))
+        .where(responses.c.service_id == service_id)
+        .group_by(*key, *profile)
+    )
+    return [_CELLS.insert().from_select(columns, by_answer), _CELLS.insert().from_select(columns, by_response)]
 
 
 def _months(query, table, start: date | None, end: date | None):

@@ -1,6 +1,6 @@
 """Benchmark of the results read model on the demo grown large (figures, not pass/fail).
 
-Usage: python bench/bench_results.py [--months 24] [--per-month 4000] [--database URL]
+Usage: python bench/bench_results.py [--months 24] [--per-month 4000] [--database URL [--reuse]]
 
 On a new database (a temporary SQLite file, or the empty PostgreSQL database of
 --database), fills the demo commune with `demo.generate` (responses written by
@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
-from sqlalchemy import select, text  # noqa: E402
+from sqlalchemy import func, select, text  # noqa: E402
 
 from analysis import cells as ce  # noqa: E402
 from analysis.drivers import relative_importance  # noqa: E402
@@ -43,7 +43,7 @@ from barometer.config import TestConfig  # noqa: E402
 from barometer.extensions import db  # noqa: E402
 from barometer.frames import responses_frame  # noqa: E402
 from barometer.loader import load_surveys  # noqa: E402
-from barometer.models import Service  # noqa: E402
+from barometer.models import Response, Service  # noqa: E402
 from surveys.schema import DEFAULT_ROOT, PROFILE_KEYS  # noqa: E402
 
 SERVICE = "piscine"
@@ -157,6 +157,9 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--per-month", type=int, default=4000)
     parser.add_argument("--database", help="an empty database's URL (default: a temporary SQLite file)")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the responses the --database already holds (no new demo)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("SECRET_KEY", "bench")
     folder = tempfile.TemporaryDirectory()
@@ -166,19 +169,24 @@ def main() -> None:
     with app.app_context():
         from flask_migrate import upgrade
 
-        with db.engine.begin() as connection:
-            db.metadata.drop_all(connection)
-            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-        upgrade()
-        load_surveys(DEFAULT_ROOT)
-        with timer("demo", t):
-            stored = demo.generate(seed=1, months=args.months, per_month=args.per_month)
+        if args.reuse and args.database:
+            upgrade()
+            stored = db.session.execute(select(func.count()).select_from(Response)).scalar_one()
+        else:
+            with db.engine.begin() as connection:
+                db.metadata.drop_all(connection)
+                connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            upgrade()
+            load_surveys(DEFAULT_ROOT)
+            with timer("demo", t):
+                stored = demo.generate(seed=1, months=args.months, per_month=args.per_month)
         services = db.session.execute(select(Service.id, Service.slug, Service.organisation_id)).all()
         db.session.remove()
     print(
         f"database: {app.config['SQLALCHEMY_DATABASE_URI'].split(':')[0]}; {stored} responses, {len(services)} services"
     )
-    print(f"demo (store_responses, read model kept): {t['demo']:.1f} s, {t['demo'] / stored * 1e6:.0f} µs/response")
+    if "demo" in t:
+        print(f"demo (store_responses, read model kept): {t['demo']:.1f} s, {t['demo'] / stored * 1e6:.0f} µs/response")
 
     with_model, without = bulk_cost(app, 5000)
     print(

@@ -21,6 +21,7 @@ from surveys.schema import PROFILE_KEYS, QuestionnaireDef
 from .extensions import db
 from .models import Answer, Channel, Response, utcnow
 from .privacy import mask_personal_data
+from .results import record_responses
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def _insert_once(connection: Connection, sub: Submission) -> bool:
     answer_rows = _answer_rows(response_id, sub)
     if answer_rows:
         connection.execute(_INSERT_ANSWERS, answer_rows)
-    _after_insert(connection, response_row, answer_rows)
+    _after_insert(connection, [sub], [response_row], [answer_rows])
     return True
 
 
@@ -128,10 +129,20 @@ def _insert_unless_known(dialect_name: str):
     return insert.returning(_RESPONSES.c.id)
 
 
-def _after_insert(connection: Connection, response_row: dict, answer_rows: list[dict]) -> None:
-    """What else a new response changes, in its own transaction: the place where the
-    results read model (per service, month and cell: counts, sums, sums of squares)
-    will be updated, so that it never disagrees with the stored answers. Nothing yet."""
+def _after_insert(
+    connection: Connection, subs: Sequence[Submission], response_rows: list[dict], answer_rows: list[list[dict]]
+) -> None:
+    """What else new responses change, in the transaction that inserted them: the
+    results read model (per service, month and cell: counts, sums, sums of squares),
+    which thus never disagrees with the stored answers."""
+    record_responses(
+        connection,
+        [
+            (response, [(a["question_key"], a["value"], a["choice"], a["text"]) for a in answers])
+            for response, answers in zip(response_rows, answer_rows, strict=True)
+        ],
+        drivers={sub.version_id: sub.questionnaire.drivers for sub in subs},
+    )
 
 
 def store_responses(subs: Sequence[Submission], *, batch: int = 5000) -> int:
@@ -147,8 +158,7 @@ def store_responses(subs: Sequence[Submission], *, batch: int = 5000) -> int:
         answers = [_answer_rows(response_id, sub) for response_id, sub in zip(ids, chunk, strict=True)]
         if any(answers):
             connection.execute(_INSERT_ANSWERS, [row for rows in answers for row in rows])
-        for response_row, answer_rows in zip(response_rows, answers, strict=True):
-            _after_insert(connection, response_row, answer_rows)
+        _after_insert(connection, chunk, response_rows, answers)
         session.commit()
         stored += len(chunk)
     return stored

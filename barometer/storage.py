@@ -24,6 +24,7 @@ from .extensions import db
 from .journal import Journal
 from .models import Answer, Channel, Response, utcnow
 from .privacy import mask_personal_data
+from .results import record_responses
 
 T = TypeVar("T")
 _RESPONSES = Response.__table__
@@ -430,16 +431,29 @@ def journal_directory(config, engine) -> Path | None:
 
 
 def store_responses(subs: Sequence[Submission], *, batch: int = 5000) -> int:
-    """Store many new responses in bulk transactions; returns how many were stored."""
+    """Store many new responses in bulk transactions, with their read-model update;
+    returns how many were stored."""
     session = db.session
     stored = 0
     for start in range(0, len(subs), batch):
         chunk = subs[start : start + batch]
         connection = session.connection()
-        ids = connection.execute(_INSERT_RESPONSES, [_response_row(s) for s in chunk]).scalars().all()
-        rows = [r for rid, s in zip(ids, chunk, strict=True) for r in _answer_rows(rid, s)]
+        responses = [_response_row(s) for s in chunk]
+        answers = [_answer_values(s) for s in chunk]
+        ids = connection.execute(_INSERT_RESPONSES, responses).scalars().all()
+        rows = [
+            dict(zip(_ANSWER_KEYS, (rid, *values), strict=True))
+            for rid, values_of in zip(ids, answers, strict=True)
+            for values in values_of
+        ]
         if rows:
             connection.execute(_INSERT_ANSWERS, rows)
+        # In the same transaction: a batch refused (a token stored before) counts nothing.
+        record_responses(
+            connection,
+            zip(responses, answers, strict=True),
+            drivers={s.version_id: s.questionnaire.drivers for s in chunk},
+        )
         session.commit()
         stored += len(chunk)
     return stored

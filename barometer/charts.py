@@ -134,6 +134,7 @@ def plot_trend(data: pd.DataFrame, *, ax: Axes | None = None, target: float | No
                 x[hit],
                 values[hit],
                 linestyle="none",
+                color=INK,
                 marker=marker,
                 markersize=10,
                 markerfacecolor="white",
@@ -261,7 +262,7 @@ def plot_segments(data: pd.DataFrame, *, ax: Axes | None = None, percent: bool =
     gap = data["gap"].to_numpy(float)
     err = np.vstack([gap - data["ci_low"].to_numpy(float), data["ci_high"].to_numpy(float) - gap])
     ax.axvline(0, color=GREY, linewidth=1)
-    ax.errorbar(gap, y, xerr=err, fmt="none", ecolor=INK, elinewidth=1.2, capsize=3)
+    ax.errorbar(gap, y, xerr=err, fmt="none", color=INK, ecolor=INK, elinewidth=1.2, capsize=3)
     flagged = data["under_served"].to_numpy(bool)
     for mask, face, label in (
         (flagged, INK, _("Public moins satisfait (significatif)")),
@@ -272,6 +273,7 @@ def plot_segments(data: pd.DataFrame, *, ax: Axes | None = None, percent: bool =
                 gap[mask],
                 y[mask],
                 linestyle="none",
+                color=INK,
                 marker="o" if face == "white" else "s",
                 markersize=6,
                 markerfacecolor=face,

@@ -1055,6 +1055,8 @@ class Summary:
     headline: Headline
     trend: TrendSection
     alerts: tuple[Alert, ...]
+    #: Attributes in the over-quality quadrant (not an alert: a saving to consider).
+    over_quality: tuple[str, ...] = ()
 
 
 def service_summary(service: Service, *, grain: str, start: date, end: date, lang: str) -> Summary:
@@ -1079,7 +1081,7 @@ def _summary(service: Service, grain: str, periods: list[Period], lang: str, ver
     ]
     trend_section = _trend_section(service, periods, *tables, {}, None, grain)
     headline = _headline(trend_section, _target(service))
-    under = ()
+    under = over = ()
     if drivers and not cells.empty:
         ci = _ipa_intervals(service, None, drivers, start, end, raking, version)
         if ci is not None and ci.attrs.get("n", 0) >= DEFAULT_RULES.min_n:
@@ -1089,7 +1091,8 @@ def _summary(service: Service, grain: str, periods: list[Period], lang: str, ver
                 for k in quad.index[quad["quadrant"] == "concentrate_here"]
             )
     publics = _publics(service, None, cells, raking, context, lang, grain, start, end)
-    return Summary(headline, trend_section, alerts_for(headline, trend_section, under, publics.less_satisfied))
+    alerts = alerts_for(headline, trend_section, under, publics.less_satisfied)
+    return Summary(headline, trend_section, alerts, over)
 
 
 @dataclass(frozen=True)

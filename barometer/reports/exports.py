@@ -16,6 +16,7 @@ from collections.abc import Callable
 from flask import Response
 from flask_babel import gettext as _
 from openpyxl import Workbook
+from openpyxl.styles import Font
 
 from analysis.estimates import Estimate
 
@@ -178,7 +179,7 @@ def _xlsx(header, rows, title: str) -> bytes:
     for row in rows:
         sheet.append(row)
     for cell in sheet[1]:
-        cell.font = cell.font.copy(bold=True)
+        cell.font = Font(bold=True)
     # Text cells are text, never formulas, whatever neutralise() left.
     for row in sheet.iter_rows(min_row=1):
         for cell in row:

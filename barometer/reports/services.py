@@ -19,6 +19,7 @@ import pandas as pd
 from babel.dates import format_date
 from flask import abort
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import and_, func, select, true
 from sqlalchemy.orm import aliased, joinedload, selectinload
 
@@ -310,19 +311,22 @@ class AttributesSection:
         parts = []
         if self.under_served:
             parts.append(
-                _(
-                    "Besoins mal couverts : %(names)s, qui pèse beaucoup sur la satisfaction globale mais reste mal noté."
-                    if len(self.under_served) == 1
-                    else "Besoins mal couverts : %(names)s, qui pèsent beaucoup sur la satisfaction globale mais restent mal notés.",
+                ngettext(
+                    "Besoins mal couverts : %(names)s, qui pèse beaucoup sur la satisfaction globale mais reste mal noté.",
+                    "Besoins mal couverts : %(names)s, qui pèsent beaucoup sur la satisfaction globale mais restent "
+                    "mal notés.",
+                    len(self.under_served),
                     names=_join(self.under_served),
                 )
             )
         if self.over_quality:
             parts.append(
-                _(
-                    "Sur-qualité possible : %(names)s, très bien noté mais presque sans effet sur la satisfaction globale."
-                    if len(self.over_quality) == 1
-                    else "Sur-qualité possible : %(names)s, très bien notés mais presque sans effet sur la satisfaction globale.",
+                ngettext(
+                    "Sur-qualité possible : %(names)s, très bien noté mais presque sans effet sur la satisfaction "
+                    "globale.",
+                    "Sur-qualité possible : %(names)s, très bien notés mais presque sans effet sur la satisfaction "
+                    "globale.",
+                    len(self.over_quality),
                     names=_join(self.over_quality),
                 )
             )
@@ -1086,9 +1090,9 @@ def _summary(service: Service, grain: str, periods: list[Period], lang: str, ver
         ci = _ipa_intervals(service, None, drivers, start, end, raking, version)
         if ci is not None and ci.attrs.get("n", 0) >= DEFAULT_RULES.min_n:
             quad = quadrants(ci["performance"], ci["importance"], ci=ci)
-            under = tuple(
-                _question_label(context.questionnaire, k, lang)
-                for k in quad.index[quad["quadrant"] == "concentrate_here"]
+            under, over = (
+                tuple(_question_label(context.questionnaire, k, lang) for k in quad.index[quad["quadrant"] == code])
+                for code in ("concentrate_here", "possible_overkill")
             )
     publics = _publics(service, None, cells, raking, context, lang, grain, start, end)
     alerts = alerts_for(headline, trend_section, under, publics.less_satisfied)

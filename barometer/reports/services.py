@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from babel.dates import format_date
 from flask import abort
+from flask_babel import format_decimal
 from flask_babel import gettext as _
-from flask_babel import ngettext
 from sqlalchemy import and_, func, select, true
 from sqlalchemy.orm import aliased, joinedload, selectinload
 
@@ -310,24 +310,33 @@ class AttributesSection:
             return self.unavailable
         parts = []
         if self.under_served:
+            names = _join(self.under_served)
             parts.append(
-                ngettext(
-                    "Besoins mal couverts : %(names)s, qui pèse beaucoup sur la satisfaction globale mais reste mal noté.",
+                _(
+                    "Besoins mal couverts : %(names)s, qui pèse beaucoup sur la satisfaction globale mais reste "
+                    "mal noté.",
+                    names=names,
+                )
+                if len(self.under_served) == 1
+                else _(
                     "Besoins mal couverts : %(names)s, qui pèsent beaucoup sur la satisfaction globale mais restent "
                     "mal notés.",
-                    len(self.under_served),
-                    names=_join(self.under_served),
+                    names=names,
                 )
             )
         if self.over_quality:
+            names = _join(self.over_quality)
             parts.append(
-                ngettext(
+                _(
                     "Sur-qualité possible : %(names)s, très bien noté mais presque sans effet sur la satisfaction "
                     "globale.",
+                    names=names,
+                )
+                if len(self.over_quality) == 1
+                else _(
                     "Sur-qualité possible : %(names)s, très bien notés mais presque sans effet sur la satisfaction "
                     "globale.",
-                    len(self.over_quality),
-                    names=_join(self.over_quality),
+                    names=names,
                 )
             )
         if not parts:
@@ -1031,7 +1040,7 @@ def alerts_for(h: Headline, t: TrendSection, under_served: Sequence[str], less_s
                 5,
                 _(
                     "Baisse significative de la satisfaction : %(delta)s points depuis %(prev)s.",
-                    delta=f"{h.change.delta * 100:+.0f}",
+                    delta=format_decimal(h.change.delta * 100, format="+0;-0"),
                     prev=h.previous.label,
                 ),
             )

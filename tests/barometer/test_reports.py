@@ -12,6 +12,7 @@ import io
 import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from html import unescape
 
 import pytest
 from openpyxl import load_workbook
@@ -93,7 +94,7 @@ def store(app, slug: str, count: int, *, answers: dict | None = None, when: date
 def text_of(html: str) -> str:
     """A page's text without its charts, tags or repeated spaces."""
     html = re.sub(r"<svg.*?</svg>", " ", html, flags=re.S)
-    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
 
 
 # --------------------------------------------------------------------------- access
@@ -202,6 +203,7 @@ def test_a_comment_holding_markup_is_shown_as_text_newest_first_and_searchable(p
     html = client.get("/rapports/piscine").get_data(as_text=True)
     assert "<script>alert" not in html and "<b>top</b>" not in html
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;b&gt;top&lt;/b&gt; =HYPERLINK" in html
+    assert '<script>alert("x")</script><b>top</b> =HYPERLINK' in text_of(html)  # shown as text
     comments = html[html.index('id="h-comments"') :]
     assert comments.index("note globale 5/5") < comments.index("note globale 2/5")
     assert comments.index("HYPERLINK") < comments.index("Vestiaires sales")
@@ -209,7 +211,7 @@ def test_a_comment_holding_markup_is_shown_as_text_newest_first_and_searchable(p
     assert "1 commentaire contient « vestiaires »." in text_of(found)
     assert "HYPERLINK" not in found[found.index('id="h-comments"') :]
     # A search for SQL's wildcards finds them as text, not everything.
-    assert "0 commentaires contiennent « % »." in text_of(client.get("/rapports/piscine?q=%25").get_data(as_text=True))
+    assert "0 commentaire contient « % »." in text_of(client.get("/rapports/piscine?q=%25").get_data(as_text=True))
 
 
 def test_comments_are_paginated(pool_with_answers):

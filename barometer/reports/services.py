@@ -27,11 +27,12 @@ from analysis import cells as cellstats
 from analysis.estimates import DEFAULT_RULES, Estimate
 from analysis.ipa import QUADRANT_LABELS, bootstrap_ci, quadrants
 from analysis.trends import Change, adjust, compare_periods, trend
+from surveys.schema import choices_for
 
 from .. import results
 from ..extensions import db
 from ..frames import responses_frame
-from ..models import Answer, Policy, Priority, Response, Role, Service, Site, User
+from ..models import Answer, Policy, Priority, QuestionnaireVersion, Response, Role, Service, Site, User
 from ..respond.services import get_survey
 
 #: Significance level of changes, trends and gaps, and the FDR of families of tests.
@@ -541,8 +542,6 @@ def _versions_by_period(service_id: int, periods: Sequence[Period], grain: str) 
     ).all()
     if not rows:
         return {}
-    from ..models import QuestionnaireVersion
-
     numbers = dict(
         db.session.execute(
             select(QuestionnaireVersion.id, QuestionnaireVersion.number).where(
@@ -883,8 +882,6 @@ def _attributes(service, site, cells, drivers, questionnaire, lang, start, end, 
 
 
 def _category_labels(context, lang: str) -> dict[str, dict[str, str]]:
-    from surveys.schema import choices_for
-
     out = {}
     for column in PUBLIC_COLUMNS:
         try:

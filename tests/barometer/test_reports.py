@@ -300,6 +300,37 @@ def test_the_report_reads_in_english(pool_with_answers):
     assert "Usagers satisfaits" not in text
 
 
+def test_a_new_questionnaire_version_breaks_the_trend(pool_with_answers):
+    """Responses to a second version of the pool's questionnaire: the page says where the
+    series breaks, and each period names the version it was answered with."""
+    from barometer.models import Questionnaire, QuestionnaireVersion
+
+    app = pool_with_answers
+    with app.app_context():
+        questionnaire = db.session.execute(select(Questionnaire).where(Questionnaire.key == "piscine")).scalar_one()
+        first = questionnaire.current
+        second = QuestionnaireVersion(
+            questionnaire_id=questionnaire.id, number=2, checksum="0" * 64, definition=first.definition
+        )
+        db.session.add(second)
+        db.session.commit()
+        second_id = second.id
+    when = datetime.combine(last_month_start(), datetime.min.time(), tzinfo=UTC) + timedelta(days=10)
+    base = valid_submission(app, "piscine", "", {"overall": "3"}, submitted_at=when)
+    with app.app_context():
+        store_responses([replace(base, token=new_token(), version_id=second_id) for _ in range(5)])
+    start = (datetime.now(UTC) - timedelta(days=100)).date().replace(day=1).isoformat()
+    html = signed_in(app, "a@example.fr").get(f"/rapports/piscine?start={start}").get_data(as_text=True)
+    text = text_of(html)
+    assert "Le questionnaire a changé de version en cours de période" in text
+    trend = html[html.index('id="h-trend"') : html.index('id="h-attributes"')]
+    versions = [
+        v for _, v in re.findall(r'<tr><th scope="row">([^<]+)</th>.*?<td>([^<]*)</td></tr>', trend) if v != "–"
+    ]
+    assert versions[0] == "1" and versions[-1] == "1, 2"
+    assert "Nouvelle version du questionnaire" in html  # marked on the chart
+
+
 # ----------------------------------------------------------------------- demo data
 
 START = None  # set by the fixture: the first month of the demo history

@@ -58,6 +58,7 @@ test: install-dev translations e2e-deps
 bench: install-dev translations
 	$(BIN)/python bench/bench_http.py
 	$(BIN)/python bench/bench_analysis.py
+	$(BIN)/python bench/bench_results.py
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -117,10 +118,21 @@ def complete_margins(frame: pd.DataFrame, margins: Mapping, *, weights=None) -> 
 
 
 def _responses(cells: pd.DataFrame) -> pd.DataFrame:
-    rows = cells[cells["question_key"] == RESPONSES]
+    rows = cells[(cells["question_key"] == RESPONSES).to_numpy(dtype=bool)]
     if rows.empty:
         raise ValueError(f"the cells hold no {RESPONSES!r} rows: the responses they describe are unknown")
     return rows
+
+
+def _factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Codes of a column's values, in sorted order, -1 for a missing value."""
+    if isinstance(values.dtype, pd.CategoricalDtype):  # the read model's frames: codes at hand
+        categories = values.cat.categories
+        codes = values.cat.codes.to_numpy()
+        if categories.is_monotonic_increasing:
+            return codes, categories
+    codes, uniques = pd.factorize(values, sort=True)
+    return codes, pd.Index(uniques)
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,34 +160,53 @@ class CellRaking:
     def dimensions(self) -> tuple[str, ...]:
         return tuple(self.margins)
 
-    def recode(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The raking columns of ``frame`` recoded as the raking has them."""
-        out = {}
-        for column, targets in self.margins.items():
-            values = frame[column]
-            known = values.isin([c for c in targets if c != UNKNOWN]).fillna(False).to_numpy(dtype=bool)
-            out[column] = np.where(known, values.astype(object).to_numpy(), UNKNOWN)
-        return pd.DataFrame(out, index=frame.index)
+    @cached_property
+    def _grid(self) -> np.ndarray:
+        """Unit weights over every combination of the margins' categories (NaN: none)."""
+        sizes = [len(t) for t in self.margins.values()]
+        grid = np.full(int(np.prod(sizes)), np.nan)
+        positions = [
+            pd.Index(list(targets)).get_indexer(self.unit_weights.index.get_level_values(i))
+            for i, targets in enumerate(self.margins.values())
+        ]
+        grid[np.ravel_multi_index(positions, sizes)] = self.unit_weights.to_numpy()
+        return grid
 
-    def calibration(self, frame: pd.DataFrame) -> np.ndarray:
-        """The raking dummies of each row of ``frame`` (as ``Raking.calibration_matrix``)."""
-        recoded = self.recode(frame)
-        return np.hstack(
-            [
-                np.column_stack([recoded[column].to_numpy() == category for category in targets]).astype(float)
-                for column, targets in self.margins.items()
-            ]
-        )
+    def _positions(self, column: str, codes: np.ndarray, uniques: pd.Index) -> np.ndarray:
+        """Position in the margin's categories of each coded value (`UNKNOWN` for a
+        missing value or a category the margins lack)."""
+        targets = list(self.margins[column])
+        unknown = targets.index(UNKNOWN) if UNKNOWN in targets else -1
+        known = {category: i for i, category in enumerate(targets) if category != UNKNOWN}
+        lookup = np.array([known.get(value, unknown) for value in uniques] + [unknown], dtype=np.intp)
+        positions = lookup[codes]
+        if (positions < 0).any():
+            raise ValueError(f"rows outside the raked scope (column {column!r}): rake the cells that hold them")
+        return positions
+
+    def _cells(self, coded: Mapping[str, tuple[np.ndarray, pd.Index]]) -> list[np.ndarray]:
+        return [self._positions(column, *coded[column]) for column in self.margins]
+
+    def _weights(self, coded) -> np.ndarray:
+        sizes = [len(t) for t in self.margins.values()]
+        weights = self._grid[np.ravel_multi_index(self._cells(coded), sizes)]
+        if np.isnan(weights).any():
+            raise ValueError("rows outside the raked scope: rake the cells that hold them")
+        return weights
+
+    def _calibration(self, coded) -> np.ndarray:
+        """The raking dummies of each row (as ``Raking.calibration_matrix``)."""
+        blocks = []
+        for positions, targets in zip(self._cells(coded), self.margins.values(), strict=True):
+            block = np.zeros((positions.size, len(targets)))
+            block[np.arange(positions.size), positions] = 1.0
+            blocks.append(block)
+        return np.hstack(blocks)
 
     def weights_for(self, frame: pd.DataFrame) -> np.ndarray:
         """The raked weight of one respondent of each row of ``frame`` (cells, moments
         or respondents), from its profile columns."""
-        recoded = self.recode(frame)
-        index = pd.MultiIndex.from_frame(recoded) if recoded.shape[1] > 1 else pd.Index(recoded.iloc[:, 0])
-        positions = self.unit_weights.index.get_indexer(index)
-        if (positions < 0).any():
-            raise ValueError("rows outside the raked scope: rake the cells that hold them")
-        return self.unit_weights.to_numpy()[positions]
+        return self._weights({column: _factorize(frame[column]) for column in self.margins})
 
 
 def rake_cells(cells: pd.DataFrame, margins: Mapping, **options) -> CellRaking:
@@ -192,11 +223,17 @@ def rake_cells(cells: pd.DataFrame, margins: Mapping, **options) -> CellRaking:
     if not margins:
         raise ValueError("margins: at least one raking variable is needed")
     dims = list(margins)
-    counts = _responses(cells).groupby(dims, dropna=False, observed=True, sort=True)["n"].sum().reset_index()
+    responses = _responses(cells)
+    counts = (
+        responses.assign(**{d: responses[d].astype(object) for d in dims})
+        .groupby(dims, dropna=False, sort=True)["n"]
+        .sum()
+        .reset_index()
+    )
     recoded, completed = complete_margins(counts, margins, weights=counts["n"].astype(float))
     counts = recoded.groupby(dims, sort=True)["n"].sum().reset_index()
     raking = rake(counts, completed, base_weights=counts["n"].astype(float), **options)
-    index = pd.MultiIndex.from_frame(counts[dims]) if len(dims) > 1 else pd.Index(counts[dims[0]])
+    index = pd.MultiIndex.from_frame(counts[dims])
     unit = pd.Series(raking.weights.to_numpy() / counts["n"].to_numpy(), index=index, name="weight")
     return CellRaking(raking=raking, margins=completed, unit_weights=unit)
 
@@ -204,29 +241,61 @@ def rake_cells(cells: pd.DataFrame, margins: Mapping, **options) -> CellRaking:
 # --------------------------------------------------------------------- variances
 
 
-def _rows(cells: pd.DataFrame, key: str, by: list[str], statistic: Statistic) -> pd.DataFrame:
-    """Design rows at the level of ``by`` and the profile: responses ``N`` and the
-    answers' ``n``, sum ``s`` and sum of squares ``q`` of the statistic's variable."""
+@dataclass(frozen=True, eq=False)
+class _Rows:
+    """The design's rows: the respondents of one group and profile cell, with their
+    number ``N`` and the answers' number ``n``, sum ``s`` and sum of squares ``q``; each
+    level column coded (``coded[column] = (codes, sorted values)``, -1 for missing)."""
+
+    N: np.ndarray
+    n: np.ndarray
+    s: np.ndarray
+    q: np.ndarray
+    coded: Mapping[str, tuple[np.ndarray, pd.Index]]
+
+    def __len__(self) -> int:
+        return self.N.size
+
+
+def _rows(cells: pd.DataFrame, key: str, by: list[str], statistic: Statistic) -> _Rows:
+    """Sum the cells of ``key`` (and of `RESPONSES`) at the level of ``by`` and the profile."""
+    if statistic not in ("mean", "satisfied"):
+        raise ValueError(f"statistic must be 'mean' or 'satisfied', got {statistic!r}")
     for column in by:
         if column not in cells.columns:
             raise ValueError(f"grouping column {column!r} is not in the cells")
     level = list(dict.fromkeys([*by, *PROFILE]))
-    design = _responses(cells).groupby(level, dropna=False, observed=True, sort=True)["n"].sum().rename("N")
-    answers = cells[cells["question_key"] == key]
-    if statistic == "mean":
-        values = answers[["n", "total", "total_sq"]]
-    elif statistic == "satisfied":  # the indicator: its square is itself
-        values = answers[["n"]].assign(total=answers["satisfied"], total_sq=answers["satisfied"])
-    else:
-        raise ValueError(f"statistic must be 'mean' or 'satisfied', got {statistic!r}")
-    sums = values.astype(float).groupby([answers[c] for c in level], dropna=False, observed=True, sort=True).sum()
-    rows = design.to_frame().join(sums.set_axis(["n", "s", "q"], axis=1), how="left").fillna(0.0).reset_index()
-    if (rows["n"] > rows["N"]).any():
+    coded = {column: _factorize(cells[column]) for column in level}
+    sizes = [len(uniques) + 1 for _, uniques in coded.values()]
+    flat = np.ravel_multi_index([codes + 1 for codes, _ in coded.values()], sizes)
+    question = cells["question_key"]
+    is_design = (question == RESPONSES).to_numpy(dtype=bool)
+    if not is_design.any() and len(cells):
+        raise ValueError(f"the cells hold no {RESPONSES!r} rows: the responses they describe are unknown")
+    design, inverse = np.unique(flat[is_design], return_inverse=True)
+    N = np.bincount(inverse, weights=cells["n"].to_numpy(dtype=float)[is_design], minlength=design.size)
+    is_key = (question == key).to_numpy(dtype=bool)
+    at = np.searchsorted(design, flat[is_key])
+    if at.size and ((at >= design.size) | (design[np.minimum(at, design.size - 1)] != flat[is_key])).any():
+        raise ValueError(f"the cells of {key!r} hold answers of no response")
+    value, square = ("total", "total_sq") if statistic == "mean" else ("satisfied", "satisfied")
+    sums = [
+        np.bincount(at, weights=cells[column].to_numpy(dtype=float)[is_key], minlength=design.size)
+        for column in ("n", value, square)
+    ]
+    if (sums[0] > N).any():
         raise ValueError(f"the cells of {key!r} count more answers than responses")
-    return rows
+    codes = np.unravel_index(design, sizes)
+    return _Rows(
+        N=N,
+        n=sums[0],
+        s=sums[1],
+        q=sums[2],
+        coded={c: (codes[i] - 1, coded[c][1]) for i, c in enumerate(level)},
+    )
 
 
-def _variances(rows: pd.DataFrame, w: np.ndarray, raking: CellRaking | None, centre, coef, member) -> np.ndarray:
+def _variances(rows: _Rows, w: np.ndarray, raking: CellRaking | None, centre, coef, member) -> np.ndarray:
     r"""Linearised variances of linear statistics of the design rows (vectorised).
 
     Score :math:`j` is :math:`u_i = c_{rj}(y_i - m_{rj})` for the respondents with a
@@ -239,30 +308,28 @@ def _variances(rows: pd.DataFrame, w: np.ndarray, raking: CellRaking | None, cen
     over the :math:`m` respondents, as :class:`analysis._design.Design` computes it
     respondent by respondent.
     """
-    N = rows["N"].to_numpy(dtype=float)[:, None]
-    n = rows["n"].to_numpy(dtype=float)[:, None]
-    s = rows["s"].to_numpy(dtype=float)[:, None]
-    q = rows["q"].to_numpy(dtype=float)[:, None]
+    N, n, s, q = (a[:, None] for a in (rows.N, rows.n, rows.s, rows.q))
     U = np.where(member, coef * (s - centre * n), 0.0)
     UU = np.where(member, coef**2 * (q - 2 * centre * s + centre**2 * n), 0.0)
     if raking is not None:
-        x = raking.calibration(rows)
-        root = np.sqrt(N)
-        beta, *_ = np.linalg.lstsq(x * root, U / root, rcond=None)
+        x = raking._calibration(rows.coded)
+        # Normal equations on the rows: X'NX is small (one column per category), and its
+        # pseudo-inverse gives the fitted values whatever the dummies' collinearity.
+        beta = np.linalg.pinv(x.T @ (N * x), hermitian=True) @ (x.T @ U)
         a = x @ beta
         UU = UU - 2 * a * U + N * a**2
         U = U - N * a
     w = w[:, None]
     m = float(N.sum())
-    sum_z = (w * U).sum(axis=0)
-    sum_z2 = (w**2 * UU).sum(axis=0)
     if m < 2:
         return np.full(U.shape[1], np.nan)
+    sum_z = (w * U).sum(axis=0)
+    sum_z2 = (w**2 * UU).sum(axis=0)
     return np.maximum(m / (m - 1) * (sum_z2 - sum_z**2 / m), 0.0)
 
 
-def _weights(rows: pd.DataFrame, raking: CellRaking | None) -> np.ndarray:
-    return np.ones(len(rows)) if raking is None else raking.weights_for(rows)
+def _weights(rows: _Rows, raking: CellRaking | None) -> np.ndarray:
+    return np.ones(len(rows)) if raking is None else raking._weights(rows.coded)
 
 
 # --------------------------------------------------------------------- estimates
@@ -313,6 +380,22 @@ class CellEstimates:
             rse=float(row["rse"]),
             level=self.level,
         )
+
+
+def _groups(rows: _Rows, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Each row's group (-1 when a ``by`` value is missing) and the groups' values, sorted."""
+    if not by:
+        return np.zeros(len(rows), dtype=np.intp), pd.DataFrame(index=pd.RangeIndex(1))
+    codes = [rows.coded[column][0] for column in by]
+    sizes = [max(len(rows.coded[column][1]), 1) for column in by]  # a column all missing: no group
+    known = np.all([c >= 0 for c in codes], axis=0)
+    flat = np.ravel_multi_index([np.where(known, c, 0) for c in codes], sizes)
+    keys, inverse = np.unique(flat[known], return_inverse=True)
+    groups = np.full(len(rows), -1, dtype=np.intp)
+    groups[known] = inverse
+    at = np.unravel_index(keys, sizes)
+    table = pd.DataFrame({column: rows.coded[column][1].take(at[i]) for i, column in enumerate(by)})
+    return groups, table
 
 
 def estimates(
@@ -372,25 +455,19 @@ def estimates(
     by = [by] if isinstance(by, str) else list(by)
     rows = _rows(cells, key, by, statistic)
     w = _weights(rows, raking)
-    if by:
-        groups = rows.groupby(by, dropna=True, observed=True, sort=True).ngroup().to_numpy()
-        table = rows.loc[groups >= 0].groupby(by, observed=True, sort=True).size().index.to_frame(index=False)
-    else:
-        groups = np.zeros(len(rows), dtype=int)
-        table = pd.DataFrame(index=[0])
-    n_groups = len(table)
-    member = groups[:, None] == np.arange(n_groups)[None, :]
-    n_r = rows["n"].to_numpy(dtype=float)
+    groups, table = _groups(rows, by)
+    member = groups[:, None] == np.arange(len(table))[None, :]
+    n_r = rows.n
     wn = (w * n_r)[:, None] * member
     total_w = wn.sum(axis=0)
     n = (n_r[:, None] * member).sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        value = ((w * rows["s"].to_numpy(dtype=float))[:, None] * member).sum(axis=0) / total_w
+        value = ((w * rows.s)[:, None] * member).sum(axis=0) / total_w
         n_eff = np.where(n > 0, total_w**2 / ((w**2 * n_r)[:, None] * member).sum(axis=0), 0.0)
         var = _variances(rows, w, raking, value[None, :], 1.0 / total_w[None, :], member)
         var = np.where(n > 0, var, np.nan)
         se = np.sqrt(var)
-        mean_sq = ((w * rows["q"].to_numpy(dtype=float))[:, None] * member).sum(axis=0) / total_w
+        mean_sq = ((w * rows.q)[:, None] * member).sum(axis=0) / total_w
         s2 = np.maximum(mean_sq - value**2, 0.0) * np.where(n > 1, n / (n - 1), np.nan)
         var_srs = s2 / n
         deff = np.where(var_srs > 0, var / var_srs, np.nan)
@@ -400,19 +477,20 @@ def estimates(
         z = stats.norm.ppf(0.5 + level / 2.0)
         low, high = value - z * se, value + z * se
     rse = _rse(value, se)
-    table = table.assign(
-        value=value,
-        se=se,
-        ci_low=low,
-        ci_high=high,
-        n=n.astype(np.int64),
-        n_eff=n_eff,
-        deff=deff,
-        rse=rse,
-        flag=(rules or DEFAULT_RULES).flags(n, n_eff, rse),
+    table = pd.DataFrame(
+        {column: table[column].array for column in by}
+        | dict(
+            value=value,
+            se=se,
+            ci_low=low,
+            ci_high=high,
+            n=n.astype(np.int64),
+            n_eff=n_eff,
+            deff=deff,
+            rse=rse,
+            flag=(rules or DEFAULT_RULES).flags(n, n_eff, rse),
+        )
     )
-    if not by:
-        table = table.reset_index(drop=True)
     return CellEstimates(table=table, by=tuple(by), statistic=statistic, weighted=raking is not None, level=level)
 
 
@@ -464,14 +542,15 @@ def segment_gaps(
             raise ValueError(f"segment column {column!r} is not a profile column ({', '.join(PROFILE)})")
     rows = _rows(cells, key, [], statistic)
     w = _weights(rows, raking)
-    n_r = rows["n"].to_numpy(dtype=float)
-    s_r = rows["s"].to_numpy(dtype=float)
+    n_r, s_r = rows.n, rows.s
     records, centres, coefs, members = [], [], [], []
     for column in columns:
-        categories = rows[column]
-        known = categories.notna().to_numpy(dtype=bool)
-        for category in sorted(pd.unique(categories.dropna()), key=lambda v: (str(type(v)), v)):
-            seg = known & (categories == category).fillna(False).to_numpy(dtype=bool)
+        codes, categories = rows.coded[column]
+        known = codes >= 0
+        present = np.unique(codes[known])  # a category may have no respondent in the scope
+        for code in sorted(present, key=lambda i: (str(type(categories[i])), categories[i])):
+            category = categories[code]
+            seg = codes == code
             rest = known & ~seg
             parts = []
             for dom in (seg, rest):
@@ -559,10 +638,16 @@ def _moment_sums(moments: pd.DataFrame, wanted: list[str], raking: CellRaking | 
     total = np.zeros((size, size))
     if not len(rows):
         return total, 0
-    w = _weights(rows, raking)
-    for weight, variables, vector in zip(w, rows["variables"], rows["moments"], strict=True):
-        order = [0, *(1 + list(variables).index(v) for v in wanted)]
-        total += weight * _full(np.asarray(vector, dtype=float), size)[np.ix_(order, order)]
+    w = np.ones(len(rows)) if raking is None else raking.weights_for(rows)
+    # Rows of one variable order are summed at once, then put in the order wanted.
+    orders: dict[tuple, list[int]] = {}
+    for i, variables in enumerate(rows["variables"]):
+        orders.setdefault(tuple(variables), []).append(i)
+    vectors = rows["moments"].to_numpy()
+    for variables, at in orders.items():
+        stacked = np.stack([np.asarray(vectors[i], dtype=float) for i in at])
+        order = [0, *(1 + variables.index(v) for v in wanted)]
+        total += _full(w[at] @ stacked, size)[np.ix_(order, order)]
     return total, int(rows["n"].sum())
 
 

@@ -25,14 +25,16 @@ functions here are, with `frames.py`, the only ones that turn rows into frames;
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import bindparam, delete, select, tuple_, update
+from sqlalchemy import Date, String, bindparam, case, cast, delete, func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -71,6 +73,7 @@ _CELLS = ResultCell.__table__
 _MOMENTS = ResultMoments.__table__
 _VERSIONS = ResultVersion.__table__
 _CELL_KEY = ("service_id", "month", "site_id", "question_key", *PROFILE_KEYS)
+_CELL_VALUES = ("n", "total", "total_sq", "satisfied")
 _MOMENT_KEY = ("service_id", "month", "site_id", *PROFILE_KEYS, "variables")
 _SATISFIED = frozenset(float(v) for v in SATISFIED)
 #: Keys in one `IN (...)` list: SQLite before 3.32 allows 999 parameters a statement.
@@ -96,10 +99,6 @@ def _month(submitted_at) -> date:
     return date(submitted_at.year, submitted_at.month, 1)
 
 
-def _insert(connection: Connection):
-    return {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[connection.dialect.name]
-
-
 class _Totals:
     """Sufficient statistics of some responses, as increments of the read model's rows.
 
@@ -108,7 +107,9 @@ class _Totals:
     integers, whose sums are exact in floating point).
     """
 
-    def __init__(self):
+    def __init__(self, *, cells: bool = True):
+        #: Whether to sum the cells (a rebuild has the database sum them).
+        self.with_cells = cells
         #: Cell key -> [n, total, total_sq, satisfied].
         self.cells: dict[tuple, list] = defaultdict(lambda: [0, 0.0, 0.0, 0])
         #: Moments key -> complete rows (values of the variables, in order).
@@ -122,38 +123,45 @@ class _Totals:
         where = (service_id, _month(response["submitted_at"]), response.get("site_id") or NO_SITE)
         profile = tuple(_profile_code(response.get(key)) for key in PROFILE_KEYS)
         self.responses[service_id] += 1
-        self.cells[(*where, RESPONSES_KEY, *profile)][0] += 1
         values = {}
-        for key, value, *_ in answers:
-            if value is None:
-                continue
-            value = float(value)
-            cell = self.cells[(*where, key, *profile)]
-            cell[0] += 1
-            cell[1] += value
-            cell[2] += value * value
-            cell[3] += value in _SATISFIED
-            values[key] = value
+        if self.with_cells:
+            self.cells[(*where, RESPONSES_KEY, *profile)][0] += 1
+            for key, value, *_ in answers:
+                if value is None:
+                    continue
+                value = float(value)
+                cell = self.cells[(*where, key, *profile)]
+                cell[0] += 1
+                cell[1] += value
+                cell[2] += value * value
+                cell[3] += value in _SATISFIED
+                values[key] = value
+        else:
+            values = {key: float(value) for key, value, *_ in answers if value is not None}
         if drivers:
             variables = (OUTCOME, *drivers)
             if all(key in values for key in variables):
                 self.rows[(*where, *profile, " ".join(variables))].append([values[key] for key in variables])
 
-    def cell_rows(self) -> list[dict]:
-        """The cells as rows of `result_cell`, in key order (rows are locked in that order)."""
-        return [
-            {**dict(zip(_CELL_KEY, key, strict=True)), "n": n, "total": s, "total_sq": q, "satisfied": sat}
-            for key, (n, s, q, sat) in sorted(self.cells.items())
-        ]
+    def cell_rows(self) -> list[tuple]:
+        """The cells as rows of `result_cell` (key columns, then n, total, total_sq,
+        satisfied). In no particular order: a writer holds its services' version rows
+        before any cell, so writers that share a cell never interleave."""
+        return [(*key, *values) for key, values in self.cells.items()]
 
     def moments(self) -> dict[tuple, np.ndarray]:
         """Moments key -> upper triangle of the cross-products of [1, variables...]."""
         out = {}
-        for key, rows in sorted(self.rows.items()):
+        for key, rows in self.rows.items():
             x = np.asarray(rows, dtype=float)
             x = np.hstack([np.ones((x.shape[0], 1)), x])
-            out[key] = (x.T @ x)[np.triu_indices(x.shape[1])]
+            out[key] = (x.T @ x)[_upper(x.shape[1])]
         return out
+
+
+@lru_cache(maxsize=64)
+def _upper(size: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(size)
 
 
 def _driver_keys(connection: Connection, version_ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
@@ -192,9 +200,10 @@ def record_responses(
 
     The cells are upserted with ``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``
     (the same statement on SQLite and PostgreSQL); a moments row is locked
-    (``SELECT ... FOR UPDATE`` on PostgreSQL) and its vector added to; the service's
-    data version is raised last, so its row is held for the shortest time. Rows are
-    written in key order, so concurrent writers lock them in the same order.
+    (``SELECT ... FOR UPDATE`` on PostgreSQL) and its vector added to. The service's
+    data version is raised first: its row is the service's lock until the caller
+    commits, so the writers of one service take turns (a rebuild too), and rows are
+    written in key order, so writers of several services lock them in the same order.
     """
     responses = list(responses)
     if not responses:
@@ -208,33 +217,104 @@ def record_responses(
     _write(connection, totals, add=True)
 
 
+class _DriverRows:
+    """A statement compiled once for a dialect, run with many rows given as tuples in
+    the order of `keys`: SQLAlchemy's per-row parameter handling costs more than the
+    database's work on rows this small. The columns' own bind conversions apply."""
+
+    def __init__(self, statement, table, keys: Sequence[str], dialect):
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        self.sql = compiled.string
+        self.keys = tuple(keys)
+        order = compiled.positiontup
+        self.positions = None if order is None else [self.keys.index(key) for key in order]
+        self.conversions = [
+            (i, convert)
+            for i, key in enumerate(self.keys)
+            if (convert := table.c[key].type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        ]
+
+    def run(self, connection: Connection, rows: list[tuple]) -> None:
+        columns = list(zip(*rows, strict=True))
+        for i, convert in self.conversions:  # a few distinct values (months): each converted once
+            converted = {value: convert(value) for value in set(columns[i])}
+            columns[i] = [converted[value] for value in columns[i]]
+        if self.positions is None:
+            parameters = [dict(zip(self.keys, row, strict=True)) for row in zip(*columns, strict=True)]
+        else:
+            parameters = list(zip(*(columns[i] for i in self.positions), strict=True))
+        connection.exec_driver_sql(self.sql, parameters)
+
+
+class _Statements:
+    """The read model's statements for one database dialect, built once (a statement
+    caches its compiled form; building an upsert costs more than running it)."""
+
+    def __init__(self, dialect):
+        insert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[dialect.name]
+        cells = insert(_CELLS)
+        columns = [*_CELL_KEY, *_CELL_VALUES]
+        self.insert_cells = _DriverRows(cells, _CELLS, columns, dialect)
+        self.add_cells = _DriverRows(
+            cells.on_conflict_do_update(
+                index_elements=list(_CELL_KEY),
+                set_={c: _CELLS.c[c] + cells.excluded[c] for c in _CELL_VALUES},
+            ),
+            _CELLS,
+            columns,
+            dialect,
+        )
+        versions = insert(_VERSIONS)
+        self.raise_versions = versions.on_conflict_do_update(
+            index_elements=["service_id"],
+            set_={"version": _VERSIONS.c.version + 1, "responses": _VERSIONS.c.responses + versions.excluded.responses},
+        )
+        key = [_MOMENTS.c[c] for c in _MOMENT_KEY]
+        self.insert_moments = insert(_MOMENTS)
+        self.new_moments = insert(_MOMENTS).on_conflict_do_nothing(index_elements=list(_MOMENT_KEY)).returning(*key)
+        self.lock_moments = (
+            select(*key, _MOMENTS.c.moments)
+            .where(tuple_(*key).in_(bindparam("keys", expanding=True)))
+            .order_by(*key)
+            .with_for_update()
+        )
+        self.update_moments = (
+            update(_MOMENTS)
+            .where(*[_MOMENTS.c[c] == bindparam(f"k_{c}") for c in _MOMENT_KEY])
+            .values(n=bindparam("v_n"), moments=bindparam("v_moments"))
+        )
+
+
+@lru_cache(maxsize=4)
+def _statements(dialect) -> _Statements:
+    return _Statements(dialect)
+
+
 def _write(connection: Connection, totals: _Totals, *, add: bool) -> None:
     """Write aggregated totals: added to the stored rows (`add`), or as new rows (the
     service's rows deleted before, by a rebuild)."""
-    insert = _insert(connection)
+    statements = _statements(connection.dialect)
+    if add:
+        _raise_versions(connection, totals.responses)
     cells = totals.cell_rows()
     if cells:
-        statement = insert(_CELLS)
-        if add:
-            statement = statement.on_conflict_do_update(
-                index_elements=list(_CELL_KEY),
-                set_={c: _CELLS.c[c] + statement.excluded[c] for c in ("n", "total", "total_sq", "satisfied")},
-            )
-        connection.execute(statement, cells)
+        (statements.add_cells if add else statements.insert_cells).run(connection, cells)
     moments = totals.moments()
     if moments:
-        _write_moments(connection, insert, moments, add=add)
-    statement = insert(_VERSIONS)
-    statement = statement.on_conflict_do_update(
-        index_elements=["service_id"],
-        set_={
-            "version": _VERSIONS.c.version + 1,
-            "responses": (_VERSIONS.c.responses if add else 0) + statement.excluded.responses,
-        },
-    )
+        _write_moments(connection, statements, moments, add=add)
+
+
+def _raise_versions(connection: Connection, responses: Mapping[int, int]) -> None:
+    """Raise the data version of services, adding their new responses.
+
+    Done first: the version row is each service's lock on its read model, taken by every
+    writer and by a rebuild before anything else, so that a rebuild never misses, nor
+    counts twice, a response stored meanwhile (and writers never wait on each other in
+    opposite orders).
+    """
     connection.execute(
-        statement,
-        [{"service_id": s, "version": 1, "responses": n} for s, n in sorted(totals.responses.items())],
+        _statements(connection.dialect).raise_versions,
+        [{"service_id": s, "version": 1, "responses": n} for s, n in sorted(responses.items())],
     )
 
 
@@ -242,67 +322,67 @@ def _moment_row(key: tuple, vector: np.ndarray) -> dict:
     return {**dict(zip(_MOMENT_KEY, key, strict=True)), "n": int(vector[0]), "moments": vector.tolist()}
 
 
-def _write_moments(connection: Connection, insert, moments: dict[tuple, np.ndarray], *, add: bool) -> None:
+def _write_moments(connection: Connection, statements: _Statements, moments: dict, *, add: bool) -> None:
     """Insert the moments rows not stored yet; add to the others, locked meanwhile.
 
     A JSON vector cannot be added to in SQL the same way on SQLite and PostgreSQL, hence
     the read, lock and write: an insert that meets a row another writer is inserting
     waits for it, then leaves it to the update.
     """
+    rows = [_moment_row(k, v) for k, v in moments.items()]
     if not add:
-        connection.execute(insert(_MOMENTS), [_moment_row(k, v) for k, v in moments.items()])
+        connection.execute(statements.insert_moments, rows)
         return
-    key_columns = [_MOMENTS.c[c] for c in _MOMENT_KEY]
-    statement = insert(_MOMENTS).on_conflict_do_nothing(index_elements=list(_MOMENT_KEY)).returning(*key_columns)
-    inserted = {tuple(r) for r in connection.execute(statement, [_moment_row(k, v) for k, v in moments.items()])}
+    inserted = {tuple(r) for r in connection.execute(statements.new_moments, rows)}
     stored = [k for k in moments if k not in inserted]
-    if not stored:
-        return
     updates = []
     for start in range(0, len(stored), _KEYS_PER_SELECT):
         chunk = stored[start : start + _KEYS_PER_SELECT]
-        query = (
-            select(*key_columns, _MOMENTS.c.moments)
-            .where(tuple_(*key_columns).in_(chunk))
-            .order_by(*key_columns)
-            .with_for_update()
-        )
-        for *key, vector in connection.execute(query):
+        for *key, vector in connection.execute(statements.lock_moments, {"keys": chunk}):
             merged = np.asarray(vector, dtype=float) + moments[tuple(key)]
-            updates.append({f"k_{c}": v for c, v in zip(_MOMENT_KEY, key, strict=True)} | _values(merged))
-    condition = [_MOMENTS.c[c] == bindparam(f"k_{c}") for c in _MOMENT_KEY]
-    connection.execute(
-        update(_MOMENTS).where(*condition).values(n=bindparam("v_n"), moments=bindparam("v_moments")), updates
-    )
-
-
-def _values(vector: np.ndarray) -> dict:
-    return {"v_n": int(vector[0]), "v_moments": vector.tolist()}
+            updates.append(
+                {f"k_{c}": v for c, v in zip(_MOMENT_KEY, key, strict=True)}
+                | {"v_n": int(merged[0]), "v_moments": merged.tolist()}
+            )
+    if updates:
+        connection.execute(statements.update_moments, updates)
 
 
 def rebuild_service(connection: Connection, service_id: int, *, chunk: int = 20_000) -> int:
     """Recompute one service's read model from its responses and answers; returns how
-    many responses were read.
+    many responses it has.
 
-    Reads the responses in chunks of ``chunk`` (bounded memory), aggregates them with the
-    same code as `record_responses`, then replaces the service's rows, all in the
-    caller's transaction (one per service: a reader sees the old rows or the new ones).
-    The data version is raised, never reset, so caches keyed on it see the change.
+    The cells are summed by the database (``INSERT ... SELECT ... GROUP BY``, the same
+    sums as `record_responses` adds: the values are integers, whose sums are exact); the
+    moments need each response's answers side by side, read in chunks of ``chunk``
+    responses (bounded memory) and aggregated by the code `record_responses` uses. All in
+    the caller's transaction (one per service: a reader sees the old rows or the new
+    ones). The data version is raised first, never reset: caches keyed on it see the
+    change, and its row, locked until the caller commits, makes the service's writers
+    wait, so that a response stored meanwhile is either counted here or added afterwards.
     """
+    _raise_versions(connection, {service_id: 0})  # the service's lock, before any read
+    for table in (_CELLS, _MOMENTS):
+        connection.execute(delete(table).where(table.c.service_id == service_id))
+    for statement in _cell_sums(connection.dialect, service_id):
+        connection.execute(statement)
     responses = Response.__table__
     answers = Answer.__table__
-    profile = [responses.c[k] for k in PROFILE_KEYS]
-    totals = _Totals()
-    drivers: dict[int, tuple[str, ...]] = {}
+    versions = connection.execute(
+        select(responses.c.version_id).where(responses.c.service_id == service_id).distinct()
+    ).scalars()
+    drivers = _driver_keys(connection, versions)
+    variables = sorted({key for keys in drivers.values() if keys for key in (OUTCOME, *keys)})
+    totals = _Totals(cells=False)
     last, read = 0, 0
-    while True:
+    while variables:
         rows = connection.execute(
             select(
                 responses.c.id,
                 responses.c.site_id,
                 responses.c.version_id,
                 responses.c.submitted_at,
-                *profile,
+                *(responses.c[k] for k in PROFILE_KEYS),
             )
             .where(responses.c.service_id == service_id, responses.c.id > last)
             .order_by(responses.c.id)
@@ -318,22 +398,68 @@ def rebuild_service(connection: Connection, service_id: int, *, chunk: int = 20_
             .where(
                 responses.c.service_id == service_id,
                 answers.c.response_id.between(first, last),
+                answers.c.question_key.in_(variables),
                 answers.c.value.is_not(None),
             )
         ):
             values[response_id].append((key, value))
-        new = {r.version_id for r in rows} - set(drivers)
-        drivers.update(_driver_keys(connection, new))
         for r in rows:
-            row = {"service_id": service_id, **r._mapping}
-            totals.add(row, values.get(r.id, ()), drivers[r.version_id])
+            totals.add({"service_id": service_id, **r._mapping}, values.get(r.id, ()), drivers[r.version_id])
         read += len(rows)
-    for table in (_CELLS, _MOMENTS):
-        connection.execute(delete(table).where(table.c.service_id == service_id))
-    if not read:
-        totals.responses[service_id] = 0
     _write(connection, totals, add=False)
-    return read
+    count = connection.execute(
+        select(func.count()).select_from(responses).where(responses.c.service_id == service_id)
+    ).scalar_one()
+    connection.execute(update(_VERSIONS).where(_VERSIONS.c.service_id == service_id).values(responses=count))
+    return count
+
+
+def _month_of(dialect, column):
+    """The first day of the month of a stored time, in UTC, as the database writes a date
+    (SQLite: the text SQLAlchemy stores a date as; times are stored in UTC)."""
+    if dialect.name == "sqlite":
+        return func.strftime("%Y-%m-01", column)
+    return cast(func.date_trunc("month", func.timezone("UTC", column)), Date)
+
+
+def _cell_sums(dialect, service_id: int) -> list:
+    """The statements that write a service's cells from its responses and answers."""
+    responses = Response.__table__
+    answers = Answer.__table__
+    key = [
+        responses.c.service_id,
+        _month_of(dialect, responses.c.submitted_at),
+        func.coalesce(responses.c.site_id, NO_SITE),
+    ]
+    profile = [
+        case(
+            (or_(responses.c[k].is_(None), responses.c[k] == PREFER_NOT_TO_SAY), literal(MISSING_CODE)),
+            else_=responses.c[k],
+        )
+        for k in PROFILE_KEYS
+    ]
+    columns = [*_CELL_KEY, *_CELL_VALUES]
+    value = answers.c.value
+    by_answer = (
+        select(
+            *key,
+            answers.c.question_key,
+            *profile,
+            func.count(),
+            func.sum(value),
+            func.sum(value * value),
+            func.sum(case((value.in_(sorted(_SATISFIED)), 1), else_=0)),
+        )
+        .join(responses, responses.c.id == answers.c.response_id)
+        .where(responses.c.service_id == service_id, value.is_not(None))
+        .group_by(*key, answers.c.question_key, *profile)
+    )
+    by_response = (
+        select(*key, literal(RESPONSES_KEY), *profile, func.count(), literal(0.0), literal(0.0), literal(0))
+        .where(responses.c.service_id == service_id)
+        .group_by(*key, *profile)
+    )
+    return [_CELLS.insert().from_select(columns, by_answer), _CELLS.insert().from_select(columns, by_response)]
 
 
 def _months(query, table, start: date | None, end: date | None):
@@ -344,13 +470,52 @@ def _months(query, table, start: date | None, end: date | None):
     return query
 
 
+def _columns(table) -> list:
+    """A table's columns to read, the month as text: read as dates, each row's month
+    would be parsed on its own, and SQLite stores it as text anyway."""
+    return [cast(c, String).label("month") if c.name == "month" else c for c in table.columns]
+
+
+def _frame(connection: Connection, query) -> pd.DataFrame:
+    """A query's rows as a frame, a column at a time (much faster than row by row)."""
+    result = connection.execute(query)
+    names = list(result.keys())
+    # The driver's own tuples: the columns read need no conversion (the month is text).
+    rows = result.cursor.fetchall()
+    result.close()
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+    data = {}
+    for name, values in zip(names, columns, strict=True):
+        data[name] = np.empty(len(values), dtype=object)  # lists (JSON) stay one value each
+        data[name][:] = values
+    return pd.DataFrame(data)
+
+
+def _categories(values: np.ndarray) -> pd.Categorical:
+    """Text codes as a categorical column, `MISSING_CODE` as missing, categories sorted."""
+    codes, uniques = pd.factorize(values, sort=True)
+    categories = pd.Index(uniques, dtype=object)
+    missing = categories.get_indexer([MISSING_CODE])[0]
+    if missing >= 0:
+        codes = np.where(codes == missing, -1, codes - (codes > missing))
+        categories = categories.delete(missing)
+    return pd.Categorical.from_codes(codes, categories=categories)
+
+
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     """Codes of the tables as the frames of `frames.py` have them: a month as a Period,
-    no site and a missing profile answer as NA."""
-    frame.insert(1, "period", pd.PeriodIndex(pd.to_datetime(frame.pop("month")), freq="M"))
-    frame["site_id"] = frame["site_id"].astype("Int64").mask(frame["site_id"] == NO_SITE)
+    no site and a missing profile answer as NA; text columns as categories (a few
+    values repeated many times)."""
+    months = frame.pop("month").to_numpy(dtype=object)
+    distinct = {m: pd.Period(str(m)[:7], freq="M") for m in set(months)}
+    frame.insert(1, "period", pd.PeriodIndex([distinct[m] for m in months], freq="M"))
+    sites = frame["site_id"].to_numpy(dtype=np.int64)
+    frame["site_id"] = pd.array(sites, dtype="Int64")
+    frame.loc[sites == NO_SITE, "site_id"] = pd.NA
     for key in PROFILE_KEYS:
-        frame[key] = frame[key].astype("string").replace(MISSING_CODE, pd.NA)
+        frame[key] = _categories(frame[key].to_numpy(dtype=object))
+    if "question_key" in frame:
+        frame["question_key"] = _categories(frame["question_key"].to_numpy(dtype=object))
     return frame
 
 
@@ -384,14 +549,15 @@ def cells_frame(
         in `analysis.scales.SATISFIED`; meaningful on 1-5 scales only). Ordered by
         service, then month. This is the input of `analysis.cells`.
     """
-    query = select(_CELLS).where(_CELLS.c.service_id.in_(list(service_ids)))
+    query = select(*_columns(_CELLS)).where(_CELLS.c.service_id.in_(list(service_ids)))
     if keys is not None:
         query = query.where(_CELLS.c.question_key.in_([RESPONSES_KEY, *keys]))
     query = _months(query, _CELLS, start, end).order_by(*_CELLS.primary_key.columns)
     with db.engine.connect() as connection:
-        result = connection.execute(query)
-        frame = pd.DataFrame(result.all(), columns=list(result.keys()))
-    frame = frame.astype({"n": "int64", "total": "float64", "total_sq": "float64", "satisfied": "int64"})
+        frame = _frame(connection, query)
+    frame = frame.astype(
+        {"service_id": "int64", "n": "int64", "total": "float64", "total_sq": "float64", "satisfied": "int64"}
+    )
     return _tidy(frame)
 
 
@@ -414,13 +580,14 @@ def moments_frame(
         ``n`` and the next ones the sums). The input of
         `analysis.cells.relative_importance`.
     """
-    query = select(_MOMENTS).where(_MOMENTS.c.service_id.in_(list(service_ids)))
+    query = select(*_columns(_MOMENTS)).where(_MOMENTS.c.service_id.in_(list(service_ids)))
     query = _months(query, _MOMENTS, start, end).order_by(*_MOMENTS.primary_key.columns)
     with db.engine.connect() as connection:
-        result = connection.execute(query)
-        frame = pd.DataFrame(result.all(), columns=list(result.keys()))
+        frame = _frame(connection, query)
+    frame["service_id"] = frame["service_id"].astype("int64")
     frame["variables"] = [tuple(v.split(" ")) for v in frame["variables"]]
-    frame["moments"] = [np.asarray(m, dtype=float) for m in frame["moments"]]
+    # The driver's value: JSON text (SQLite), or already decoded (psycopg).
+    frame["moments"] = [np.asarray(json.loads(m) if isinstance(m, str) else m, dtype=float) for m in frame["moments"]]
     frame["n"] = frame["n"].astype("int64")
     return _tidy(frame)
 

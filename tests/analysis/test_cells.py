@@ -214,3 +214,18 @@ def test_periods_at_a_coarser_grain():
     assert list(ce.with_period(cells, "year")["period"].astype(str)) == ["2024", "2024", "2025"]
     with pytest.raises(ValueError, match="grain"):
         ce.with_period(cells, "week")
+
+
+def test_a_grouping_column_without_any_value_gives_no_group(respondents):
+    cells = cells_of(respondents.assign(site_id=pd.array([None] * len(respondents), dtype="Int64")))
+    assert ce.estimates(cells, "overall", by="site_id").table.empty
+    assert ce.estimate(cells, "overall").n == respondents["overall"].notna().sum()
+
+
+def test_no_response_at_all_is_an_estimate_never_shown(respondents):
+    empty = cells_of(respondents).iloc[0:0]
+    est = ce.estimate(empty, "overall", statistic="satisfied")
+    assert est.n == 0 and est.flag == "hidden" and np.isnan(est.value)
+    assert ce.estimates(empty, "overall", by="period").table.empty
+    with pytest.raises(ValueError, match="no '_responses' rows"):
+        ce.estimate(cells_of(respondents).query("question_key != @ce.RESPONSES"), "overall")

@@ -22,6 +22,7 @@ SHORT_HELP = {
     "is-empty": "Dit si la base est encore sans réponse (code de sortie).",
     "urls": "Affiche les adresses principales.",
     "retry-refused": "Reprend les réponses mises de côté par les journaux.",
+    "rebuild-results": "Recalcule les résultats agrégés à partir des réponses.",
 }
 #: The start of each command's French help.
 HELP = {
@@ -31,6 +32,7 @@ HELP = {
     "is-empty": "Sort avec le code 0 si la base ne contient encore aucune réponse",
     "urls": "Affiche les adresses principales",
     "retry-refused": "Reprend les réponses que la base avait refusées",
+    "rebuild-results": "Recalcule les résultats agrégés (les sommes par mois, site et profil",
 }
 #: Phrases of the English help the commands used to show.
 ENGLISH = (
@@ -98,6 +100,7 @@ def bare_runner(tmp_path):
         ["is-empty"],
         ["urls"],
         ["retry-refused"],
+        ["rebuild-results"],
     ],
 )
 def test_commands_before_db_upgrade_say_to_run_it(bare_runner, args):

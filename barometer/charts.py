@@ -174,6 +174,7 @@ def plot_ipa(data: pd.DataFrame, *, ax: Axes | None = None, crosshairs: tuple[fl
     x0, y0 = crosshairs
     ax.axvline(x0, color=GREY, linestyle="--", linewidth=1)
     ax.axhline(y0, color=GREY, linestyle="--", linewidth=1)
+    names = {**_quadrant_names(), "uncertain": _("Incertain")}
     for quadrant, rows in data.groupby("quadrant", sort=False):
         ax.scatter(
             rows["performance"],
@@ -184,15 +185,7 @@ def plot_ipa(data: pd.DataFrame, *, ax: Axes | None = None, crosshairs: tuple[fl
             edgecolors=INK,
             linewidths=1.2,
             zorder=3,
-        )
-    for _i, row in data.iterrows():
-        ax.annotate(
-            row["label"],
-            (row["performance"], row["importance"]),
-            xytext=(5, 4),
-            textcoords="offset points",
-            fontsize=FONT_SIZE - 1,
-            color=INK,
+            label=names.get(quadrant, quadrant),
         )
     perf, imp = data["performance"].to_numpy(float), data["importance"].to_numpy(float)
     # Room in the corners for the quadrant names, away from the points.
@@ -201,7 +194,8 @@ def plot_ipa(data: pd.DataFrame, *, ax: Axes | None = None, crosshairs: tuple[fl
     pad_x, pad_y = max(0.3, span_x * 0.3), max(0.04, span_y * 0.3)
     ax.set_xlim(min(perf.min(initial=x0), x0) - pad_x, max(perf.max(initial=x0), x0) + pad_x)
     ax.set_ylim(min(imp.min(initial=y0), y0) - pad_y, max(imp.max(initial=y0), y0) + pad_y)
-    names = _quadrant_names()
+    _place_labels(ax, data)
+    ax.figure.legend(fontsize=FONT_SIZE - 1, frameon=False, loc="outside lower center", ncol=3)
     corners = {
         "concentrate_here": (0.01, 0.99, "left", "top"),
         "keep_up": (0.99, 0.99, "right", "top"),
@@ -217,6 +211,44 @@ def plot_ipa(data: pd.DataFrame, *, ax: Axes | None = None, crosshairs: tuple[fl
     ax.set_xlabel(_("Performance (note moyenne sur 5)"), fontsize=FONT_SIZE, color=INK)
     ax.set_ylabel(_("Importance (part du R²)"), fontsize=FONT_SIZE, color=INK)
     return ax
+
+
+def _place_labels(ax: Axes, data: pd.DataFrame) -> None:
+    """Write each attribute's name beside its point, on the first side where it overlaps
+    no name already written (greedy; text sizes estimated from the font size)."""
+    to_px = ax.figure.dpi / 72.0
+    height = (FONT_SIZE - 1) * 1.3 * to_px
+    placed: list[tuple[float, float, float, float]] = []
+    frame = ax.bbox
+    sides = ((5, 4, "left", "bottom"), (5, -4, "left", "top"), (-5, 4, "right", "bottom"), (-5, -4, "right", "top"))
+    for _i, row in data.sort_values("importance", ascending=False).iterrows():
+        x, y = ax.transData.transform((row["performance"], row["importance"]))
+        width = len(str(row["label"])) * (FONT_SIZE - 1) * 0.55 * to_px
+        choice = None
+        for dx, dy, ha, va in sides:
+            left = x + dx * to_px - (width if ha == "right" else 0)
+            bottom = y + dy * to_px - (height if va == "top" else 0)
+            box = (left, bottom, left + width, bottom + height)
+            inside = frame.x0 <= box[0] and box[2] <= frame.x1
+            if inside and not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                choice = (dx, dy, ha, va, box)
+                break
+        if choice is None:
+            dx, dy, ha, va = sides[0]
+            left, bottom = x + dx * to_px, y + dy * to_px
+            choice = (dx, dy, ha, va, (left, bottom, left + width, bottom + height))
+        dx, dy, ha, va, box = choice
+        placed.append(box)
+        ax.annotate(
+            row["label"],
+            (row["performance"], row["importance"]),
+            xytext=(dx, dy),
+            textcoords="offset points",
+            ha=ha,
+            va=va,
+            fontsize=FONT_SIZE - 1,
+            color=INK,
+        )
 
 
 def plot_drivers(data: pd.DataFrame, *, ax: Axes | None = None) -> Axes:

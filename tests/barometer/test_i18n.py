@@ -51,12 +51,15 @@ def test_no_form_validator_falls_back_on_an_english_message():
     """WTForms' own messages are English only (its catalogues are not loaded): each
     validator of a form says its problem itself, in French, translated by Babel."""
     from wtforms.fields.core import UnboundField
+    from wtforms.validators import Optional
 
     checked = []
     for form in _form_classes():
         for name, field in vars(form).items():
             if isinstance(field, UnboundField):
                 for validator in field.kwargs.get("validators", ()):
+                    if isinstance(validator, Optional):  # ends the chain, says nothing
+                        continue
                     checked.append((form.__name__, name, type(validator).__name__))
                     assert isinstance(validator.message, LazyString), checked[-1]
     assert ("LoginForm", "email", "Length") in checked

@@ -229,6 +229,8 @@ class _Target:
     questionnaire: QuestionnaireDef
     areas: tuple[Choice, ...]
     sites: Mapping[str, int]
+    #: The questionnaire's questions by key.
+    questions: Mapping[str, Question]
 
 
 def _targets() -> dict[str, _Target]:
@@ -254,6 +256,7 @@ def _targets() -> dict[str, _Target]:
             questionnaire=definitions[version.id],
             areas=areas,
             sites={site.code: site.id for site in service.sites},
+            questions={q.key: q for q in definitions[version.id].questions},
         )
     return targets
 
@@ -363,6 +366,7 @@ class _Judge:
         self.now = now
         self.question_keys = {q.key for t in targets.values() for q in t.questionnaire.questions}
         self.header: list[str] = []
+        self.unnamed = False
 
     def check_header(self, number: int, values: list) -> None:
         if number != HEADER_ROW:
@@ -389,11 +393,14 @@ class _Judge:
         if errors:
             raise HistoryRefused(errors)
         self.header = header
+        self.unnamed = "" in header
 
     def judge(self, number: int, values: list) -> tuple[_Row | None, list[RowError]]:
         """The row, or the errors that refuse it."""
         header = self.header
-        if any(not _blank(v) for j, v in enumerate(values) if j >= len(header) or not header[j]):
+        if (len(values) > len(header) or self.unnamed) and any(
+            not _blank(v) for j, v in enumerate(values) if j >= len(header) or not header[j]
+        ):
             return None, [RowError(number, None, "valeur dans une colonne sans nom")]
         raw = {h: values[j] if j < len(values) else None for j, h in enumerate(header) if h}
         errors: list[RowError] = []
@@ -439,20 +446,20 @@ class _Judge:
                 )
 
         questionnaire = target.questionnaire
-        types = questionnaire.types
+        questions = target.questions
         given = {}
         for key, value in raw.items():
             if key in FIXED_COLUMNS or _blank(value):
                 continue
-            if key not in types:
+            if key not in questions:
                 errors.append(
                     RowError(number, key, f"question absente du questionnaire du service {target.slug} : laisser vide")
                 )
                 continue
-            given[key] = _prepared(questionnaire.question(key), value)
+            given[key] = _prepared(questions[key], value)
         answers, problems = questionnaire.clean(given, areas=target.areas)
         for key, (code, params) in problems.items():
-            q = questionnaire.question(key)
+            q = questions[key]
             errors.append(RowError(number, key, _reason(q, code, params, raw.get(key), target.areas)))
         if errors:
             return None, errors
@@ -511,6 +518,7 @@ def import_responses(
 
     # Pass 1: judge every row, keep only a checksum of what will be stored.
     targets = _targets()
+    db.session.rollback()  # no transaction stays open while the file is read
     judge = _Judge(targets, datetime.now(UTC))
     checksum = hashlib.sha256()
     errors: list[RowError] = []
@@ -525,7 +533,6 @@ def import_responses(
             checksum.update(row.canonical() + b"\n")
         if rows % batch == 0:
             report("checked", rows)
-    db.session.rollback()  # the services were read; no transaction stays open
     if total_errors:
         raise HistoryRefused(errors, total_errors)
     if not rows:

@@ -343,14 +343,14 @@ def import_responses_command(path, check_only):
     # Imported here, not at the top: see `_import_command`.
     from . import history
 
-    stages = {"checked": "lignes vérifiées", "imported": "lignes importées"}
+    stages = {"checked": "vérification : {count} ligne(s) lue(s)", "stored": "import : {count} ligne(s) sur {total}"}
     shown = {"at": time.monotonic()}
 
-    def progress(stage: str, count: int) -> None:
+    def progress(stage: str, count: int, total: int | None) -> None:
         now = time.monotonic()
         if now - shown["at"] >= PROGRESS_SECONDS:
             shown["at"] = now
-            click.echo(f"{stages[stage]} : {count}", err=True)
+            click.echo(stages[stage].format(count=count, total=total), err=True)
 
     try:
         report = history.import_responses(path, check_only=check_only, progress=progress)

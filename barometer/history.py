@@ -96,7 +96,7 @@ _XLSX_SUFFIXES = (".xlsx", ".xlsm")
 #: Bytes read at a time when telling UTF-8 from Windows-1252.
 _CHUNK = 1 << 20
 
-Progress = Callable[[str, int], None]
+Progress = Callable[[str, int, int | None], None]
 
 
 class HistoryRefused(ImportRefused):
@@ -499,8 +499,9 @@ def import_responses(
 
     Raises `HistoryRefused` (nothing written) when a row or the file is wrong, and
     `HistoryInterrupted` when the database fails part way (the batches before stay;
-    the same import run again completes it). ``progress(stage, count)`` is called
-    every ``batch`` rows with stage "checked" (rows read in pass 1) or "imported".
+    the same import run again completes it). ``progress(stage, count, total)`` is
+    called every ``batch`` rows: stage "checked" with the rows read by pass 1 (total
+    None), then "stored" with the rows pass 2 has stored or found stored, of ``total``.
     """
     path = Path(source)
     if path.suffix.lower() not in _CSV_SUFFIXES + _XLSX_SUFFIXES:
@@ -512,9 +513,9 @@ def import_responses(
     except OSError as exc:
         raise HistoryRefused([RowError(None, None, f"lecture impossible ({exc.strerror or exc})")]) from exc
 
-    def report(stage: str, count: int) -> None:
+    def report(stage: str, count: int, total: int | None = None) -> None:
         if progress is not None:
-            progress(stage, count)
+            progress(stage, count, total)
 
     # Pass 1: judge every row, keep only a checksum of what will be stored.
     targets = _targets()
@@ -569,7 +570,7 @@ def import_responses(
         if subs:
             imported += store_responses(subs, batch=len(subs))
         pending.clear()
-        report("imported", imported + known)
+        report("stored", imported + known, rows)
 
     try:
         for ordinal, (number, values) in enumerate(_judged_rows(path, judge), start=1):

@@ -384,3 +384,10 @@ def test_imported_months_are_in_the_read_model(surveys, tmp_path):
     with app.app_context():
         rebuilt = results.cells_frame([pool])
     pd.testing.assert_frame_equal(rebuilt, cells)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_rows_are_numbered_as_the_spreadsheet_shows_them(surveys, tmp_path, suffix):
+    # A blank row is skipped, not renumbered: the error names the row the user sees.
+    rows = [GOOD[0], GOOD[1], [None] * len(GOOD[0]), edited(GOOD, 2, "overall", 9)[2]]
+    assert "ligne 4, colonne overall" in refused(surveys, write(tmp_path, rows, suffix))

@@ -591,6 +591,7 @@ def import_responses(
         ) from exc
     except HistoryRefused as exc:
         raise HistoryInterrupted(imported, f"le fichier a changé depuis sa vérification ({exc})") from exc
+    db.session.rollback()  # a last batch found stored leaves its lookup's transaction open
     return HistoryReport(rows=rows, imported=imported, known=known)
 
 

@@ -5,6 +5,7 @@ hence in French.
 """
 
 import functools
+import time
 
 import click
 from alembic.migration import MigrationContext
@@ -22,6 +23,8 @@ from .loader import load_surveys
 from .models import Organisation, Role, Service, User
 
 REPLACE_OPTION = "--remplacer"
+#: Seconds between two progress lines of a long import.
+PROGRESS_SECONDS = 2.0
 
 #: Click's own `--help` says "Show this message and exit."
 french_help = click.help_option("--help", help="Affiche cette aide et quitte.")
@@ -311,3 +314,48 @@ def import_priorities_command(path):
     nouvel import met à jour les politiques déjà connues.
     """
     _import_command("import_priorities", path, "priorité(s)")
+
+
+@barometer_cli.command("import-responses", short_help="Importe des réponses recueillies ailleurs (historique).")
+@click.argument("path", metavar="FICHIER", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--verifier", "check_only", is_flag=True, help="Vérifie le fichier sans rien importer.")
+@french_help
+@with_appcontext
+@needs_schema
+def import_responses_command(path, check_only):
+    """Importe les réponses du FICHIER (CSV ou XLSX) recueillies ailleurs (questionnaires
+    papier saisis, export d'un outil précédent), pour que les tendances commencent avant
+    le baromètre.
+
+    Une ligne par réponse ; colonnes service (slug), submitted_at (AAAA-MM-JJ ou
+    AAAA-MM-JJ HH:MM, en UTC sauf décalage indiqué), channel (facultative, « import »
+    par défaut), site (facultative, code d'un site du service), puis une colonne par clé
+    de question du questionnaire du service (overall obligatoire ; échelles en nombres,
+    na pour non concerné ; choix par leur code, plusieurs codes séparés par « | » ou « ; » ; oui/non
+    ou 1/0) et les colonnes de profil age_band, sex, area, frequency (par code). Une
+    colonne absente ou une case vide est une question sans réponse.
+
+    Le fichier est vérifié en entier avant toute écriture : une seule ligne en erreur
+    et rien n'est importé ; chaque erreur donne sa ligne, sa colonne et sa raison. Le
+    même fichier importé deux fois n'ajoute rien. Un import interrompu se termine en
+    relançant la même commande. L'avancement s'affiche sur la sortie d'erreur.
+    """
+    # Imported here, not at the top: see `_import_command`.
+    from . import history
+
+    stages = {"checked": "vérification : {count} ligne(s) lue(s)", "stored": "import : {count} ligne(s) sur {total}"}
+    shown = {"at": time.monotonic()}
+
+    def progress(stage: str, count: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - shown["at"] >= PROGRESS_SECONDS:
+            shown["at"] = now
+            click.echo(stages[stage].format(count=count, total=total), err=True)
+
+    try:
+        report = history.import_responses(path, check_only=check_only, progress=progress)
+    except history.HistoryRefused as exc:
+        raise click.ClickException(f"fichier refusé, rien n'a été importé :\n{exc}") from exc
+    except history.HistoryInterrupted as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(report.summary())

@@ -54,10 +54,13 @@ class Channel(enum.StrEnum):
     email = "email"
     kiosk = "kiosk"
     api = "api"
+    #: Collected elsewhere (paper questionnaires typed in, a previous tool's export)
+    #: and brought in by `flask barometer import-responses`.
+    imported = "import"
 
 
-#: Channels a resident can come through in a browser (the API is not one of them).
-WEB_CHANNELS = frozenset(c.value for c in Channel if c is not Channel.api)
+#: Channels a resident can come through in a browser (neither the API nor an import).
+WEB_CHANNELS = frozenset(c.value for c in Channel if c not in (Channel.api, Channel.imported))
 
 
 def web_channel(value: str | None) -> Channel:

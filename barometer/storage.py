@@ -29,6 +29,7 @@ _RESPONSES = Response.__table__
 _ANSWERS = Answer.__table__
 _INSERT_RESPONSES = _RESPONSES.insert().returning(_RESPONSES.c.id, sort_by_parameter_order=True)
 _INSERT_ANSWERS = _ANSWERS.insert()
+_ANSWER_KEYS = ("response_id", "question_key", "value", "choice", "text")
 #: The dialects whose INSERT can skip a row that breaks a unique constraint.
 _DIALECT_INSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 
@@ -67,25 +68,30 @@ def _response_row(sub: Submission) -> dict:
     return row
 
 
-def _answer_rows(response_id: int, sub: Submission) -> list[dict]:
-    """The answer rows of a response: one per value (a multiple choice gives several)."""
+def _answer_values(sub: Submission) -> list[tuple]:
+    """The answers of a response as (question key, value, choice, text): one per value
+    (a multiple choice gives several)."""
     rows = []
     types = sub.questionnaire.types
     for key, value in sub.answers.items():
         if key in PROFILE_KEYS:
             continue
-        row = {"response_id": response_id, "question_key": key, "value": None, "choice": None, "text": None}
         if types[key] == "text":
             # A comment of hidden characters only is no comment.
             if (text := mask_personal_data(value)) is not None:
-                rows.append({**row, "text": text})
+                rows.append((key, None, None, text))
         elif isinstance(value, tuple):
-            rows.extend({**row, "choice": code} for code in value)
+            rows.extend((key, None, code, None) for code in value)
         elif isinstance(value, int):
-            rows.append({**row, "value": float(value)})
+            rows.append((key, float(value), None, None))
         else:  # a choice code, or NOT_APPLICABLE on a scale
-            rows.append({**row, "choice": value})
+            rows.append((key, None, value, None))
     return rows
+
+
+def _answer_rows(response_id: int, sub: Submission) -> list[dict]:
+    """The answer rows of a response, as inserted."""
+    return [dict(zip(_ANSWER_KEYS, (response_id, *values), strict=True)) for values in _answer_values(sub)]
 
 
 def store_response(sub: Submission) -> bool:
@@ -117,7 +123,7 @@ def _insert_once(connection: Connection, sub: Submission) -> bool:
     answer_rows = _answer_rows(response_id, sub)
     if answer_rows:
         connection.execute(_INSERT_ANSWERS, answer_rows)
-    _after_insert(connection, [sub], [response_row], [answer_rows])
+    _after_insert(connection, [sub], [(response_row, answer_rows)])
     return True
 
 
@@ -130,24 +136,26 @@ def _insert_unless_known(dialect_name: str):
 
 
 def _after_insert(
-    connection: Connection, subs: Sequence[Submission], response_rows: list[dict], answer_rows: list[list[dict]]
+    connection: Connection, subs: Sequence[Submission], inserted: Sequence[tuple[dict, list[dict]]]
 ) -> None:
     """What else new responses change, in the transaction that inserted them: the
     results read model (per service, month and cell: counts, sums, sums of squares),
-    which thus never disagrees with the stored answers."""
+    so that it never disagrees with the stored answers. `inserted` holds the response
+    row and answer rows of each response inserted, and only those."""
     record_responses(
         connection,
-        [
-            (response, [(a["question_key"], a["value"], a["choice"], a["text"]) for a in answers])
-            for response, answers in zip(response_rows, answer_rows, strict=True)
-        ],
-        drivers={sub.version_id: sub.questionnaire.drivers for sub in subs},
+        (
+            (response_row, [(a["question_key"], a["value"], a["choice"], a["text"]) for a in answer_rows])
+            for response_row, answer_rows in inserted
+        ),
+        drivers={s.version_id: s.questionnaire.drivers for s in subs},
     )
 
 
 def store_responses(subs: Sequence[Submission], *, batch: int = 5000) -> int:
-    """Store many new responses (demo, imports) in bulk transactions; returns how many
-    were stored. Their tokens must be new: a known one fails its batch."""
+    """Store many new responses (demo, imports) in bulk transactions, with their
+    read-model update; returns how many were stored. Their tokens must be new: a known
+    one fails its batch."""
     session = db.session
     stored = 0
     for start in range(0, len(subs), batch):
@@ -158,7 +166,8 @@ def store_responses(subs: Sequence[Submission], *, batch: int = 5000) -> int:
         answers = [_answer_rows(response_id, sub) for response_id, sub in zip(ids, chunk, strict=True)]
         if any(answers):
             connection.execute(_INSERT_ANSWERS, [row for rows in answers for row in rows])
-        _after_insert(connection, chunk, response_rows, answers)
+        # In the same transaction: a batch refused (a token stored before) counts nothing.
+        _after_insert(connection, chunk, list(zip(response_rows, answers, strict=True)))
         session.commit()
         stored += len(chunk)
     return stored

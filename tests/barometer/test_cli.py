@@ -24,6 +24,7 @@ SHORT_HELP = {
     "import-allocations": "Importe les budgets, effectifs et volumes des services.",
     "import-priorities": "Importe le référentiel stratégique des politiques.",
     "rebuild-results": "Recalcule les résultats agrégés à partir des réponses.",
+    "import-responses": "Importe des réponses recueillies ailleurs (historique).",
 }
 #: The start of each command's French help.
 HELP = {
@@ -35,6 +36,7 @@ HELP = {
     "import-allocations": "Importe les allocations du FICHIER (CSV ou XLSX)",
     "import-priorities": "Importe le référentiel stratégique du FICHIER (CSV ou XLSX)",
     "rebuild-results": "Recalcule les résultats agrégés (les sommes par mois, site et profil",
+    "import-responses": "Importe les réponses du FICHIER (CSV ou XLSX) recueillies ailleurs",
 }
 #: Phrases of the English help the commands used to show.
 ENGLISH = (
@@ -104,6 +106,7 @@ def bare_runner(tmp_path):
         ["import-allocations", "budgets.csv"],
         ["import-priorities", "priorites.csv"],
         ["rebuild-results"],
+        ["import-responses", "reponses.csv"],
     ],
 )
 def test_commands_before_db_upgrade_say_to_run_it(bare_runner, args):

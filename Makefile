@@ -80,6 +80,7 @@ bench: install-dev translations
 	@command -v wrk >/dev/null 2>&1 || { echo "wrk introuvable : sudo apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/bench_http.py
 	$(BIN)/python bench/bench_analysis.py
+	$(BIN)/python bench/bench_results.py
 
 lint: install-dev
 	$(BIN)/ruff check .

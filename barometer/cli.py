@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from surveys.schema import DEFAULT_ROOT, DefinitionError
 
-from . import demo
+from . import demo, results
 from .extensions import db
 from .loader import load_surveys
 from .models import Organisation, Role, Service, User
@@ -146,6 +146,39 @@ def demo_command(seed, months, per_month, replace):
         )
         raise SystemExit(130) from None
     click.echo(f"{stored} réponses enregistrées sur {months} mois ; budgets sur 3 ans ; marges de population chargées.")
+
+
+@barometer_cli.command("rebuild-results", short_help="Recalcule les résultats agrégés à partir des réponses.")
+@click.option(
+    "--service", "slugs", multiple=True, help="Slug d'un service à recalculer (option répétable ; tous par défaut)."
+)
+@french_help
+@with_appcontext
+@needs_schema
+def rebuild_results_command(slugs):
+    """Recalcule les résultats agrégés (les sommes par mois, site et profil que lisent
+    les rapports) à partir des réponses enregistrées : après un chargement en masse,
+    pour une réparation, ou après la mise à jour qui les crée.
+
+    Chaque service est recalculé dans sa propre transaction : pendant le calcul, les
+    rapports lisent les anciens chiffres, puis les nouveaux. Sans danger pendant que
+    l'application tourne.
+    """
+    query = select(Service.id, Service.slug).order_by(Service.slug)
+    if slugs:
+        query = query.where(Service.slug.in_(slugs))
+    services = db.session.execute(query).all()
+    unknown = sorted(set(slugs) - {slug for _, slug in services})
+    if unknown:
+        raise click.ClickException(f"service inconnu : {', '.join(unknown)}")
+    db.session.remove()  # each service in a transaction of its own, not the session's
+    total = 0
+    for position, (service_id, slug) in enumerate(services, start=1):
+        with db.engine.begin() as connection:
+            read = results.rebuild_service(connection, service_id)
+        total += read
+        click.echo(f"[{position}/{len(services)}] {slug} : {read} réponse(s)")
+    click.echo(f"Résultats recalculés : {len(services)} service(s), {total} réponse(s).")
 
 
 @barometer_cli.command("create-user", short_help="Crée un compte du personnel ou change son mot de passe.")

@@ -30,6 +30,7 @@ from .models import (
     User,
 )
 from .respond.services import get_survey, new_token
+from .results import rebuild_service
 from .storage import Submission, store_responses
 
 DEMO_ORGANISATION = "saint-aubin-des-pres"
@@ -437,5 +438,8 @@ def delete_responses() -> int:
     count = db.session.execute(select(func.count()).select_from(responses.subquery())).scalar_one()
     db.session.execute(delete(Answer).where(Answer.response_id.in_(responses)))
     db.session.execute(delete(Response).where(Response.service_id.in_(services)))
+    connection = db.session.connection()
+    for service_id in db.session.execute(services).scalars().all():  # their results, emptied with them
+        rebuild_service(connection, service_id)
     db.session.commit()
     return count

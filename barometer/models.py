@@ -310,3 +310,78 @@ class User(UserMixin, db.Model):
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
+
+
+# ------------------------------------------------------------ the results read model
+# Sufficient statistics of the responses, kept by barometer/results.py. Their keys hold
+# no NULL (a primary key cannot): no site is 0, a missing profile answer is "".
+
+
+class ResultCell(db.Model):
+    """Count, sum, sum of squares and count satisfied of one question's numeric answers,
+    per service, month, site and profile cell."""
+
+    __tablename__ = "result_cell"
+    # Keyed by service first: one service's report reads one contiguous range.
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    #: The service answered.
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id", ondelete="CASCADE"), primary_key=True)
+    #: First day of the month of submission (UTC).
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    #: The site's id, 0 for a response given at no site (no foreign key: 0 is no row).
+    site_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    #: The question key; "_responses" counts the responses of the cell themselves.
+    question_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: Profile cell: age band, sex, area and frequency codes, "" when missing or "nsp".
+    age_band: Mapped[str] = mapped_column(String(20), primary_key=True)
+    sex: Mapped[str] = mapped_column(String(20), primary_key=True)
+    area: Mapped[str] = mapped_column(String(40), primary_key=True)
+    frequency: Mapped[str] = mapped_column(String(20), primary_key=True)
+    #: Numeric answers (responses, for "_responses").
+    n: Mapped[int] = mapped_column(BigInteger)
+    #: Sum of the values.
+    total: Mapped[float] = mapped_column(Float)
+    #: Sum of the squared values.
+    total_sq: Mapped[float] = mapped_column(Float)
+    #: Answers counted as satisfied (analysis.scales.SATISFIED; meaningful on 1-5 scales).
+    satisfied: Mapped[int] = mapped_column(BigInteger)
+
+
+class ResultMoments(db.Model):
+    """Count, sums and cross-products of overall and the drivers over the responses that
+    answer all of them, per service, month, site and profile cell."""
+
+    __tablename__ = "result_moments"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    #: The service answered.
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id", ondelete="CASCADE"), primary_key=True)
+    #: First day of the month of submission (UTC).
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    #: The site's id, 0 for a response given at no site.
+    site_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    #: Profile cell, as in ResultCell.
+    age_band: Mapped[str] = mapped_column(String(20), primary_key=True)
+    sex: Mapped[str] = mapped_column(String(20), primary_key=True)
+    area: Mapped[str] = mapped_column(String(40), primary_key=True)
+    frequency: Mapped[str] = mapped_column(String(20), primary_key=True)
+    #: The variables, space-separated: "overall", then the questionnaire's drivers.
+    variables: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    #: Complete rows (responses answering every variable).
+    n: Mapped[int] = mapped_column(BigInteger)
+    #: Upper triangle, row by row, of the cross-product matrix of [1, variables...].
+    moments: Mapped[list] = mapped_column(JSON)
+
+
+class ResultVersion(db.Model):
+    """A service's data version: raised whenever its read model changes."""
+
+    __tablename__ = "result_version"
+
+    #: The service.
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id", ondelete="CASCADE"), primary_key=True)
+    #: Raised by every recording and rebuild; caches are keyed on it.
+    version: Mapped[int] = mapped_column(BigInteger)
+    #: Responses counted in the read model.
+    responses: Mapped[int] = mapped_column(BigInteger)

@@ -21,6 +21,7 @@ from surveys.schema import PROFILE_KEYS, QuestionnaireDef
 from .extensions import db
 from .models import Answer, Channel, Response, utcnow
 from .privacy import mask_personal_data
+from .results import record_responses
 
 log = logging.getLogger(__name__)
 
@@ -66,25 +67,34 @@ def _response_row(sub: Submission) -> dict:
     return row
 
 
-def _answer_rows(response_id: int, sub: Submission) -> list[dict]:
-    """The answer rows of a response: one per value (a multiple choice gives several)."""
+#: The columns of an answer row, in the order `_answer_values` gives them after the id.
+_ANSWER_KEYS = ("response_id", "question_key", "value", "choice", "text")
+
+
+def _answer_values(sub: Submission) -> list[tuple]:
+    """Each answer row of a response as (question key, value, choice, text): one per
+    value (a multiple choice gives several)."""
     rows = []
     types = sub.questionnaire.types
     for key, value in sub.answers.items():
         if key in PROFILE_KEYS:
             continue
-        row = {"response_id": response_id, "question_key": key, "value": None, "choice": None, "text": None}
         if types[key] == "text":
             # A comment of hidden characters only is no comment.
             if (text := mask_personal_data(value)) is not None:
-                rows.append({**row, "text": text})
+                rows.append((key, None, None, text))
         elif isinstance(value, tuple):
-            rows.extend({**row, "choice": code} for code in value)
+            rows.extend((key, None, code, None) for code in value)
         elif isinstance(value, int):
-            rows.append({**row, "value": float(value)})
+            rows.append((key, float(value), None, None))
         else:  # a choice code, or NOT_APPLICABLE on a scale
-            rows.append({**row, "choice": value})
+            rows.append((key, None, value, None))
     return rows
+
+
+def _answer_rows(response_id: int, sub: Submission) -> list[dict]:
+    """The answer rows of a response, ready to insert."""
+    return [dict(zip(_ANSWER_KEYS, (response_id, *values), strict=True)) for values in _answer_values(sub)]
 
 
 def store_response(sub: Submission) -> bool:
@@ -116,7 +126,7 @@ def _insert_once(connection: Connection, sub: Submission) -> bool:
     answer_rows = _answer_rows(response_id, sub)
     if answer_rows:
         connection.execute(_INSERT_ANSWERS, answer_rows)
-    _after_insert(connection, response_row, answer_rows)
+    _after_insert(connection, sub, response_row, answer_rows)
     return True
 
 
@@ -128,15 +138,24 @@ def _insert_unless_known(dialect_name: str):
     return insert.returning(_RESPONSES.c.id)
 
 
-def _after_insert(connection: Connection, response_row: dict, answer_rows: list[dict]) -> None:
-    """What else a new response changes, in its own transaction: the place where the
-    results read model (per service, month and cell: counts, sums, sums of squares)
-    will be updated, so that it never disagrees with the stored answers. Nothing yet."""
+def _after_insert(connection: Connection, sub: Submission, response_row: dict, answer_rows: list[dict]) -> None:
+    """What else a new response changes, in its own transaction: the results read model,
+    so that it never disagrees with the stored answers."""
+    record_responses(
+        connection, [_recorded(response_row, answer_rows)], drivers={sub.version_id: sub.questionnaire.drivers}
+    )
+
+
+def _recorded(response_row: dict, answer_rows: list[dict]) -> tuple[dict, list[tuple]]:
+    """A response as the read model takes it: its row, and its answers as (key, value,
+    choice, text)."""
+    return response_row, [(r["question_key"], r["value"], r["choice"], r["text"]) for r in answer_rows]
 
 
 def store_responses(subs: Sequence[Submission], *, batch: int = 5000) -> int:
-    """Store many new responses (demo, imports) in bulk transactions; returns how many
-    were stored. Their tokens must be new: a known one fails its batch."""
+    """Store many new responses (demo, imports) in bulk transactions, with their
+    read-model update; returns how many were stored. Their tokens must be new: a known
+    one fails its batch."""
     session = db.session
     stored = 0
     for start in range(0, len(subs), batch):
@@ -147,8 +166,12 @@ def store_responses(subs: Sequence[Submission], *, batch: int = 5000) -> int:
         answers = [_answer_rows(response_id, sub) for response_id, sub in zip(ids, chunk, strict=True)]
         if any(answers):
             connection.execute(_INSERT_ANSWERS, [row for rows in answers for row in rows])
-        for response_row, answer_rows in zip(response_rows, answers, strict=True):
-            _after_insert(connection, response_row, answer_rows)
+        # In the same transaction: a batch refused (a token stored before) counts nothing.
+        record_responses(
+            connection,
+            [_recorded(row, rows) for row, rows in zip(response_rows, answers, strict=True)],
+            drivers={s.version_id: s.questionnaire.drivers for s in chunk},
+        )
         session.commit()
         stored += len(chunk)
     return stored

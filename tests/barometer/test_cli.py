@@ -23,6 +23,7 @@ SHORT_HELP = {
     "urls": "Affiche les adresses principales.",
     "import-allocations": "Importe les budgets, effectifs et volumes des services.",
     "import-priorities": "Importe le référentiel stratégique des politiques.",
+    "rebuild-results": "Recalcule les résultats agrégés à partir des réponses.",
 }
 #: The start of each command's French help.
 HELP = {
@@ -33,6 +34,7 @@ HELP = {
     "urls": "Affiche les adresses principales",
     "import-allocations": "Importe les allocations du FICHIER (CSV ou XLSX)",
     "import-priorities": "Importe le référentiel stratégique du FICHIER (CSV ou XLSX)",
+    "rebuild-results": "Recalcule les résultats agrégés (les sommes par mois, site et profil",
 }
 #: Phrases of the English help the commands used to show.
 ENGLISH = (
@@ -101,6 +103,7 @@ def bare_runner(tmp_path):
         ["urls"],
         ["import-allocations", "budgets.csv"],
         ["import-priorities", "priorites.csv"],
+        ["rebuild-results"],
     ],
 )
 def test_commands_before_db_upgrade_say_to_run_it(bare_runner, args):

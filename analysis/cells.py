@@ -1,0 +1,725 @@
+"""Estimates from cells of sufficient statistics instead of respondents.
+
+The read model keeps, per profile cell (age band × sex × area × frequency of use, within
+a service, site and month), the count, sum, sum of squares and count satisfied of each
+question, and the cross-products of ``overall`` and the drivers. Survey weights are
+constant within a profile cell (raking only uses profile columns), so every statistic of
+:mod:`analysis.estimates`, :mod:`analysis.segments` and :mod:`analysis.drivers` can be
+computed exactly from the cells: the functions here give the same numbers as those
+functions on the respondents' frame.
+
+Input frames are those of ``barometer.results``: ``cells_frame`` (columns ``period``,
+``site_id``, the profile columns, ``question_key``, ``n, total, total_sq, satisfied``)
+and ``moments_frame``.
+
+Scope and domains: the cells passed are the sample (the design); a group (a period, a
+site, a public) is a domain of it, as :func:`analysis.estimates.mean` estimates a
+domain when the outcome is missing outside it. Raking (:func:`rake_cells`) calibrates
+the whole scope once; each domain's SE then accounts for the calibration.
+
+References
+----------
+Deville, J.-C. & Särndal, C.-E. (1992). Calibration estimators in survey sampling.
+*JASA*, 87(418), 376-382.
+
+Lumley, T. (2010). *Complex Surveys: A Guide to Analysis Using R*. Wiley, 2.4, 7.4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis._design import check_level
+from analysis.drivers import MAX_EXACT_DRIVERS, _check_collinear, lmg_from_corr, relative_weights_from_corr
+from analysis.estimates import DEFAULT_RULES, Estimate, SuppressionRules, _rse, _wilson_n, wilson_interval
+from analysis.trends import adjust
+from analysis.weighting import Raking, rake, resolve_base_weights
+
+__all__ = [
+    "CellEstimates",
+    "CellRaking",
+    "PROFILE",
+    "RESPONSES",
+    "UNKNOWN",
+    "complete_margins",
+    "estimate",
+    "estimates",
+    "rake_cells",
+    "relative_importance",
+    "segment_gaps",
+    "weighted_corr",
+    "with_period",
+]
+
+#: The profile columns that make a cell (weights are constant within a cell).
+PROFILE = ("age_band", "sex", "area", "frequency")
+#: The ``question_key`` of the cell rows that count responses (the design's rows).
+RESPONSES = "_responses"
+#: The raking category of respondents whose answer is missing or outside the margins.
+UNKNOWN = "(inconnu)"
+#: Pandas frequencies of the period grains.
+GRAINS = {"month": "M", "quarter": "Q", "year": "Y"}
+
+Statistic = Literal["mean", "satisfied"]
+
+
+def with_period(cells: pd.DataFrame, grain: Literal["month", "quarter", "year"]) -> pd.DataFrame:
+    """A copy of ``cells`` (or of a respondents' frame) whose ``period`` is at ``grain``
+    (month, quarter or year); ``period`` must be a monthly Period column."""
+    if grain not in GRAINS:
+        raise ValueError(f"grain must be one of {', '.join(GRAINS)}, got {grain!r}")
+    return cells.assign(period=cells["period"].dt.asfreq(GRAINS[grain]))
+
+
+# ------------------------------------------------------------------------- raking
+
+
+def complete_margins(frame: pd.DataFrame, margins: Mapping, *, weights=None) -> tuple[pd.DataFrame, dict]:
+    r"""Margins that every respondent fits, and the raking columns recoded to them.
+
+    A respondent whose answer to a raking dimension is missing ("préfère ne pas dire")
+    or not among the margin's categories (a resident from outside the commune) is put
+    in the category `UNKNOWN`, whose target is its (weighted) sample share
+    :math:`p_u`; the known categories share the rest in the margin's proportions,
+    :math:`t_c = (1-p_u)\,s_c/\sum_k s_k`. Raking then leaves the unknown group's
+    weight as it is and calibrates the others among themselves. Works on respondents
+    (``weights`` None) and on cells (``weights`` the response counts): one rule for
+    both.
+
+    Returns
+    -------
+    (pandas.DataFrame, dict)
+        A copy of the frame with its raking columns recoded (object dtype), and the
+        margins as shares that sum to one.
+    """
+    base = resolve_base_weights(frame, weights).to_numpy(dtype=float)
+    total = base.sum()
+    out = frame.copy()
+    completed = {}
+    for column, shares in margins.items():
+        if column not in frame.columns:
+            raise ValueError(f"raking column {column!r} is not in the frame")
+        values = frame[column]
+        known = values.isin(list(shares)).fillna(False).to_numpy(dtype=bool)
+        out[column] = np.where(known, values.astype(object).to_numpy(), UNKNOWN)
+        unknown = float(base[~known].sum() / total) if total > 0 else 0.0
+        scale = (1.0 - unknown) / float(sum(shares.values()))
+        completed[column] = {category: share * scale for category, share in shares.items()}
+        if unknown > 0:
+            completed[column][UNKNOWN] = unknown
+    return out, completed
+
+
+def _responses(cells: pd.DataFrame) -> pd.DataFrame:
+    rows = cells[(cells["question_key"] == RESPONSES).to_numpy(dtype=bool)]
+    if rows.empty:
+        raise ValueError(f"the cells hold no {RESPONSES!r} rows: the responses they describe are unknown")
+    return rows
+
+
+def _factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Codes of a column's values, in sorted order, -1 for a missing value."""
+    if isinstance(values.dtype, pd.CategoricalDtype):  # the read model's frames: codes at hand
+        categories = values.cat.categories
+        codes = values.cat.codes.to_numpy()
+        if categories.is_monotonic_increasing:
+            return codes, categories
+    codes, uniques = pd.factorize(values, sort=True)
+    return codes, pd.Index(uniques)
+
+
+@dataclass(frozen=True, eq=False)
+class CellRaking:
+    """Raking of a scope of cells to population margins (see :func:`rake_cells`).
+
+    Attributes
+    ----------
+    raking : analysis.weighting.Raking
+        The raking of the raking cells, with the response counts as base weights (its
+        ``weights`` are the raked totals of each cell; ``n_eff`` and ``deff`` are not
+        the respondents').
+    margins : dict
+        The completed margins used (shares, with `UNKNOWN` where needed).
+    unit_weights : pandas.Series
+        The raked weight of one respondent of each raking cell, indexed by the raking
+        columns (recoded).
+    """
+
+    raking: Raking
+    margins: Mapping
+    unit_weights: pd.Series
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        return tuple(self.margins)
+
+    @cached_property
+    def _grid(self) -> np.ndarray:
+        """Unit weights over every combination of the margins' categories (NaN: none)."""
+        sizes = [len(t) for t in self.margins.values()]
+        grid = np.full(int(np.prod(sizes)), np.nan)
+        positions = [
+            pd.Index(list(targets)).get_indexer(self.unit_weights.index.get_level_values(i))
+            for i, targets in enumerate(self.margins.values())
+        ]
+        grid[np.ravel_multi_index(positions, sizes)] = self.unit_weights.to_numpy()
+        return grid
+
+    def _positions(self, column: str, codes: np.ndarray, uniques: pd.Index) -> np.ndarray:
+        """Position in the margin's categories of each coded value (`UNKNOWN` for a
+        missing value or a category the margins lack)."""
+        targets = list(self.margins[column])
+        unknown = targets.index(UNKNOWN) if UNKNOWN in targets else -1
+        known = {category: i for i, category in enumerate(targets) if category != UNKNOWN}
+        lookup = np.array([known.get(value, unknown) for value in uniques] + [unknown], dtype=np.intp)
+        positions = lookup[codes]
+        if (positions < 0).any():
+            raise ValueError(f"rows outside the raked scope (column {column!r}): rake the cells that hold them")
+        return positions
+
+    def _cells(self, coded: Mapping[str, tuple[np.ndarray, pd.Index]]) -> list[np.ndarray]:
+        return [self._positions(column, *coded[column]) for column in self.margins]
+
+    def _weights(self, coded) -> np.ndarray:
+        sizes = [len(t) for t in self.margins.values()]
+        weights = self._grid[np.ravel_multi_index(self._cells(coded), sizes)]
+        if np.isnan(weights).any():
+            raise ValueError("rows outside the raked scope: rake the cells that hold them")
+        return weights
+
+    def _calibration(self, coded) -> np.ndarray:
+        """The raking dummies of each row (as ``Raking.calibration_matrix``)."""
+        blocks = []
+        for positions, targets in zip(self._cells(coded), self.margins.values(), strict=True):
+            block = np.zeros((positions.size, len(targets)))
+            block[np.arange(positions.size), positions] = 1.0
+            blocks.append(block)
+        return np.hstack(blocks)
+
+    def weights_for(self, frame: pd.DataFrame) -> np.ndarray:
+        """The raked weight of one respondent of each row of ``frame`` (cells, moments
+        or respondents), from its profile columns."""
+        return self._weights({column: _factorize(frame[column]) for column in self.margins})
+
+
+def rake_cells(cells: pd.DataFrame, margins: Mapping, **options) -> CellRaking:
+    """Rake the responses of ``cells`` to the population ``margins``.
+
+    The response counts of the cells (rows of `RESPONSES`) are the base weights of
+    :func:`analysis.weighting.rake` on the raking cells: iterative proportional fitting
+    multiplies every respondent of a cell by the same factors, so the result is the
+    raking of the respondents themselves (after :func:`complete_margins`, on the
+    respondents or the cells alike). ``options`` go to ``rake`` (``trim``,
+    ``max_iter``, ``tol``). Raises ``ValueError`` as ``rake`` does (a margin category
+    without a respondent in the scope ...).
+    """
+    if not margins:
+        raise ValueError("margins: at least one raking variable is needed")
+    dims = list(margins)
+    responses = _responses(cells)
+    counts = (
+        responses.assign(**{d: responses[d].astype(object) for d in dims})
+        .groupby(dims, dropna=False, sort=True)["n"]
+        .sum()
+        .reset_index()
+    )
+    recoded, completed = complete_margins(counts, margins, weights=counts["n"].astype(float))
+    counts = recoded.groupby(dims, sort=True)["n"].sum().reset_index()
+    raking = rake(counts, completed, base_weights=counts["n"].astype(float), **options)
+    index = pd.MultiIndex.from_frame(counts[dims])
+    unit = pd.Series(raking.weights.to_numpy() / counts["n"].to_numpy(), index=index, name="weight")
+    return CellRaking(raking=raking, margins=completed, unit_weights=unit)
+
+
+# --------------------------------------------------------------------- variances
+
+
+@dataclass(frozen=True, eq=False)
+class _Rows:
+    """The design's rows: the respondents of one group and profile cell, with their
+    number ``N`` and the answers' number ``n``, sum ``s`` and sum of squares ``q``; each
+    level column coded (``coded[column] = (codes, sorted values)``, -1 for missing)."""
+
+    N: np.ndarray
+    n: np.ndarray
+    s: np.ndarray
+    q: np.ndarray
+    coded: Mapping[str, tuple[np.ndarray, pd.Index]]
+
+    def __len__(self) -> int:
+        return self.N.size
+
+
+def _rows(cells: pd.DataFrame, key: str, by: list[str], statistic: Statistic) -> _Rows:
+    """Sum the cells of ``key`` (and of `RESPONSES`) at the level of ``by`` and the profile."""
+    if statistic not in ("mean", "satisfied"):
+        raise ValueError(f"statistic must be 'mean' or 'satisfied', got {statistic!r}")
+    for column in by:
+        if column not in cells.columns:
+            raise ValueError(f"grouping column {column!r} is not in the cells")
+    level = list(dict.fromkeys([*by, *PROFILE]))
+    coded = {column: _factorize(cells[column]) for column in level}
+    sizes = [len(uniques) + 1 for _, uniques in coded.values()]
+    flat = np.ravel_multi_index([codes + 1 for codes, _ in coded.values()], sizes)
+    question = cells["question_key"]
+    is_design = (question == RESPONSES).to_numpy(dtype=bool)
+    if not is_design.any() and len(cells):
+        raise ValueError(f"the cells hold no {RESPONSES!r} rows: the responses they describe are unknown")
+    design, inverse = np.unique(flat[is_design], return_inverse=True)
+    N = np.bincount(inverse, weights=cells["n"].to_numpy(dtype=float)[is_design], minlength=design.size)
+    is_key = (question == key).to_numpy(dtype=bool)
+    at = np.searchsorted(design, flat[is_key])
+    if at.size and ((at >= design.size) | (design[np.minimum(at, design.size - 1)] != flat[is_key])).any():
+        raise ValueError(f"the cells of {key!r} hold answers of no response")
+    value, square = ("total", "total_sq") if statistic == "mean" else ("satisfied", "satisfied")
+    sums = [
+        np.bincount(at, weights=cells[column].to_numpy(dtype=float)[is_key], minlength=design.size)
+        for column in ("n", value, square)
+    ]
+    if (sums[0] > N).any():
+        raise ValueError(f"the cells of {key!r} count more answers than responses")
+    codes = np.unravel_index(design, sizes)
+    return _Rows(
+        N=N,
+        n=sums[0],
+        s=sums[1],
+        q=sums[2],
+        coded={c: (codes[i] - 1, coded[c][1]) for i, c in enumerate(level)},
+    )
+
+
+def _variances(rows: _Rows, w: np.ndarray, raking: CellRaking | None, centre, coef, member) -> np.ndarray:
+    r"""Linearised variances of linear statistics of the design rows (vectorised).
+
+    Score :math:`j` is :math:`u_i = c_{rj}(y_i - m_{rj})` for the respondents with a
+    value in row :math:`r` where ``member[r, j]``, zero elsewhere; its sums over a row
+    are :math:`U_{rj} = c(S_r - m n_r)` and :math:`\sum u_i^2 = c^2(Q_r - 2mS_r + m^2
+    n_r)`. After raking, :math:`u` is replaced by its residual :math:`e_i = u_i -
+    x_r^\top\beta_j` from the WLS fit on the raking dummies (constant within a row,
+    hence solved on rows weighted by their size :math:`N_r`), and
+    :math:`\hat V_j = \frac{m}{m-1}\bigl(\sum_i (w_i e_i)^2 - (\sum_i w_i e_i)^2/m\bigr)`
+    over the :math:`m` respondents, as :class:`analysis._design.Design` computes it
+    respondent by respondent.
+    """
+    N, n, s, q = (a[:, None] for a in (rows.N, rows.n, rows.s, rows.q))
+    U = np.where(member, coef * (s - centre * n), 0.0)
+    UU = np.where(member, coef**2 * (q - 2 * centre * s + centre**2 * n), 0.0)
+    if raking is not None:
+        x = raking._calibration(rows.coded)
+        # Normal equations on the rows: X'NX is small (one column per category), and its
+        # pseudo-inverse gives the fitted values whatever the dummies' collinearity.
+        beta = np.linalg.pinv(x.T @ (N * x), hermitian=True) @ (x.T @ U)
+        a = x @ beta
+        UU = UU - 2 * a * U + N * a**2
+        U = U - N * a
+    w = w[:, None]
+    m = float(N.sum())
+    if m < 2:
+        return np.full(U.shape[1], np.nan)
+    sum_z = (w * U).sum(axis=0)
+    sum_z2 = (w**2 * UU).sum(axis=0)
+    return np.maximum(m / (m - 1) * (sum_z2 - sum_z**2 / m), 0.0)
+
+
+def _weights(rows: _Rows, raking: CellRaking | None) -> np.ndarray:
+    return np.ones(len(rows)) if raking is None else raking._weights(rows.coded)
+
+
+# --------------------------------------------------------------------- estimates
+
+
+@dataclass(frozen=True, eq=False)
+class CellEstimates:
+    """Estimates of one question per group, from cells.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per group with responses: the ``by`` columns, then ``value, se,
+        ci_low, ci_high, n, n_eff, deff, rse, flag`` as
+        :func:`analysis.estimates.grouped_means` (proportions in [0, 1]).
+    by : tuple of str
+    statistic : {"mean", "satisfied"}
+    weighted : bool
+        Whether the estimates are raked.
+    level : float
+    """
+
+    table: pd.DataFrame
+    by: tuple[str, ...]
+    statistic: str
+    weighted: bool
+    level: float = 0.95
+
+    def get(self, *group) -> Estimate:
+        """The estimate of one group (its ``by`` values, in order) as an Estimate."""
+        if len(group) != len(self.by):
+            raise ValueError(f"{len(self.by)} group values expected ({', '.join(self.by)}), got {len(group)}")
+        hit = np.ones(len(self.table), dtype=bool)
+        for column, value in zip(self.by, group, strict=True):
+            hit &= (self.table[column] == value).fillna(False).to_numpy(dtype=bool)
+        if hit.sum() != 1:
+            raise KeyError(group)
+        row = self.table[hit].iloc[0]
+        return Estimate(
+            value=float(row["value"]),
+            se=float(row["se"]),
+            ci_low=float(row["ci_low"]),
+            ci_high=float(row["ci_high"]),
+            n=int(row["n"]),
+            n_eff=float(row["n_eff"]),
+            deff=float(row["deff"]),
+            flag=str(row["flag"]),
+            rse=float(row["rse"]),
+            level=self.level,
+        )
+
+
+def _groups(rows: _Rows, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Each row's group (-1 when a ``by`` value is missing) and the groups' values, sorted."""
+    if not by:
+        return np.zeros(len(rows), dtype=np.intp), pd.DataFrame(index=pd.RangeIndex(1))
+    codes = [rows.coded[column][0] for column in by]
+    sizes = [max(len(rows.coded[column][1]), 1) for column in by]  # a column all missing: no group
+    known = np.all([c >= 0 for c in codes], axis=0)
+    flat = np.ravel_multi_index([np.where(known, c, 0) for c in codes], sizes)
+    keys, inverse = np.unique(flat[known], return_inverse=True)
+    groups = np.full(len(rows), -1, dtype=np.intp)
+    groups[known] = inverse
+    at = np.unravel_index(keys, sizes)
+    table = pd.DataFrame({column: rows.coded[column][1].take(at[i]) for i, column in enumerate(by)})
+    return groups, table
+
+
+def estimates(
+    cells: pd.DataFrame,
+    key: str,
+    *,
+    by: str | Sequence[str] = (),
+    statistic: Statistic = "mean",
+    raking: CellRaking | None = None,
+    rules: SuppressionRules | None = None,
+    level: float = 0.95,
+) -> CellEstimates:
+    r"""Mean or share satisfied of question ``key`` in every group of ``by``.
+
+    Each group (a ``period``, a ``site_id``, a profile category ...; no ``by``: the
+    whole scope) is a domain :math:`D` of the scope of ``cells``. With weights
+    :math:`w_r` constant within a design row :math:`r` (a group × profile cell) holding
+    :math:`N_r` respondents, :math:`n_r` of them with a value, of sum :math:`S_r` and sum
+    of squares :math:`Q_r`:
+
+    .. math:: \hat{\bar y}_D = \frac{\sum_{r\in D} w_r S_r}{\sum_{r\in D} w_r n_r},\qquad
+              n^{Kish}_D = \frac{(\sum_{r\in D} w_r n_r)^2}{\sum_{r\in D} w_r^2 n_r}
+
+    and the Taylor-linearised variance of :func:`analysis.estimates.mean` (residualised
+    on the raking dummies when raked), computed from the rows (see ``_variances``).
+    The share satisfied is the mean of the indicator of `analysis.scales.SATISFIED`,
+    with Wilson's interval on the effective n as in
+    :func:`analysis.estimates.proportion`; means get a normal interval. The result
+    equals ``mean(frame, key, weights=raking)`` (or ``proportion``) on the
+    respondents of each group, the respondents of the scope being the design.
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        A scope of ``barometer.results.cells_frame`` rows (e.g. one service over a date
+        range, with :func:`with_period` for quarters or years); not modified.
+    key : str
+        Question key (``overall``, a driver ...).
+    by : str or sequence of str
+        Grouping columns of ``cells``; rows with a missing group value are in no group.
+    statistic : {"mean", "satisfied"}
+    raking : CellRaking, optional
+        From :func:`rake_cells` on the same scope; unweighted when None.
+    rules : SuppressionRules, optional
+    level : float
+
+    Returns
+    -------
+    CellEstimates
+
+    References
+    ----------
+    Hájek (1971); Wolter (2007), ch. 6; Deville & Särndal (1992); Wilson (1927);
+    Kish (1965); Lumley (2010), 2.4, 7.4.
+    """
+    check_level(level)
+    by = [by] if isinstance(by, str) else list(by)
+    rows = _rows(cells, key, by, statistic)
+    w = _weights(rows, raking)
+    groups, table = _groups(rows, by)
+    member = groups[:, None] == np.arange(len(table))[None, :]
+    n_r = rows.n
+    wn = (w * n_r)[:, None] * member
+    total_w = wn.sum(axis=0)
+    n = (n_r[:, None] * member).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = ((w * rows.s)[:, None] * member).sum(axis=0) / total_w
+        n_eff = np.where(n > 0, total_w**2 / ((w**2 * n_r)[:, None] * member).sum(axis=0), 0.0)
+        var = _variances(rows, w, raking, value[None, :], 1.0 / total_w[None, :], member)
+        var = np.where(n > 0, var, np.nan)
+        se = np.sqrt(var)
+        mean_sq = ((w * rows.q)[:, None] * member).sum(axis=0) / total_w
+        s2 = np.maximum(mean_sq - value**2, 0.0) * np.where(n > 1, n / (n - 1), np.nan)
+        var_srs = s2 / n
+        deff = np.where(var_srs > 0, var / var_srs, np.nan)
+    if statistic == "satisfied":
+        low, high = wilson_interval(value, _wilson_n(value, se, n_eff), level)
+    else:
+        z = stats.norm.ppf(0.5 + level / 2.0)
+        low, high = value - z * se, value + z * se
+    rse = _rse(value, se)
+    table = pd.DataFrame(
+        {column: table[column].array for column in by}
+        | dict(
+            value=value,
+            se=se,
+            ci_low=low,
+            ci_high=high,
+            n=n.astype(np.int64),
+            n_eff=n_eff,
+            deff=deff,
+            rse=rse,
+            flag=(rules or DEFAULT_RULES).flags(n, n_eff, rse),
+        )
+    )
+    return CellEstimates(table=table, by=tuple(by), statistic=statistic, weighted=raking is not None, level=level)
+
+
+def estimate(
+    cells: pd.DataFrame,
+    key: str,
+    *,
+    statistic: Statistic = "mean",
+    raking: CellRaking | None = None,
+    rules: SuppressionRules | None = None,
+    level: float = 0.95,
+) -> Estimate:
+    """The estimate over the whole scope of ``cells`` (see :func:`estimates`)."""
+    return estimates(cells, key, statistic=statistic, raking=raking, rules=rules, level=level).get()
+
+
+# ---------------------------------------------------------------------- segments
+
+
+def segment_gaps(
+    cells: pd.DataFrame,
+    key: str,
+    by: str | Sequence[str],
+    *,
+    statistic: Statistic = "mean",
+    raking: CellRaking | None = None,
+    alpha: float = 0.05,
+    rules: SuppressionRules | None = None,
+    level: float = 0.95,
+    method: str = "fdr_bh",
+) -> pd.DataFrame:
+    r"""Each category of each profile column ``by`` against the rest of the respondents.
+
+    The same table as :func:`analysis.segments.segment_gaps` (``success=SATISFIED``
+    for ``statistic="satisfied"``) on the respondents of the scope: the gap
+    :math:`\hat\theta_s - \hat\theta_r` between two domains of one sample is linearised
+    as one statistic, :math:`u^{gap}_i = u^s_i - u^r_i`, with the variance of
+    :func:`estimates`; p-values are normal and adjusted by ``method`` (Benjamini-
+    Hochberg) across every category of every column.
+
+    References
+    ----------
+    Lumley (2010), 2.4 and 5.2; Benjamini & Hochberg (1995).
+    """
+    check_level(level)
+    columns = [by] if isinstance(by, str) else list(by)
+    for column in columns:
+        if column not in PROFILE:
+            raise ValueError(f"segment column {column!r} is not a profile column ({', '.join(PROFILE)})")
+    rows = _rows(cells, key, [], statistic)
+    w = _weights(rows, raking)
+    n_r, s_r = rows.n, rows.s
+    records, centres, coefs, members = [], [], [], []
+    for column in columns:
+        codes, categories = rows.coded[column]
+        known = codes >= 0
+        present = np.unique(codes[known])  # a category may have no respondent in the scope
+        for code in sorted(present, key=lambda i: (str(type(categories[i])), categories[i])):
+            category = categories[code]
+            seg = codes == code
+            rest = known & ~seg
+            parts = []
+            for dom in (seg, rest):
+                total = float((w * n_r)[dom].sum())
+                est = float((w * s_r)[dom].sum() / total) if total > 0 else np.nan
+                parts.append(
+                    (est, total, int(n_r[dom].sum()), total**2 / float((w**2 * n_r)[dom].sum()) if total > 0 else 0.0)
+                )
+            (est_s, w_s, n_s, neff_s), (est_r, w_r, n_rest, _) = parts
+            records.append((column, category, n_s, neff_s, est_s, est_r, n_rest))
+            for score in ("segment", "rest", "gap"):
+                centre = np.where(seg, est_s, est_r)
+                coef = np.where(seg, 1.0 / w_s if w_s else 0.0, -1.0 / w_r if w_r else 0.0)
+                if score == "segment":
+                    member = seg
+                elif score == "rest":
+                    member, coef = rest, -coef
+                else:
+                    member = seg | rest
+                centres.append(centre)
+                coefs.append(coef)
+                members.append(member)
+    if not records:
+        raise ValueError(f"no category to compare in {columns!r}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = _variances(
+            rows, w, raking, np.column_stack(centres), np.column_stack(coefs), np.column_stack(members)
+        ).reshape(-1, 3)
+    se = np.sqrt(np.maximum(var, 0.0))
+    out = pd.DataFrame(records, columns=["column", "category", "n", "n_eff", "estimate", "rest_estimate", "rest_n"])
+    out["se"] = se[:, 0]
+    out["rest_se"] = se[:, 1]
+    out["gap"] = out["estimate"] - out["rest_estimate"]
+    out["gap_se"] = se[:, 2]
+    crit = stats.norm.ppf(0.5 + level / 2.0)
+    out["ci_low"] = out["gap"] - crit * out["gap_se"]
+    out["ci_high"] = out["gap"] + crit * out["gap_se"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stat = np.abs(out["gap"] / out["gap_se"]).to_numpy()
+    testable = (out["n"] >= 2).to_numpy() & (out["rest_n"] >= 2).to_numpy() & np.isfinite(stat)
+    out["p"] = np.where(testable, 2 * stats.norm.sf(np.where(testable, stat, 0.0)), np.nan)
+    out["p_adjusted"] = adjust(out["p"], method=method, alpha=alpha)["p_adjusted"].to_numpy()
+    out["flag"] = (rules or DEFAULT_RULES).flags(out["n"], out["n_eff"], _rse(out["estimate"], out["se"]))
+    out["under_served"] = (
+        (out["gap"] < 0) & (out["p_adjusted"] < alpha) & ~out["flag"].isin(["suppressed", "hidden"])
+    ).to_numpy()
+    return out[
+        [
+            "column",
+            "category",
+            "n",
+            "n_eff",
+            "estimate",
+            "se",
+            "flag",
+            "rest_estimate",
+            "rest_se",
+            "gap",
+            "gap_se",
+            "ci_low",
+            "ci_high",
+            "p",
+            "p_adjusted",
+            "under_served",
+        ]
+    ]
+
+
+# ----------------------------------------------------------------------- drivers
+
+
+def _full(vector: np.ndarray, size: int) -> np.ndarray:
+    """The symmetric matrix whose upper triangle, row by row, is ``vector``."""
+    out = np.zeros((size, size))
+    out[np.triu_indices(size)] = vector
+    return out + np.triu(out, 1).T
+
+
+def _moment_sums(moments: pd.DataFrame, wanted: list[str], raking: CellRaking | None) -> tuple[np.ndarray, int]:
+    """The weighted cross-products of ``[1, *wanted]`` and the complete rows' number."""
+    if len(set(wanted)) != len(wanted):
+        raise ValueError(f"variables are repeated: {wanted!r}")
+    rows = moments[[set(v) == set(wanted) for v in moments["variables"]]]
+    size = len(wanted) + 1
+    total = np.zeros((size, size))
+    if not len(rows):
+        return total, 0
+    w = np.ones(len(rows)) if raking is None else raking.weights_for(rows)
+    # Rows of one variable order are summed at once, then put in the order wanted.
+    orders: dict[tuple, list[int]] = {}
+    for i, variables in enumerate(rows["variables"]):
+        orders.setdefault(tuple(variables), []).append(i)
+    vectors = rows["moments"].to_numpy()
+    for variables, at in orders.items():
+        stacked = np.stack([np.asarray(vectors[i], dtype=float) for i in at])
+        order = [0, *(1 + variables.index(v) for v in wanted)]
+        total += _full(w[at] @ stacked, size)[np.ix_(order, order)]
+    return total, int(rows["n"].sum())
+
+
+def _covariance(total: np.ndarray) -> np.ndarray:
+    sums = total[0, 1:]
+    return total[1:, 1:] - np.outer(sums, sums) / total[0, 0]
+
+
+def weighted_corr(
+    moments: pd.DataFrame, outcome: str, drivers: Sequence[str], *, raking: CellRaking | None = None
+) -> tuple[np.ndarray, int]:
+    r"""Weighted correlation matrix of ``[outcome, *drivers]`` over the complete rows, and
+    their number, from the moments.
+
+    With :math:`M_r` the cross-products of :math:`[1, x]` in a profile cell and
+    :math:`w_r` its respondents' weight, :math:`M = \sum_r w_r M_r` holds
+    :math:`W=\sum w`, the weighted sums :math:`s` and cross-products :math:`C`; the
+    covariance is :math:`C - s s^\top/W` and the correlation is its normalisation, as
+    :func:`analysis.drivers.weighted_corr` computes on the respondents. Only the rows
+    whose variables are exactly ``outcome`` and ``drivers`` (in any order) count: their
+    complete rows are the respondents that answer all of them.
+    """
+    total, n = _moment_sums(moments, [outcome, *drivers], raking)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cov = _covariance(total)
+        sd = np.sqrt(np.diag(cov))
+        return cov / np.outer(sd, sd), n
+
+
+def relative_importance(
+    moments: pd.DataFrame,
+    outcome: str,
+    drivers: Sequence[str],
+    *,
+    raking: CellRaking | None = None,
+    method: str = "lmg",
+) -> pd.DataFrame:
+    """The same table as :func:`analysis.drivers.relative_importance` (``importance``,
+    ``share``; ``attrs`` r2, n, method), from the moments rows whose variables are
+    exactly ``outcome`` and ``drivers`` (see :func:`weighted_corr`).
+
+    Raises ``ValueError`` as that function does: fewer complete rows than drivers + 2,
+    a constant variable, collinear drivers, more than 15 drivers for LMG.
+    """
+    if method not in ("lmg", "relative_weights"):
+        raise ValueError(f"method must be 'lmg' or 'relative_weights', got {method!r}")
+    drivers = list(drivers)
+    if not drivers:
+        raise ValueError("at least one driver is needed")
+    if method == "lmg" and len(drivers) > MAX_EXACT_DRIVERS:
+        raise ValueError(
+            f"exact LMG is limited to {MAX_EXACT_DRIVERS} drivers ({len(drivers)} given); use method='relative_weights'"
+        )
+    total, n = _moment_sums(moments, [outcome, *drivers], raking)
+    if n < len(drivers) + 2:
+        raise ValueError(
+            f"only {n} complete rows for outcome {outcome!r} and {len(drivers)} drivers; "
+            f"at least {len(drivers) + 2} are needed"
+        )
+    # Values are integers: a constant variable's weighted variance is zero but for the
+    # rounding of its weights.
+    cov = _covariance(total)
+    constant = np.diag(cov) <= 1e-12 * np.abs(np.diag(total)[1:])
+    if constant.any():
+        name = [outcome, *drivers][int(np.argmax(constant))]
+        role = "outcome" if name == outcome else "driver"
+        raise ValueError(f"{role} {name!r} is constant over the complete rows")
+    sd = np.sqrt(np.diag(cov))
+    corr = cov / np.outer(sd, sd)
+    _check_collinear(corr, drivers)
+    imp = lmg_from_corr(corr) if method == "lmg" else relative_weights_from_corr(corr)
+    r2 = float(imp.sum())
+    out = pd.DataFrame({"importance": imp, "share": imp / r2}, index=pd.Index(drivers, name="driver"))
+    out.attrs.update(r2=r2, n=n, method=method)
+    return out

@@ -311,3 +311,148 @@ def import_priorities_command(path):
     nouvel import met à jour les politiques déjà connues.
     """
     _import_command("import_priorities", path, "priorité(s)")
+
+
+# ---------------------------------------------------------------- the director's steering
+
+
+def _steering_inputs(year):
+    from .steering.services import steering_inputs
+
+    inputs = steering_inputs(None, year=year)
+    if inputs.empty:
+        raise click.ClickException(
+            "aucune allocation pour cette année : importez d'abord les budgets (`flask barometer import-allocations`)."
+        )
+    return inputs
+
+
+def _recommendations(inputs):
+    # Imported when run: scipy and statsmodels would weigh on every app start.
+    from analysis import redeploy
+
+    return redeploy.recommend(inputs.services)
+
+
+FORMAT_OPTION = click.option(
+    "--format",
+    "output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Texte lisible, ou JSON pour un autre programme.",
+)
+YEAR_OPTION = click.option("--year", type=int, help="Année des budgets (par défaut : la dernière allouée).")
+
+
+@barometer_cli.command(
+    "recommend", short_help="Recommande, par service, de renforcer, réduire, maintenir ou surveiller."
+)
+@YEAR_OPTION
+@FORMAT_OPTION
+@french_help
+@with_appcontext
+@needs_schema
+def recommend_command(year, output):
+    """Recommande pour chaque service de renforcer (besoins mal couverts), réduire
+    (sur-qualité), maintenir ou surveiller (pas assez de réponses), avec sa raison en une
+    phrase et les chiffres qui la fondent : part de satisfaits de l'année (redressée sur
+    les marges de la population quand la collectivité les a saisies) comparée à la cible
+    de la politique et aux services de la même politique, priorité de la politique et
+    coût par usager, écarts testés avec contrôle du taux de fausses découvertes.
+    """
+    import json
+
+    inputs = _steering_inputs(year)
+    recs = _recommendations(inputs)
+    if output == "json":
+        click.echo(json.dumps(recs.to_list(), ensure_ascii=False, indent=2))
+        return
+    from analysis.redeploy import RECOMMENDATION_LABELS, RECOMMENDATIONS
+
+    click.echo(f"Recommandations {inputs.year} ({len(recs.table)} services)")
+    for note in inputs.notes:
+        click.echo(f"  {note}")
+    for rec in RECOMMENDATIONS:
+        rows = recs.table[recs.table["recommendation"] == rec]
+        if rows.empty:
+            continue
+        click.echo(f"\n{RECOMMENDATION_LABELS[rec]} : {len(rows)}")
+        for r in rows.itertuples(index=False):
+            click.echo(f"  - {r.service} : {r.reason}")
+
+
+def _saving(value: str) -> float:
+    try:
+        saving = float(value.replace(",", ".").replace(" ", "").replace("\u202f", "").rstrip("€%"))
+    except ValueError:
+        raise click.BadParameter(f"« {value} » n'est pas un nombre.") from None
+    if value.strip().endswith("%"):
+        saving /= 100
+    if not saving > 0:
+        raise click.BadParameter("l'économie doit être positive.")
+    return saving
+
+
+@barometer_cli.command("scenario", short_help="Compare la réduction uniforme et la réduction stratégique.")
+@click.option(
+    "--saving",
+    required=True,
+    help="Économie visée : un montant en euros (1 ou plus) ou une part du budget total (moins de 1, ou avec %).",
+)
+@click.option(
+    "--reinvest",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Part de l'économie réinvestie dans les services à renforcer (entre 0 et 1).",
+)
+@YEAR_OPTION
+@FORMAT_OPTION
+@french_help
+@with_appcontext
+@needs_schema
+def scenario_command(saving, reinvest, year, output):
+    """Compare deux façons d'économiser --saving sur les budgets de l'année : la
+    réduction uniforme (chaque service perd la même part) et la réduction stratégique
+    (une optimisation qui prend d'abord aux services en sur-qualité et aux politiques
+    secondaires, ne descend jamais sous le plancher d'une politique et maximise la
+    satisfaction projetée), avec la satisfaction projetée de chacune et sa fourchette.
+
+    Une économie impossible sans passer sous un plancher est refusée avec sa raison
+    (code de sortie 1).
+    """
+    import json
+
+    from analysis import redeploy
+
+    amount = _saving(saving)
+    inputs = _steering_inputs(year)
+    recs = _recommendations(inputs)
+    frame = inputs.scenario_frame().merge(recs.table[["service", "recommendation"]], on="service", how="left")
+    eps = redeploy.elasticity(inputs.history)
+    try:
+        result = redeploy.scenarios(frame, saving=amount, reinvest=reinvest, elasticity=eps)
+    except redeploy.UnreachableSaving as exc:
+        raise click.ClickException(exc.reason) from exc
+    if output == "json":
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        return
+    from analysis.redeploy import _eur, _pct
+
+    click.echo(
+        f"Budget {inputs.year} : {_eur(result.total_before)} ; économie : {_eur(result.saving)}"
+        + (f" (dont {_eur(result.reinvested)} réinvestis)" if result.reinvested else "")
+    )
+    click.echo(f"Élasticité : {result.elasticity.reason}")
+    click.echo(f"Satisfaction actuelle : {_pct(result.satisfied_before)}")
+    for title, sol in (("Réduction uniforme", result.even), ("Réduction stratégique", result.strategic)):
+        low, high = sol.projected_satisfied_range
+        click.echo(f"\n{title} : satisfaction projetée {_pct(sol.projected_satisfied)} ({_pct(low)} à {_pct(high)})")
+        below = sol.below_floor
+        click.echo("  politiques sous leur plancher : " + (", ".join(below) if below else "aucune"))
+        for r in sol.services.itertuples(index=False):
+            if abs(r.change) >= 0.005:
+                click.echo(f"  - {r.service} : {_eur(r.before)} → {_eur(r.after)}")
+    for note in result.notes:
+        click.echo(f"\n{note}")

@@ -339,8 +339,7 @@ FORMAT_OPTION = click.option(
     "output",
     type=click.Choice(["text", "json"]),
     default="text",
-    show_default=True,
-    help="Texte lisible, ou JSON pour un autre programme.",
+    help="text (par défaut) : un texte lisible ; json : pour un autre programme.",
 )
 YEAR_OPTION = click.option("--year", type=int, help="Année des budgets (par défaut : la dernière allouée).")
 
@@ -404,8 +403,7 @@ def _saving(value: str) -> float:
     "--reinvest",
     type=click.FloatRange(0, 1),
     default=0.0,
-    show_default=True,
-    help="Part de l'économie réinvestie dans les services à renforcer (entre 0 et 1).",
+    help="Part de l'économie réinvestie dans les services à renforcer (entre 0 et 1 ; 0 par défaut).",
 )
 @YEAR_OPTION
 @FORMAT_OPTION

@@ -26,6 +26,9 @@ from ..models import Allocation, Organisation, Policy, Priority, Role, Service, 
 
 #: Profile columns tested for publics left behind (`analysis.cells.segment_gaps`).
 PUBLIC_COLUMNS = ("age_band", "sex", "area", "frequency")
+#: The flags of an estimate that may be shown (`analysis.estimates`); the others are
+#: suppressed (too few responses).
+PUBLISHED = ("ok", "caution")
 #: The estimate of a service without responses in the year: never published.
 _EMPTY = {"value": np.nan, "se": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": 0, "n_eff": 0.0, "flag": "hidden"}
 
@@ -102,7 +105,8 @@ class SteeringInputs:
 
     @property
     def empty(self) -> bool:
-        return self.services.empty
+        """Whether no service in scope has a budget for the year."""
+        return self.services.empty or not (self.services["budget_eur"].fillna(0) > 0).any()
 
     def scenario_frame(self) -> pd.DataFrame:
         """The services with a positive budget, as `analysis.redeploy.scenarios` takes them."""
@@ -134,11 +138,13 @@ def _satisfied_by_year(cells: pd.DataFrame, margins) -> tuple[dict, int]:
         raking = _rake(scope, margins)
         unraked += bool(margins) and raking is None
         est = cellstats.estimate(scope, "overall", statistic="satisfied", raking=raking)
+        # A suppressed estimate is never shown, nor passed on: only its counts are.
+        shown = est.flag in PUBLISHED
         out[(int(service_id), int(period.year))] = {
-            "value": est.value,
-            "se": est.se,
-            "ci_low": est.ci_low,
-            "ci_high": est.ci_high,
+            "value": est.value if shown else np.nan,
+            "se": est.se if shown else np.nan,
+            "ci_low": est.ci_low if shown else np.nan,
+            "ci_high": est.ci_high if shown else np.nan,
             "n": est.n,
             "n_eff": est.n_eff,
             "flag": est.flag,
@@ -158,7 +164,7 @@ def _publics(estimates: dict, services: list[Service], year: int, labels: dict, 
     frames = []
     for s in services:
         est = estimates.get((s.id, year))
-        if est is None or est["flag"] not in ("ok", "caution"):
+        if est is None or est["flag"] not in PUBLISHED:
             continue
         try:
             gaps = cellstats.segment_gaps(
@@ -289,8 +295,8 @@ def steering_inputs(
                 **{k: est[k] for k in ("value", "se", "ci_low", "ci_high", "n", "n_eff", "flag")},
                 "weighted": bool(est.get("weighted", False)),
                 "under_served_publics": under_served.get(s.id, []),
-                "value_previous": prev["value"] if prev["flag"] in ("ok", "caution") else np.nan,
-                "se_previous": prev["se"] if prev["flag"] in ("ok", "caution") else np.nan,
+                "value_previous": prev["value"] if prev["flag"] in PUBLISHED else np.nan,
+                "se_previous": prev["se"] if prev["flag"] in PUBLISHED else np.nan,
             }
         )
     frame = pd.DataFrame(rows)
@@ -301,7 +307,7 @@ def steering_inputs(
             "year": r.year,
             "budget_eur": r.budget_eur,
             "value": estimates[(r.service_id, r.year)]["value"]
-            if estimates.get((r.service_id, r.year), _EMPTY)["flag"] in ("ok", "caution")
+            if estimates.get((r.service_id, r.year), _EMPTY)["flag"] in PUBLISHED
             else np.nan,
             "se": estimates.get((r.service_id, r.year), _EMPTY)["se"],
         }

@@ -24,6 +24,8 @@ SHORT_HELP = {
     "import-allocations": "Importe les budgets, effectifs et volumes des services.",
     "import-priorities": "Importe le référentiel stratégique des politiques.",
     "rebuild-results": "Recalcule les résultats agrégés à partir des réponses.",
+    "recommend": "Recommande, par service, de renforcer, réduire, maintenir ou surveiller.",
+    "scenario": "Compare la réduction uniforme et la réduction stratégique.",
 }
 #: The start of each command's French help.
 HELP = {
@@ -35,6 +37,8 @@ HELP = {
     "import-allocations": "Importe les allocations du FICHIER (CSV ou XLSX)",
     "import-priorities": "Importe le référentiel stratégique du FICHIER (CSV ou XLSX)",
     "rebuild-results": "Recalcule les résultats agrégés (les sommes par mois, site et profil",
+    "recommend": "Recommande pour chaque service de renforcer (besoins mal couverts), réduire",
+    "scenario": "Compare deux façons d'économiser --saving sur les budgets de l'année",
 }
 #: Phrases of the English help the commands used to show.
 ENGLISH = (
@@ -104,6 +108,8 @@ def bare_runner(tmp_path):
         ["import-allocations", "budgets.csv"],
         ["import-priorities", "priorites.csv"],
         ["rebuild-results"],
+        ["recommend"],
+        ["scenario", "--saving", "0.08"],
     ],
 )
 def test_commands_before_db_upgrade_say_to_run_it(bare_runner, args):

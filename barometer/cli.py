@@ -315,25 +315,6 @@ def import_priorities_command(path):
 
 # ---------------------------------------------------------------- the director's steering
 
-
-def _steering_inputs(year):
-    from .steering.services import steering_inputs
-
-    inputs = steering_inputs(None, year=year)
-    if inputs.empty:
-        raise click.ClickException(
-            "aucune allocation pour cette année : importez d'abord les budgets (`flask barometer import-allocations`)."
-        )
-    return inputs
-
-
-def _recommendations(inputs):
-    # Imported when run: scipy and statsmodels would weigh on every app start.
-    from analysis import redeploy
-
-    return redeploy.recommend(inputs.services)
-
-
 FORMAT_OPTION = click.option(
     "--format",
     "output",
@@ -342,6 +323,14 @@ FORMAT_OPTION = click.option(
     help="text (par défaut) : un texte lisible ; json : pour un autre programme.",
 )
 YEAR_OPTION = click.option("--year", type=int, help="Année des budgets (par défaut : la dernière allouée).")
+
+
+def _eur(x: float) -> str:
+    return f"{x:,.0f} €".replace(",", "\u202f")
+
+
+def _pct(p: float | None) -> str:
+    return "–" if p is None else f"{100 * p:.0f} %"
 
 
 @barometer_cli.command(
@@ -358,46 +347,69 @@ def recommend_command(year, output):
     phrase et les chiffres qui la fondent : part de satisfaits de l'année (redressée sur
     les marges de la population quand la collectivité les a saisies) comparée à la cible
     de la politique et aux services de la même politique, priorité de la politique et
-    coût par usager, écarts testés avec contrôle du taux de fausses découvertes.
+    coût par usager, écarts testés avec contrôle du taux de fausses découvertes. Chaque
+    service est comparé aux services de sa collectivité.
     """
     import json
 
-    inputs = _steering_inputs(year)
-    recs = _recommendations(inputs)
-    if output == "json":
-        click.echo(json.dumps(recs.to_list(), ensure_ascii=False, indent=2))
-        return
+    # Imported when run: the statistics libraries would weigh on every app start.
     from analysis.redeploy import RECOMMENDATION_LABELS, RECOMMENDATIONS
 
-    click.echo(f"Recommandations {inputs.year} ({len(recs.table)} services)")
-    for note in inputs.notes:
-        click.echo(f"  {note}")
+    from .steering.services import note_text, recommend_by_organisation, steering_inputs
+
+    inputs = steering_inputs(None, year=year)
+    if inputs.empty:
+        raise click.ClickException(
+            "aucune allocation pour cette année : importez d'abord les budgets (`flask barometer import-allocations`)."
+        )
+    recs = recommend_by_organisation(inputs)
+    if output == "json":
+        click.echo(json.dumps([row for r in recs for row in r.to_list()], ensure_ascii=False, indent=2))
+        return
+    table = [row for r in recs for row in r.table[["service", "recommendation", "reason"]].itertuples(index=False)]
+    click.echo(f"Recommandations {inputs.year} ({len(table)} services)")
+    for code, count in inputs.notes:
+        click.echo(f"  {note_text(code, count)}")
     for rec in RECOMMENDATIONS:
-        rows = recs.table[recs.table["recommendation"] == rec]
-        if rows.empty:
-            continue
-        click.echo(f"\n{RECOMMENDATION_LABELS[rec]} : {len(rows)}")
-        for r in rows.itertuples(index=False):
-            click.echo(f"  - {r.service} : {r.reason}")
+        rows = [r for r in table if r.recommendation == rec]
+        if rows:
+            click.echo(f"\n{RECOMMENDATION_LABELS[rec]} : {len(rows)}")
+            for r in rows:
+                click.echo(f"  - {r.service} : {r.reason}")
 
 
-def _saving(value: str) -> float:
+def parse_saving(value: str) -> float:
+    """An economy as typed: euros (1 or more), a share (below 1) or a percentage ("8 %");
+    French decimal commas and spaces between thousands accepted."""
+    text = value.strip()
+    percent = text.endswith("%")
+    cleaned = text.rstrip("%€ ").replace("\u202f", "").replace("\u00a0", "").replace(" ", "").replace(",", ".")
     try:
-        saving = float(value.replace(",", ".").replace(" ", "").replace("\u202f", "").rstrip("€%"))
+        saving = float(cleaned)
     except ValueError:
-        raise click.BadParameter(f"« {value} » n'est pas un nombre.") from None
-    if value.strip().endswith("%"):
+        raise ValueError(f"« {value} » n'est pas un montant ni une part.") from None
+    if percent:
         saving /= 100
-    if not saving > 0:
-        raise click.BadParameter("l'économie doit être positive.")
+    if not saving > 0 or saving != saving or saving == float("inf"):
+        raise ValueError("l'économie doit être un nombre positif.")
+    if percent and saving >= 1:
+        raise ValueError("une part de 100 % ou plus n'est pas une économie possible.")
     return saving
+
+
+def _saving_option(_ctx, _param, value):
+    try:
+        return parse_saving(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @barometer_cli.command("scenario", short_help="Compare la réduction uniforme et la réduction stratégique.")
 @click.option(
     "--saving",
     required=True,
-    help="Économie visée : un montant en euros (1 ou plus) ou une part du budget total (moins de 1, ou avec %).",
+    callback=_saving_option,
+    help="Économie visée : un montant en euros (1 ou plus), une part du budget total (moins de 1) ou un pourcentage (8 %).",
 )
 @click.option(
     "--reinvest",
@@ -405,12 +417,13 @@ def _saving(value: str) -> float:
     default=0.0,
     help="Part de l'économie réinvestie dans les services à renforcer (entre 0 et 1 ; 0 par défaut).",
 )
+@click.option("--organisation", help="Slug de la collectivité, quand la base en compte plusieurs avec des budgets.")
 @YEAR_OPTION
 @FORMAT_OPTION
 @french_help
 @with_appcontext
 @needs_schema
-def scenario_command(saving, reinvest, year, output):
+def scenario_command(saving, reinvest, organisation, year, output):
     """Compare deux façons d'économiser --saving sur les budgets de l'année : la
     réduction uniforme (chaque service perd la même part) et la réduction stratégique
     (une optimisation qui prend d'abord aux services en sur-qualité et aux politiques
@@ -422,35 +435,34 @@ def scenario_command(saving, reinvest, year, output):
     """
     import json
 
-    from analysis import redeploy
+    from .steering.services import ScenarioRefused, run_scenario
 
-    amount = _saving(saving)
-    inputs = _steering_inputs(year)
-    recs = _recommendations(inputs)
-    frame = inputs.scenario_frame().merge(recs.table[["service", "recommendation"]], on="service", how="left")
-    eps = redeploy.elasticity(inputs.history)
+    org_id = None
+    if organisation:
+        org = db.session.execute(select(Organisation).where(Organisation.slug == organisation)).scalar_one_or_none()
+        if org is None:
+            raise click.ClickException(f"collectivité inconnue : {organisation}")
+        org_id = org.id
     try:
-        result = redeploy.scenarios(frame, saving=amount, reinvest=reinvest, elasticity=eps)
-    except redeploy.UnreachableSaving as exc:
+        doc = run_scenario(None, saving=saving, reinvest=reinvest, year=year, organisation_id=org_id)
+    except ScenarioRefused as exc:
         raise click.ClickException(exc.reason) from exc
     if output == "json":
-        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
         return
-    from analysis.redeploy import _eur, _pct
-
     click.echo(
-        f"Budget {inputs.year} : {_eur(result.total_before)} ; économie : {_eur(result.saving)}"
-        + (f" (dont {_eur(result.reinvested)} réinvestis)" if result.reinvested else "")
+        f"Budget {doc['year']} : {_eur(doc['total_before'])} ; économie : {_eur(doc['saving'])}"
+        + (f" (et {_eur(doc['reinvested'])} réinvestis)" if doc["reinvested"] else "")
     )
-    click.echo(f"Élasticité : {result.elasticity.reason}")
-    click.echo(f"Satisfaction actuelle : {_pct(result.satisfied_before)}")
-    for title, sol in (("Réduction uniforme", result.even), ("Réduction stratégique", result.strategic)):
-        low, high = sol.projected_satisfied_range
-        click.echo(f"\n{title} : satisfaction projetée {_pct(sol.projected_satisfied)} ({_pct(low)} à {_pct(high)})")
-        below = sol.below_floor
-        click.echo("  politiques sous leur plancher : " + (", ".join(below) if below else "aucune"))
-        for r in sol.services.itertuples(index=False):
-            if abs(r.change) >= 0.005:
-                click.echo(f"  - {r.service} : {_eur(r.before)} → {_eur(r.after)}")
-    for note in result.notes:
+    click.echo(f"Élasticité : {doc['elasticity']['reason']}")
+    click.echo(f"Satisfaction actuelle : {_pct(doc['satisfied_before'])}")
+    for title, key in (("Réduction uniforme", "even"), ("Réduction stratégique", "strategic")):
+        sol = doc["solutions"][key]
+        low, high = sol["projected_satisfied_range"]
+        click.echo(f"\n{title} : satisfaction projetée {_pct(sol['projected_satisfied'])} ({_pct(low)} à {_pct(high)})")
+        click.echo("  politiques sous leur plancher : " + (", ".join(sol["below_floor"]) or "aucune"))
+        for r in sol["services"]:
+            if abs(r["after"] - r["before"]) >= 0.005:
+                click.echo(f"  - {r['service']} : {_eur(r['before'])} → {_eur(r['after'])}")
+    for note in doc["notes"]:
         click.echo(f"\n{note}")

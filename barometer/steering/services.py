@@ -3,9 +3,9 @@ analysis, from the results read model and the strategic framework.
 
 The share satisfied of each service comes from the read model's cells
 (`results.cells_frame`) through `analysis.cells`, raked to the organisation's population
-margins when it has them, never from the answers table. `analysis.redeploy` is not
-imported here: it loads scipy's optimiser and statsmodels, which an app start must not
-pay for; callers import it when they run it.
+margins when it has them, never from the answers table. `analysis` is imported
+when a function runs, not with this module: it loads scipy and statsmodels, which an app
+start must not pay for.
 """
 
 from __future__ import annotations
@@ -18,11 +18,24 @@ import pandas as pd
 from sqlalchemy import func, select, true
 from sqlalchemy.orm import joinedload
 
-from analysis import cells as cellstats
-
 from .. import results
 from ..extensions import db
 from ..models import Allocation, Organisation, Policy, Priority, Role, Service, User
+
+
+def N_(message: str) -> str:
+    """Mark a message for translation where it is defined; it is translated where shown."""
+    return message
+
+
+#: The remarks of `SteeringInputs.notes`, in French; pages show them translated.
+NOTE_MESSAGES = {
+    "no_margins": N_("Réponses non pondérées : la collectivité n'a pas saisi les marges de sa population."),
+    "unraked": N_(
+        "%(n)s estimation(s) non pondérée(s) : l'échantillon ne permet pas de les redresser sur les marges de la "
+        "population (une catégorie sans répondant)."
+    ),
+}
 
 #: Profile columns tested for publics left behind (`analysis.cells.segment_gaps`).
 PUBLIC_COLUMNS = ("age_band", "sex", "area", "frequency")
@@ -94,14 +107,20 @@ class SteeringInputs:
     history : pandas.DataFrame
         ``service, year, budget_eur, value, se`` for every year with an allocation: the
         panel `analysis.redeploy.elasticity` fits.
-    notes : tuple of str
-        Plain-French remarks (estimates left unweighted and why).
+    policies : pandas.DataFrame
+        One row per organisation, policy and year of the history: ``organisation_id,
+        policy, year, value, se, ci_low, ci_high, n, n_eff, flag``, the share satisfied
+        of the policy's services' users together (its own raking).
+    notes : tuple of (str, int)
+        Remarks as (code, count): ``("no_margins", 0)`` (estimates unweighted: no
+        population margins), ``("unraked", k)`` (k estimates the sample could not rake).
     """
 
     year: int | None
     services: pd.DataFrame
     history: pd.DataFrame
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    policies: pd.DataFrame = field(default_factory=pd.DataFrame)
+    notes: tuple[tuple[str, int], ...] = field(default_factory=tuple)
 
     @property
     def empty(self) -> bool:
@@ -114,9 +133,11 @@ class SteeringInputs:
         return frame[["service", "policy", "budget_eur", "volume", "value", "priority", "floor_eur"]].copy()
 
 
-def _rake(cells: pd.DataFrame, margins) -> cellstats.CellRaking | None:
+def _rake(cells: pd.DataFrame, margins):
     """The raking of one service-year to the margins, or None when there are none or
     the sample cannot be raked (a margin category without a respondent)."""
+    from analysis import cells as cellstats
+
     if not margins or cells.empty:
         return None
     try:
@@ -125,22 +146,24 @@ def _rake(cells: pd.DataFrame, margins) -> cellstats.CellRaking | None:
         return None
 
 
-def _satisfied_by_year(cells: pd.DataFrame, margins) -> tuple[dict, int]:
-    """Each (service id, year)'s share satisfied on ``overall`` as a dict of estimate
-    fields, with the service-year's raking; returns them and how many service-years
-    could not be raked."""
+def _satisfied_by_year(cells: pd.DataFrame, margins, by: str = "service_id") -> tuple[dict, int]:
+    """Each (``by`` value, year)'s share satisfied on ``overall`` as a dict of estimate
+    fields, with its own raking (a service's users, or a policy's, are raked to the
+    population); returns them and how many could not be raked."""
+    from analysis import cells as cellstats
+
     out: dict[tuple[int, int], dict] = {}
     unraked = 0
     if cells.empty:
         return out, unraked
     yearly = cellstats.with_period(cells, "year")
-    for (service_id, period), scope in yearly.groupby(["service_id", "period"], sort=True, observed=True):
+    for (group, period), scope in yearly.groupby([by, "period"], sort=True, observed=True):
         raking = _rake(scope, margins)
         unraked += bool(margins) and raking is None
         est = cellstats.estimate(scope, "overall", statistic="satisfied", raking=raking)
         # A suppressed estimate is never shown, nor passed on: only its counts are.
         shown = est.flag in PUBLISHED
-        out[(int(service_id), int(period.year))] = {
+        out[(group, int(period.year))] = {
             "value": est.value if shown else np.nan,
             "se": est.se if shown else np.nan,
             "ci_low": est.ci_low if shown else np.nan,
@@ -159,6 +182,7 @@ def _publics(estimates: dict, services: list[Service], year: int, labels: dict, 
     """The publics left behind in each service, tested as one family (services ×
     categories) under Benjamini-Hochberg: each service's own family would, over many
     services, flag some chance gap somewhere."""
+    from analysis import cells as cellstats
     from analysis.trends import adjust
 
     frames = []
@@ -244,8 +268,10 @@ def steering_inputs(
     }
     years = sorted(set(allocations["year"]) | {year})
     cells = results.cells_frame(ids, start=date(min(years), 1, 1), end=date(year, 12, 1), keys=["overall"])
-    notes: list[str] = []
+    notes: list[tuple[str, int]] = []
     estimates: dict = {}
+    pooled: dict = {}
+    policy_of = {s.id: s.policy.slug for s in services}
     unraked = 0
     margins_of = {}
     by_org: dict[int, list[int]] = {}
@@ -259,13 +285,14 @@ def steering_inputs(
         found, missed = _satisfied_by_year(scope, margins_of[org_id])
         estimates.update(found)
         unraked += missed
+        if not scope.empty:
+            by_policy = scope.assign(policy=scope["service_id"].map(policy_of).astype(object))
+            found, _missed = _satisfied_by_year(by_policy, margins_of[org_id], by="policy")
+            pooled.update({(org_id, *key): est for key, est in found.items()})
     if not any_margins:
-        notes.append("Réponses non pondérées : la collectivité n'a pas saisi les marges de sa population.")
+        notes.append(("no_margins", 0))
     elif unraked:
-        notes.append(
-            f"{unraked} estimation(s) service × année non pondérée(s) : l'échantillon ne permet pas de les redresser "
-            "sur les marges de la population (une catégorie sans répondant)."
-        )
+        notes.append(("unraked", int(unraked)))
     under_served = _publics(estimates, services, year, _public_labels(services), alpha, min_gap) if publics else {}
     alloc = {(r.service_id, r.year): r for r in allocations.itertuples(index=False)}
     rows = []
@@ -280,6 +307,7 @@ def steering_inputs(
                 "service": s.slug,
                 "name": s.name,
                 "organisation": s.organisation.name,
+                "organisation_id": s.organisation_id,
                 "domain": s.policy.domain.slug,
                 "domain_name": s.policy.domain.name,
                 "policy": s.policy.slug,
@@ -314,6 +342,444 @@ def steering_inputs(
         for r in allocations.itertuples(index=False)
         if r.year <= year
     ]
-    return SteeringInputs(
-        year, frame, pd.DataFrame(history, columns=["service", "year", "budget_eur", "value", "se"]), tuple(notes)
+    fields = ("value", "se", "ci_low", "ci_high", "n", "n_eff", "flag")
+    policies = pd.DataFrame(
+        [
+            {"organisation_id": o, "policy": p, "year": y, **{k: est[k] for k in fields}}
+            for (o, p, y), est in pooled.items()
+        ],
+        columns=["organisation_id", "policy", "year", *fields],
     )
+    return SteeringInputs(
+        year,
+        frame,
+        pd.DataFrame(history, columns=["service", "year", "budget_eur", "value", "se"]),
+        policies,
+        tuple(notes),
+    )
+
+
+def note_text(code: str, count: int, translate=None) -> str:
+    """A note of `SteeringInputs.notes` as a sentence, translated by ``translate``
+    (gettext) on a page, in French on the command line."""
+    message = NOTE_MESSAGES[code]
+    return translate(message, n=count) if translate else message % {"n": count}
+
+
+# ------------------------------------------------------------------ recommendations
+
+
+def recommend_by_organisation(inputs: SteeringInputs) -> list:
+    """`analysis.redeploy.recommend` run on each organisation's services: a service is
+    compared with its own organisation's (its peers, its costs), never another's."""
+    from analysis import redeploy
+
+    if inputs.services.empty:
+        return []
+    return [
+        redeploy.recommend(frame.reset_index(drop=True))
+        for _, frame in inputs.services.groupby("organisation_id", sort=False)
+    ]
+
+
+def recommendation_table(inputs: SteeringInputs) -> pd.DataFrame:
+    """The services' inputs with their ``recommendation, reason, evidence`` columns."""
+    parts = [r.table[["service", "recommendation", "reason", "evidence"]] for r in recommend_by_organisation(inputs)]
+    if not parts:
+        return inputs.services.assign(recommendation=[], reason=[], evidence=[])
+    return inputs.services.merge(pd.concat(parts, ignore_index=True), on="service", how="left")
+
+
+# ------------------------------------------------------------------ indicators board
+
+#: The statuses of an objective, in the board's order of urgency.
+STATUSES = ("late", "on_track", "reached", "no_data", "no_target")
+#: Trend words: a change from last year significant at 5 % (two-sided z test).
+TRENDS = ("up", "down", "stable")
+
+
+def _finite(x) -> float | None:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if np.isfinite(x) else None
+
+
+def trend(value, se, previous, previous_se) -> tuple[float | None, str | None]:
+    """Change from last year and its direction: ``up`` or ``down`` when
+    :math:`|\\Delta| / \\sqrt{SE_1^2 + SE_0^2} > 1.96`, ``stable`` otherwise; None
+    without two published years."""
+    value, se, previous, previous_se = map(_finite, (value, se, previous, previous_se))
+    if None in (value, se, previous, previous_se):
+        return None, None
+    change = value - previous
+    z = change / np.hypot(se, previous_se) if se or previous_se else 0.0
+    return change, ("up" if z > 1.96 else "down" if z < -1.96 else "stable")
+
+
+def status(value, ci_high, target, deadline: date | None, direction: str | None, today: date) -> str:
+    """Where an objective stands.
+
+    ``no_data`` without a published estimate; ``no_target`` without a target;
+    ``reached`` when the estimate is at or above the target; ``late`` when it is below
+    and the deadline has passed, or when the target lies above the whole confidence
+    interval and satisfaction is not rising; ``on_track`` otherwise (below, but within
+    the margin of error or rising, before the deadline).
+    """
+    value, ci_high, target = map(_finite, (value, ci_high, target))
+    if value is None:
+        return "no_data"
+    if target is None:
+        return "no_target"
+    if value >= target:
+        return "reached"
+    if deadline is not None and deadline < today:
+        return "late"
+    if (ci_high is not None and ci_high >= target) or direction == "up":
+        return "on_track"
+    return "late"
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    """One line of the indicators board: a domain, a policy or a service."""
+
+    level: str
+    key: str
+    name: str
+    organisation: str
+    target: float | None = None
+    value: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int = 0
+    flag: str | None = None
+    change: float | None = None
+    trend: str | None = None
+    budget: float | None = None
+    budget_change: float | None = None
+    deadline: date | None = None
+    status: str | None = None
+    recommendation: str | None = None
+    priority: int | None = None
+
+
+def _budget_change(now: float, before: float) -> float | None:
+    now, before = _finite(now), _finite(before)
+    return None if now is None or not before else now / before - 1
+
+
+def board(inputs: SteeringInputs, recs: pd.DataFrame | None = None, *, today: date | None = None) -> list[BoardRow]:
+    """The indicators board: domains, then their policies, then their services, each
+    with its objective, indicator, allocation, deadline and status."""
+    today = today or date.today()
+    frame = inputs.services
+    if frame.empty:
+        return []
+    rec_of = dict(zip(recs["service"], recs["recommendation"], strict=True)) if recs is not None else {}
+    pol = inputs.policies
+    pooled = {(r.organisation_id, r.policy, r.year): r for r in pol.itertuples(index=False)} if not pol.empty else {}
+    several = frame["organisation_id"].nunique() > 1
+    rows: list[BoardRow] = []
+    for (_org, domain), in_domain in frame.groupby(["organisation_id", "domain"], sort=False):
+        first = in_domain.iloc[0]
+        rows.append(
+            BoardRow(
+                "domain",
+                domain,
+                first["domain_name"],
+                first["organisation"] if several else "",
+                budget=_finite(in_domain["budget_eur"].sum(min_count=1)),
+                budget_change=_budget_change(
+                    in_domain["budget_eur"].sum(min_count=1), in_domain["budget_previous"].sum(min_count=1)
+                ),
+            )
+        )
+        for policy, members in in_domain.groupby("policy", sort=False):
+            head = members.iloc[0]
+            now = pooled.get((head["organisation_id"], policy, inputs.year))
+            before = pooled.get((head["organisation_id"], policy, inputs.year - 1))
+            shown = now is not None and now.flag in PUBLISHED
+            prev_shown = before is not None and before.flag in PUBLISHED
+            change, direction = (
+                trend(now.value, now.se, before.value, before.se) if shown and prev_shown else (None, None)
+            )
+            deadline = head["deadline"] if isinstance(head["deadline"], date) else None
+            rows.append(
+                BoardRow(
+                    "policy",
+                    policy,
+                    head["policy_name"],
+                    head["organisation"] if several else "",
+                    target=_finite(head["target"]),
+                    value=now.value if shown else None,
+                    ci_low=now.ci_low if shown else None,
+                    ci_high=now.ci_high if shown else None,
+                    n=int(now.n) if now is not None else 0,
+                    flag=now.flag if now is not None else "hidden",
+                    change=change,
+                    trend=direction,
+                    budget=_finite(members["budget_eur"].sum(min_count=1)),
+                    budget_change=_budget_change(
+                        members["budget_eur"].sum(min_count=1), members["budget_previous"].sum(min_count=1)
+                    ),
+                    deadline=deadline,
+                    status=status(
+                        now.value if shown else None,
+                        now.ci_high if shown else None,
+                        head["target"],
+                        deadline,
+                        direction,
+                        today,
+                    ),
+                    priority=None if pd.isna(head["priority"]) else int(head["priority"]),
+                )
+            )
+            for r in members.itertuples(index=False):
+                change, direction = trend(r.value, r.se, r.value_previous, r.se_previous)
+                deadline = r.deadline if isinstance(r.deadline, date) else None
+                rows.append(
+                    BoardRow(
+                        "service",
+                        r.service,
+                        r.name,
+                        r.organisation if several else "",
+                        target=_finite(r.target),
+                        value=_finite(r.value),
+                        ci_low=_finite(r.ci_low),
+                        ci_high=_finite(r.ci_high),
+                        n=int(r.n),
+                        flag=r.flag,
+                        change=change,
+                        trend=direction,
+                        budget=_finite(r.budget_eur),
+                        budget_change=_budget_change(r.budget_eur, r.budget_previous),
+                        deadline=deadline,
+                        status=status(r.value, r.ci_high, r.target, deadline, direction, today),
+                        recommendation=rec_of.get(r.service),
+                        priority=None if pd.isna(r.priority) else int(r.priority),
+                    )
+                )
+    return rows
+
+
+# ------------------------------------------------------------------ overview
+
+
+@dataclass(frozen=True)
+class HeatmapRow:
+    """A policy's share satisfied against its target, year by year."""
+
+    domain: str
+    policy: str
+    label: str
+    target: float | None
+    #: Per year: (value or None when not published, flag).
+    cells: tuple[tuple[float | None, str], ...]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """Something a director should look at: ``kind`` says what (translated in the page)."""
+
+    kind: str
+    name: str
+    value: float | None = None
+    other: float | None = None
+    when: date | None = None
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What the director's overview shows."""
+
+    year: int | None
+    years: tuple[int, ...]
+    heatmap: tuple[HeatmapRow, ...]
+    recommendations: pd.DataFrame
+    alerts: tuple[Alert, ...]
+    notes: tuple[tuple[str, int], ...]
+    counts: dict
+
+
+#: Years of history the overview's heatmap shows.
+HEATMAP_YEARS = 3
+
+
+def overview(user: User | None, *, year: int | None = None, today: date | None = None) -> Overview:
+    """The director's overview: every policy's satisfaction against its target (the
+    heatmap), the recommendations, and the alerts."""
+    inputs = steering_inputs(user, year=year)
+    if inputs.empty:
+        return Overview(inputs.year, (), (), pd.DataFrame(), (), inputs.notes, {})
+    recs = recommendation_table(inputs)
+    rows = board(inputs, recs, today=today)
+    years = tuple(y for y in range(inputs.year - HEATMAP_YEARS + 1, inputs.year + 1))
+    pol = inputs.policies
+    pooled = {(r.organisation_id, r.policy, r.year): r for r in pol.itertuples(index=False)} if not pol.empty else {}
+    several = inputs.services["organisation_id"].nunique() > 1
+    heat = []
+    for (org_id, policy), members in inputs.services.groupby(["organisation_id", "policy"], sort=False):
+        head = members.iloc[0]
+        cells = []
+        for y in years:
+            est = pooled.get((org_id, policy, y))
+            if est is None:
+                cells.append((None, "hidden"))
+            else:
+                cells.append((float(est.value) if est.flag in PUBLISHED else None, est.flag))
+        label = head["policy_name"] + (f" ({head['organisation']})" if several else "")
+        heat.append(HeatmapRow(head["domain_name"], policy, label, _finite(head["target"]), tuple(cells)))
+    alerts = []
+    for r in rows:
+        if r.level == "policy" and r.status == "late":
+            alerts.append(Alert("late", r.name, r.value, r.target, r.deadline))
+        if r.level != "domain" and r.trend == "down":
+            alerts.append(Alert("falling", r.name, r.change))
+    floors = inputs.services.groupby(["organisation_id", "policy"], sort=False).agg(
+        name=("policy_name", "first"), budget=("budget_eur", "sum"), floor=("floor_eur", "first")
+    )
+    for r in floors.itertuples(index=False):
+        if _finite(r.floor) is not None and r.budget < r.floor:
+            alerts.append(Alert("below_floor", r.name, float(r.budget), float(r.floor)))
+    counts = recs["recommendation"].value_counts().to_dict()
+    return Overview(inputs.year, years, tuple(heat), recs, tuple(alerts), inputs.notes, counts)
+
+
+# ------------------------------------------------------------------ scenarios
+
+
+class ScenarioRefused(ValueError):
+    """A scenario that cannot be run; ``reason`` says why in French."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+def years_with_allocations(user: User | None) -> list[int]:
+    """The years a director can steer: those with an allocation, last first."""
+    return list(
+        db.session.execute(
+            select(Allocation.year)
+            .join(Service, Service.id == Allocation.service_id)
+            .where(organisation_filter(user))
+            .distinct()
+            .order_by(Allocation.year.desc())
+        ).scalars()
+    )
+
+
+def run_scenario(
+    user: User | None,
+    *,
+    saving: float,
+    reinvest: float = 0.0,
+    year: int | None = None,
+    organisation_id: int | None = None,
+) -> dict:
+    """Run the even and the strategic cut on the budgets of one organisation and year,
+    and return the scenario document the page shows, saves and exports
+    (`scenario_document`). Raises `ScenarioRefused` for an unreachable saving (its
+    French reason) or when the scope holds several organisations and none is chosen."""
+    from analysis import redeploy
+
+    inputs = steering_inputs(user, year=year)
+    if inputs.empty:
+        raise ScenarioRefused("aucune allocation pour cette année : importez d'abord les budgets.")
+    frame = recommendation_table(inputs)
+    orgs = frame.loc[frame["budget_eur"].fillna(0) > 0, "organisation_id"].unique()
+    if organisation_id is None and len(orgs) > 1:
+        raise ScenarioRefused("plusieurs collectivités : choisissez celle dont les budgets sont réduits.")
+    organisation_id = organisation_id if organisation_id is not None else int(orgs[0])
+    frame = frame[frame["organisation_id"] == organisation_id]
+    scoped = SteeringInputs(inputs.year, frame, inputs.history[inputs.history["service"].isin(frame["service"])])
+    allocations = scoped.scenario_frame().merge(frame[["service", "recommendation"]], on="service", how="left")
+    if allocations.empty:
+        raise ScenarioRefused("aucune allocation pour cette année : importez d'abord les budgets.")
+    eps = redeploy.elasticity(scoped.history)
+    try:
+        result = redeploy.scenarios(allocations, saving=saving, reinvest=reinvest, elasticity=eps)
+    except redeploy.UnreachableSaving as exc:
+        raise ScenarioRefused(exc.reason) from exc
+    return scenario_document(
+        result, frame, year=inputs.year, organisation_id=organisation_id, saving=saving, reinvest=reinvest
+    )
+
+
+def scenario_document(result, services: pd.DataFrame, *, year: int, organisation_id: int, saving, reinvest) -> dict:
+    """A scenario as plain JSON: `Scenarios.to_dict` (the command's output) with what the
+    page and the export show besides: names, each policy's projected range, each
+    service's recommendation and projected satisfaction."""
+    doc = result.to_dict()
+    names = dict(zip(services["service"], services["name"], strict=True))
+    policy_names = dict(zip(services["policy"], services["policy_name"], strict=True))
+    for key, sol in (("even", result.even), ("strategic", result.strategic)):
+        out = doc["solutions"][key]
+        for row, pol in zip(out["policies"], sol.policies.itertuples(index=False), strict=True):
+            row.update(
+                name=policy_names.get(pol.policy, pol.policy),
+                satisfied_before=_finite(pol.satisfied_before),
+                satisfied_low=_finite(pol.satisfied_low),
+                satisfied_high=_finite(pol.satisfied_high),
+            )
+        for row, svc in zip(out["services"], sol.services.itertuples(index=False), strict=True):
+            row.update(
+                name=names.get(svc.service, svc.service),
+                policy=svc.policy,
+                recommendation=svc.recommendation,
+                satisfied_before=_finite(svc.satisfied_before),
+                projected_satisfied=_finite(svc.satisfied_after),
+            )
+        out["below_floor"] = [policy_names.get(p, p) for p in sol.below_floor]
+    doc.update(
+        year=year,
+        organisation_id=organisation_id,
+        parameters={"year": year, "saving": saving, "reinvest": reinvest},
+    )
+    return doc
+
+
+def save_scenario(user: User, name: str, document: dict):
+    """Keep a scenario under a name for its organisation; returns it."""
+    from ..models import Scenario
+
+    scenario = Scenario(
+        name=name.strip(),
+        organisation_id=document["organisation_id"],
+        parameters=document["parameters"],
+        result=document,
+        created_by_id=user.id,
+    )
+    db.session.add(scenario)
+    db.session.commit()
+    return scenario
+
+
+def _scenario_scope(user: User):
+    from ..models import Scenario
+
+    if user.organisation_id is None:
+        return true()
+    return Scenario.organisation_id == user.organisation_id
+
+
+def saved_scenarios(user: User) -> list:
+    """The scenarios saved for the organisations a director sees, newest first."""
+    from ..models import Scenario
+
+    return list(
+        db.session.execute(
+            select(Scenario).where(_scenario_scope(user)).order_by(Scenario.created_at.desc(), Scenario.id.desc())
+        ).scalars()
+    )
+
+
+def get_scenario(user: User, scenario_id: int):
+    """A saved scenario the director may see, or None."""
+    from ..models import Scenario
+
+    return db.session.execute(
+        select(Scenario).where(Scenario.id == scenario_id, _scenario_scope(user))
+    ).scalar_one_or_none()

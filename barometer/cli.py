@@ -378,26 +378,9 @@ def recommend_command(year, output):
                 click.echo(f"  - {r.service} : {r.reason}")
 
 
-def parse_saving(value: str) -> float:
-    """An economy as typed: euros (1 or more), a share (below 1) or a percentage ("8 %");
-    French decimal commas and spaces between thousands accepted."""
-    text = value.strip()
-    percent = text.endswith("%")
-    cleaned = text.rstrip("%€ ").replace("\u202f", "").replace("\u00a0", "").replace(" ", "").replace(",", ".")
-    try:
-        saving = float(cleaned)
-    except ValueError:
-        raise ValueError(f"« {value} » n'est pas un montant ni une part.") from None
-    if percent:
-        saving /= 100
-    if not saving > 0 or saving != saving or saving == float("inf"):
-        raise ValueError("l'économie doit être un nombre positif.")
-    if percent and saving >= 1:
-        raise ValueError("une part de 100 % ou plus n'est pas une économie possible.")
-    return saving
-
-
 def _saving_option(_ctx, _param, value):
+    from .steering.services import parse_saving
+
     try:
         return parse_saving(value)
     except ValueError as exc:

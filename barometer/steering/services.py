@@ -783,3 +783,25 @@ def get_scenario(user: User, scenario_id: int):
     return db.session.execute(
         select(Scenario).where(Scenario.id == scenario_id, _scenario_scope(user))
     ).scalar_one_or_none()
+
+
+def parse_saving(value: str) -> float:
+    """An economy as typed: euros (1 or more), a share (below 1) or a percentage ("8 %");
+    French decimal commas and spaces between thousands accepted. ``ValueError`` with a
+    French reason otherwise."""
+    text = value.strip()
+    percent = text.endswith("%")
+    cleaned = text.rstrip("%€ \u00a0\u202f")
+    for space in (" ", "\u00a0", "\u202f"):
+        cleaned = cleaned.replace(space, "")
+    try:
+        saving = float(cleaned.replace(",", "."))
+    except ValueError:
+        raise ValueError(f"« {value} » n'est pas un montant ni une part.") from None
+    if percent:
+        saving /= 100
+    if not (np.isfinite(saving) and saving > 0):
+        raise ValueError("l'économie doit être un nombre positif.")
+    if percent and saving >= 1:
+        raise ValueError("une part de 100 % ou plus n'est pas une économie possible.")
+    return saving

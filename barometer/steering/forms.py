@@ -3,7 +3,7 @@
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, Length, ValidationError
 
 from .services import parse_saving
 
@@ -21,7 +21,8 @@ class ScenarioForm(FlaskForm):
     organisation = SelectField(_l("Collectivité"), coerce=int, validate_choice=False)
     name = StringField(
         _l("Nom du scénario"),
-        validators=[Optional(), Length(max=120, message=_l("Un nom ne dépasse pas %(max)d caractères."))],
+        # No Optional(): it would stop the chain before `validate_name`.
+        validators=[Length(max=120, message=_l("Un nom ne dépasse pas %(max)d caractères."))],
     )
     run = SubmitField(_l("Comparer les deux solutions"))
     save = SubmitField(_l("Comparer et enregistrer"))

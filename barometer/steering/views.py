@@ -138,9 +138,11 @@ def compare_scenarios():
     """Saved scenarios side by side: savings, projected satisfaction, floors broken."""
     ids = request.args.getlist("id", type=int)[:MAX_COMPARED]
     scenarios = [s for s in (get_scenario(current_user, i) for i in dict.fromkeys(ids)) if s is not None]
-    if not scenarios:
+    if not ids:
         flash(_("Cochez au moins un scénario enregistré à comparer."))
         return redirect(url_for("steering.run_scenarios"))
+    if not scenarios:  # none the director may see
+        abort(404)
     return render_template("steering/compare.html", scenarios=scenarios)
 
 

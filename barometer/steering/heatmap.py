@@ -26,7 +26,7 @@ def _percent(value: float) -> str:
 
 
 def _points(gap: float) -> str:
-    return f"{100 * gap:+.0f} pt".replace("-", "−")
+    return f"{round(100 * gap):+d} pt".replace("-", "−")  # rounded first: never "−0"
 
 
 def plot_heatmap(rows: Sequence, years: Sequence[int], *, ax, no_data: str, no_target: str):
@@ -44,7 +44,16 @@ def plot_heatmap(rows: Sequence, years: Sequence[int], *, ax, no_data: str, no_t
         for j, (value, _flag) in enumerate(row.cells):
             if value is None:
                 ax.add_patch(_rect(j, i, facecolor="white", hatch="//", edgecolor="#767676"))
-                ax.text(j + 0.5, i + 0.5, no_data, ha="center", va="center", fontsize=8, color="#1e1e1e")
+                ax.text(
+                    j + 0.5,
+                    i + 0.5,
+                    no_data,
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="#1e1e1e",
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
+                )
                 continue
             if row.target is None:
                 ax.add_patch(_rect(j, i, facecolor="#f2f2f2", edgecolor="white"))

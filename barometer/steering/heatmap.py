@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -87,8 +88,10 @@ def _rect(x, y, **style):
     return Rectangle((x, y), 1, 1, linewidth=1, **style)
 
 
-def heatmap_svg(rows: Sequence, years: Sequence[int], *, title: str, no_data: str, no_target: str) -> str:
-    """The heatmap as an SVG ``data:`` URI."""
+@lru_cache(maxsize=32)
+def heatmap_svg(rows: tuple, years: tuple[int, ...], *, title: str, no_data: str, no_target: str) -> str:
+    """The heatmap as an SVG ``data:`` URI; the same rows (frozen, hashable) give the
+    same picture, drawn once."""
     from matplotlib import rc_context
     from matplotlib.figure import Figure
 

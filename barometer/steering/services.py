@@ -10,6 +10,8 @@ start must not pay for.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -232,6 +234,80 @@ def _public_labels(services: list[Service]) -> dict:
     return labels
 
 
+def _estimates(services, by_org, margins_of, first_year: int, year: int, alpha, min_gap, publics):
+    """The share satisfied of every service and policy by year, from the read model,
+    each raked to its organisation's margins; the publics left behind; the notes."""
+    ids = [s.id for s in services]
+    cells = results.cells_frame(ids, start=date(first_year, 1, 1), end=date(year, 12, 1), keys=["overall"])
+    estimates: dict = {}
+    pooled: dict = {}
+    unraked = 0
+    for org_id, members in by_org.items():
+        margins = margins_of[org_id]
+        scope = cells[cells["service_id"].isin([s.id for s in members]).to_numpy()] if not cells.empty else cells
+        found, missed = _satisfied_by_year(scope, margins)
+        estimates.update(found)
+        unraked += missed
+        # A policy of one service is that service; the others pool their services' users.
+        policies: dict[str, list[int]] = {}
+        for s in members:
+            policies.setdefault(s.policy.slug, []).append(s.id)
+        for policy, sids in policies.items():
+            if len(sids) == 1:
+                pooled.update({(org_id, policy, y): est for (sid, y), est in found.items() if sid == sids[0]})
+        shared = {sid: policy for policy, sids in policies.items() if len(sids) > 1 for sid in sids}
+        if shared and not scope.empty:
+            inside = scope[scope["service_id"].isin(list(shared)).to_numpy()]
+            by_policy = inside.assign(policy=inside["service_id"].map(shared).astype(object))
+            found, _missed = _satisfied_by_year(by_policy, margins, by="policy")
+            pooled.update({(org_id, *k): est for k, est in found.items()})
+    notes: list[tuple[str, int]] = []
+    if not any(margins_of.values()):
+        notes.append(("no_margins", 0))
+    elif unraked:
+        notes.append(("unraked", int(unraked)))
+    under_served = _publics(estimates, services, year, _public_labels(services), alpha, min_gap) if publics else {}
+    # Kept in the cache without the cells and rakings they were computed from.
+    light = {k: {f: v for f, v in est.items() if f not in ("cells", "raking")} for k, est in estimates.items()}
+    pooled = {k: {f: v for f, v in est.items() if f not in ("cells", "raking")} for k, est in pooled.items()}
+    return light, pooled, under_served, tuple(notes)
+
+
+class _Cache:
+    """A small thread-safe LRU of computed estimates, keyed by what they depend on."""
+
+    def __init__(self, size: int = 16):
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_compute(self, key, compute):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = compute()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+#: The estimates of recent scopes and years, per process.
+_ESTIMATES = _Cache()
+
+
+def clear_cache() -> None:
+    """Forget the cached estimates (tests that empty the database: its data versions
+    start again from zero)."""
+    _ESTIMATES.clear()
+
+
 def steering_inputs(
     user: User | None = None,
     *,
@@ -267,33 +343,23 @@ def steering_inputs(
         ).scalars()
     }
     years = sorted(set(allocations["year"]) | {year})
-    cells = results.cells_frame(ids, start=date(min(years), 1, 1), end=date(year, 12, 1), keys=["overall"])
-    notes: list[tuple[str, int]] = []
-    estimates: dict = {}
-    pooled: dict = {}
-    policy_of = {s.id: s.policy.slug for s in services}
-    unraked = 0
-    margins_of = {}
-    by_org: dict[int, list[int]] = {}
+    by_org: dict[int, list[Service]] = {}
     for s in services:
-        by_org.setdefault(s.organisation_id, []).append(s.id)
-    any_margins = False
-    for org_id, members in by_org.items():
-        margins_of[org_id] = results.population_margins(org_id)
-        any_margins |= bool(margins_of[org_id])
-        scope = cells[cells["service_id"].isin(members).to_numpy()] if not cells.empty else cells
-        found, missed = _satisfied_by_year(scope, margins_of[org_id])
-        estimates.update(found)
-        unraked += missed
-        if not scope.empty:
-            by_policy = scope.assign(policy=scope["service_id"].map(policy_of).astype(object))
-            found, _missed = _satisfied_by_year(by_policy, margins_of[org_id], by="policy")
-            pooled.update({(org_id, *key): est for key, est in found.items()})
-    if not any_margins:
-        notes.append(("no_margins", 0))
-    elif unraked:
-        notes.append(("unraked", int(unraked)))
-    under_served = _publics(estimates, services, year, _public_labels(services), alpha, min_gap) if publics else {}
+        by_org.setdefault(s.organisation_id, []).append(s)
+    margins_of = {org_id: results.population_margins(org_id) for org_id in by_org}
+    # What the estimates depend on: the data (versions), the margins, the years and the
+    # options; the budgets and priorities are read again each time (two small queries).
+    key = (
+        tuple(ids),
+        tuple(sorted(results.data_versions(ids).items())),
+        tuple((o, tuple((d, tuple(sorted(c.items()))) for d, c in sorted(m.items()))) for o, m in margins_of.items()),
+        (min(years), year),
+        tuple((s.id, s.policy_id) for s in services),
+        (alpha, min_gap, publics),
+    )
+    estimates, pooled, under_served, notes = _ESTIMATES.get_or_compute(
+        key, lambda: _estimates(services, by_org, margins_of, min(years), year, alpha, min_gap, publics)
+    )
     alloc = {(r.service_id, r.year): r for r in allocations.itertuples(index=False)}
     rows = []
     for s in services:

@@ -21,6 +21,7 @@ from barometer.extensions import db
 from barometer.frames import responses_frame
 from barometer.models import Organisation, OrganisationKind, Role, Service, User
 from barometer.results import population_margins
+from barometer.steering.services import clear_cache
 from tests.conftest import _make_app, empty_tables
 
 PASSWORD = "un mot de passe assez long"
@@ -30,6 +31,7 @@ PASSWORD = "un mot de passe assez long"
 def steering_app(_schema):
     """A short demo (6 months, 2,000 responses a month) with its budgets and priorities,
     the demo's accounts, and a director of another organisation."""
+    clear_cache()  # another test's database had other data under the same versions
     app = _make_app(_schema, RATELIMIT_ENABLED=False)  # many sign-ins from one address
     result = app.test_cli_runner().invoke(args=["barometer", "demo", "--months", "6", "--per-month", "2000"])
     assert result.exit_code == 0, result.output
@@ -47,6 +49,7 @@ def steering_app(_schema):
         db.session.commit()
     yield app
     empty_tables(app)
+    clear_cache()
 
 
 def invoke(app, *args):

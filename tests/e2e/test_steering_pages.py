@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from barometer.extensions import db
 from barometer.models import User
+from barometer.steering.services import clear_cache
 
 pytestmark = pytest.mark.e2e
 
@@ -18,6 +19,7 @@ PASSWORD = "un mot de passe assez long"
 @pytest.fixture
 def director(browser, live_server, surveys):
     """A desktop browser signed in as the demo's director, on a short demo."""
+    clear_cache()
     result = surveys.test_cli_runner().invoke(args=["barometer", "demo", "--months", "2", "--per-month", "1500"])
     assert result.exit_code == 0, result.output
     with surveys.app_context():

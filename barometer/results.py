@@ -80,11 +80,6 @@ _SATISFIED = frozenset(float(v) for v in SATISFIED)
 _KEYS_PER_SELECT = 999 // len(_MOMENT_KEY)
 
 
-def satisfied(value: float) -> bool:
-    """Whether an answer counts as satisfied (`analysis.scales.SATISFIED`)."""
-    return value in _SATISFIED
-
-
 def _profile_code(value) -> str:
     """A profile answer as the tables key it: missing and "préfère ne pas dire" alike."""
     return MISSING_CODE if value is None or value == PREFER_NOT_TO_SAY else str(value)
@@ -102,9 +97,10 @@ def _month(submitted_at) -> date:
 class _Totals:
     """Sufficient statistics of some responses, as increments of the read model's rows.
 
-    The one aggregation of the read model: `record_responses` and `rebuild_service`
-    both use it, so a rebuild gives exactly the rows increments give (the values are
-    integers, whose sums are exact in floating point).
+    `record_responses` sums cells and moments here; `rebuild_service` sums the moments
+    here and has the database sum the same cells. Either way a rebuild gives exactly
+    the rows increments give: the values are integers, whose sums are exact in floating
+    point.
     """
 
     def __init__(self, *, cells: bool = True):

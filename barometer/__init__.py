@@ -146,11 +146,13 @@ def register_blueprints(app: Flask) -> None:
     from .health import bp as health_bp
     from .reports import bp as reports_bp
     from .respond import bp as respond_bp
+    from .steering import bp as steering_bp
 
     app.register_blueprint(respond_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(reports_bp)
+    app.register_blueprint(steering_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -359,3 +359,141 @@ def import_responses_command(path, check_only):
     except history.HistoryInterrupted as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(report.summary())
+
+
+# ---------------------------------------------------------------- the director's steering
+
+FORMAT_OPTION = click.option(
+    "--format",
+    "output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="text (par défaut) : un texte lisible ; json : pour un autre programme.",
+)
+YEAR_OPTION = click.option("--year", type=int, help="Année des budgets (par défaut : la dernière allouée).")
+
+
+def _eur(x: float) -> str:
+    return f"{x:,.0f} €".replace(",", "\u202f")
+
+
+def _pct(p: float | None) -> str:
+    return "–" if p is None else f"{100 * p:.0f} %"
+
+
+@barometer_cli.command(
+    "recommend", short_help="Recommande, par service, de renforcer, réduire, maintenir ou surveiller."
+)
+@YEAR_OPTION
+@FORMAT_OPTION
+@french_help
+@with_appcontext
+@needs_schema
+def recommend_command(year, output):
+    """Recommande pour chaque service de renforcer (besoins mal couverts), réduire
+    (sur-qualité), maintenir ou surveiller (pas assez de réponses), avec sa raison en une
+    phrase et les chiffres qui la fondent : part de satisfaits de l'année (redressée sur
+    les marges de la population quand la collectivité les a saisies) comparée à la cible
+    de la politique et aux services de la même politique, priorité de la politique et
+    coût par usager, écarts testés avec contrôle du taux de fausses découvertes. Chaque
+    service est comparé aux services de sa collectivité.
+    """
+    import json
+
+    # Imported when run: the statistics libraries would weigh on every app start.
+    from analysis.redeploy import RECOMMENDATION_LABELS, RECOMMENDATIONS
+
+    from .steering.services import note_text, recommend_by_organisation, steering_inputs
+
+    inputs = steering_inputs(None, year=year)
+    if inputs.empty:
+        raise click.ClickException(
+            "aucune allocation pour cette année : importez d'abord les budgets (`flask barometer import-allocations`)."
+        )
+    recs = recommend_by_organisation(inputs)
+    if output == "json":
+        click.echo(json.dumps([row for r in recs for row in r.to_list()], ensure_ascii=False, indent=2))
+        return
+    table = [row for r in recs for row in r.table[["service", "recommendation", "reason"]].itertuples(index=False)]
+    click.echo(f"Recommandations {inputs.year} ({len(table)} services)")
+    for code, count in inputs.notes:
+        click.echo(f"  {note_text(code, count)}")
+    for rec in RECOMMENDATIONS:
+        rows = [r for r in table if r.recommendation == rec]
+        if rows:
+            click.echo(f"\n{RECOMMENDATION_LABELS[rec]} : {len(rows)}")
+            for r in rows:
+                click.echo(f"  - {r.service} : {r.reason}")
+
+
+def _saving_option(_ctx, _param, value):
+    from .steering.services import parse_saving
+
+    try:
+        return parse_saving(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@barometer_cli.command("scenario", short_help="Compare la réduction uniforme et la réduction stratégique.")
+@click.option(
+    "--saving",
+    required=True,
+    callback=_saving_option,
+    help="Économie visée : un montant en euros (1 ou plus), une part du budget total (moins de 1) ou un pourcentage (8 %).",
+)
+@click.option(
+    "--reinvest",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Part de l'économie réinvestie dans les services à renforcer (entre 0 et 1 ; 0 par défaut).",
+)
+@click.option("--organisation", help="Slug de la collectivité, quand la base en compte plusieurs avec des budgets.")
+@YEAR_OPTION
+@FORMAT_OPTION
+@french_help
+@with_appcontext
+@needs_schema
+def scenario_command(saving, reinvest, organisation, year, output):
+    """Compare deux façons d'économiser --saving sur les budgets de l'année : la
+    réduction uniforme (chaque service perd la même part) et la réduction stratégique
+    (une optimisation qui prend d'abord aux services en sur-qualité et aux politiques
+    secondaires, ne descend jamais sous le plancher d'une politique et maximise la
+    satisfaction projetée), avec la satisfaction projetée de chacune et sa fourchette.
+
+    Une économie impossible sans passer sous un plancher est refusée avec sa raison
+    (code de sortie 1).
+    """
+    import json
+
+    from .steering.services import ScenarioRefused, run_scenario
+
+    org_id = None
+    if organisation:
+        org = db.session.execute(select(Organisation).where(Organisation.slug == organisation)).scalar_one_or_none()
+        if org is None:
+            raise click.ClickException(f"collectivité inconnue : {organisation}")
+        org_id = org.id
+    try:
+        doc = run_scenario(None, saving=saving, reinvest=reinvest, year=year, organisation_id=org_id)
+    except ScenarioRefused as exc:
+        raise click.ClickException(exc.reason) from exc
+    if output == "json":
+        click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+        return
+    click.echo(
+        f"Budget {doc['year']} : {_eur(doc['total_before'])} ; économie : {_eur(doc['saving'])}"
+        + (f" (et {_eur(doc['reinvested'])} réinvestis)" if doc["reinvested"] else "")
+    )
+    click.echo(f"Élasticité : {doc['elasticity']['reason']}")
+    click.echo(f"Satisfaction actuelle : {_pct(doc['satisfied_before'])}")
+    for title, key in (("Réduction uniforme", "even"), ("Réduction stratégique", "strategic")):
+        sol = doc["solutions"][key]
+        low, high = sol["projected_satisfied_range"]
+        click.echo(f"\n{title} : satisfaction projetée {_pct(sol['projected_satisfied'])} ({_pct(low)} à {_pct(high)})")
+        click.echo("  politiques sous leur plancher : " + (", ".join(sol["below_floor"]) or "aucune"))
+        for r in sol["services"]:
+            if abs(r["after"] - r["before"]) >= 0.005:
+                click.echo(f"  - {r['service']} : {_eur(r['before'])} → {_eur(r['after'])}")
+    for note in doc["notes"]:
+        click.echo(f"\n{note}")

@@ -388,3 +388,23 @@ class ResultVersion(db.Model):
     version: Mapped[int] = mapped_column(BigInteger)
     #: Responses counted in the read model.
     responses: Mapped[int] = mapped_column(BigInteger)
+
+
+class Scenario(db.Model):
+    """A budget scenario a director saved under a name, to compare and export later."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: The director's name for it ("Budget 2027, -8 %").
+    name: Mapped[str] = mapped_column(String(120))
+    #: The organisation whose budgets it cuts; None for a scope of every organisation.
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"), index=True)
+    #: What was asked: {"year", "saving", "reinvest"} (saving: euros, or a share below 1).
+    parameters: Mapped[dict] = mapped_column(JSON)
+    #: The result as `analysis.redeploy.Scenarios.to_dict` gives it, at the time it was saved.
+    result: Mapped[dict] = mapped_column(JSON)
+    #: Who saved it (kept when the account is deleted: the scenario belongs to the organisation).
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    organisation: Mapped[Organisation | None] = relationship()
+    created_by: Mapped[User | None] = relationship()

@@ -25,6 +25,8 @@ SHORT_HELP = {
     "import-priorities": "Importe le référentiel stratégique des politiques.",
     "rebuild-results": "Recalcule les résultats agrégés à partir des réponses.",
     "import-responses": "Importe des réponses recueillies ailleurs (historique).",
+    "recommend": "Recommande, par service, de renforcer, réduire, maintenir ou surveiller.",
+    "scenario": "Compare la réduction uniforme et la réduction stratégique.",
 }
 #: The start of each command's French help.
 HELP = {
@@ -37,6 +39,8 @@ HELP = {
     "import-priorities": "Importe le référentiel stratégique du FICHIER (CSV ou XLSX)",
     "rebuild-results": "Recalcule les résultats agrégés (les sommes par mois, site et profil",
     "import-responses": "Importe les réponses du FICHIER (CSV ou XLSX) recueillies ailleurs",
+    "recommend": "Recommande pour chaque service de renforcer (besoins mal couverts), réduire",
+    "scenario": "Compare deux façons d'économiser --saving sur les budgets de l'année",
 }
 #: Phrases of the English help the commands used to show.
 ENGLISH = (
@@ -107,6 +111,8 @@ def bare_runner(tmp_path):
         ["import-priorities", "priorites.csv"],
         ["rebuild-results"],
         ["import-responses", "reponses.csv"],
+        ["recommend"],
+        ["scenario", "--saving", "0.08"],
     ],
 )
 def test_commands_before_db_upgrade_say_to_run_it(bare_runner, args):

@@ -1,0 +1,85 @@
+"""The director's pages in a browser: axe-core on the overview, the scenarios and the
+board, and a scenario run, saved and exported."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from barometer.extensions import db
+from barometer.models import User
+from barometer.steering.services import clear_cache
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "un mot de passe assez long"
+
+
+@pytest.fixture
+def director(browser, live_server, surveys):
+    """A desktop browser signed in as the demo's director, on a short demo."""
+    clear_cache()
+    result = surveys.test_cli_runner().invoke(args=["barometer", "demo", "--months", "2", "--per-month", "1500"])
+    assert result.exit_code == 0, result.output
+    with surveys.app_context():
+        db.session.execute(select(User).where(User.email == "direction@demo.invalid")).scalar_one().set_password(
+            PASSWORD
+        )
+        db.session.commit()
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, bypass_csp=True, locale="fr-FR", accept_downloads=True
+    )
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    page.goto(live_server + "/connexion?next=/pilotage/")
+    page.fill("#email", "direction@demo.invalid")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/pilotage/")
+    yield page
+    context.close()
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_the_steering_pages_have_no_axe_violations(director, assert_no_axe_violations, live_server, lang):
+    page = director
+    for path, heading in (
+        ("/pilotage/", {"fr": "Pilotage : vue d'ensemble", "en": "Steering: overview"}),
+        ("/pilotage/tableau", {"fr": "Tableau de bord des indicateurs", "en": "Indicators board"}),
+        ("/pilotage/scenarios", {"fr": "Scénarios budgétaires", "en": "Budget scenarios"}),
+    ):
+        page.goto(f"{live_server}{path}?lang={lang}")
+        expect(page.locator("h1")).to_contain_text(heading[lang])
+        assert_no_axe_violations(page, f"{path} ({lang})")
+    # The scenario page with both solutions, then with the form's errors.
+    page.fill("#saving", "8 %")
+    page.fill("#reinvest", "25")
+    page.click("#run")
+    expect(page.locator("#summary-caption")).to_be_visible()
+    assert_no_axe_violations(page, f"the scenario's two solutions ({lang})")
+    page.fill("#saving", "beaucoup")
+    page.click("#run")
+    expect(page.locator("#error-summary")).to_be_visible()
+    assert_no_axe_violations(page, f"the scenario form with errors ({lang})")
+
+
+def test_a_scenario_is_run_saved_and_exported(director, live_server, tmp_path):
+    page = director
+    page.goto(live_server + "/pilotage/scenarios")
+    page.fill("#saving", "1 000 000")
+    page.fill("#name", "Un million en moins")
+    page.click("#save")
+    expect(page.locator("h1")).to_have_text("Scénario « Un million en moins »")
+    expect(page.locator("#summary-caption")).to_be_visible()
+    with page.expect_download() as download:
+        page.click("text=Exporter (XLSX)")
+    path = tmp_path / "scenario.xlsx"
+    download.value.save_as(path)
+    from openpyxl import load_workbook
+
+    summary = dict(load_workbook(path)["Synthèse"].iter_rows(values_only=True))
+    assert summary["Économie (€)"] == pytest.approx(1_000_000)
+    page.goto(live_server + "/pilotage/scenarios")
+    expect(page.locator("#saved-caption")).to_be_visible()
+    expect(page.get_by_role("link", name="Un million en moins", exact=True)).to_be_visible()

@@ -362,24 +362,40 @@ class CellEstimates:
         """The estimate of one group (its ``by`` values, in order) as an Estimate."""
         if len(group) != len(self.by):
             raise ValueError(f"{len(self.by)} group values expected ({', '.join(self.by)}), got {len(group)}")
-        hit = np.ones(len(self.table), dtype=bool)
-        for column, value in zip(self.by, group, strict=True):
-            hit &= (self.table[column] == value).fillna(False).to_numpy(dtype=bool)
-        if hit.sum() != 1:
+        at = self._positions.get(tuple(group), -1) if not any(pd.isna(v) for v in group) else -1
+        if at < 0:
             raise KeyError(group)
-        row = self.table[hit].iloc[0]
+        c = self._columns
         return Estimate(
-            value=float(row["value"]),
-            se=float(row["se"]),
-            ci_low=float(row["ci_low"]),
-            ci_high=float(row["ci_high"]),
-            n=int(row["n"]),
-            n_eff=float(row["n_eff"]),
-            deff=float(row["deff"]),
-            flag=str(row["flag"]),
-            rse=float(row["rse"]),
+            value=float(c["value"][at]),
+            se=float(c["se"][at]),
+            ci_low=float(c["ci_low"][at]),
+            ci_high=float(c["ci_high"][at]),
+            n=int(c["n"][at]),
+            n_eff=float(c["n_eff"][at]),
+            deff=float(c["deff"][at]),
+            flag=str(c["flag"][at]),
+            rse=float(c["rse"][at]),
             level=self.level,
         )
+
+    @cached_property
+    def _positions(self) -> dict[tuple, int]:
+        """Row of each group's values (-1: several rows), built once: `get` is called
+        per period, site or category, and a scan of the table per call cost more than
+        the estimates themselves."""
+        keys = zip(*(self.table[c].array for c in self.by), strict=True) if self.by else [()] * len(self.table)
+        out: dict[tuple, int] = {}
+        for i, key in enumerate(keys):
+            if any(pd.isna(v) for v in key):
+                continue  # a missing value equals nothing
+            out[key] = -1 if key in out else i
+        return out
+
+    @cached_property
+    def _columns(self) -> dict[str, np.ndarray]:
+        names = ("value", "se", "ci_low", "ci_high", "n", "n_eff", "deff", "flag", "rse")
+        return {name: self.table[name].to_numpy() for name in names}
 
 
 def _groups(rows: _Rows, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:

@@ -685,7 +685,7 @@ def _family_part(service_id: int, grain: str, start: date, end: date, margins, c
     if cells is not None:
         cells = cells[cells["question_key"].isin(["overall", results.RESPONSES_KEY]).to_numpy(dtype=bool)]
     if cells is None or cells.empty:
-        return {"slope": None, "gaps": None, "change": None}
+        return {"slope": None, "gaps": None, "change": None, "raking": (None, None)}
     cells = cellstats.with_period(cells, grain)
     raking, _note = _rake(cells, margins)
     sat = cellstats.estimates(cells, "overall", by="period", statistic="satisfied", raking=raking)
@@ -702,7 +702,8 @@ def _family_part(service_id: int, grain: str, start: date, end: date, margins, c
         gaps = gaps.assign(service_id=service_id)
     except ValueError:
         gaps = None
-    return {"slope": slope, "gaps": gaps, "change": change}
+    # The raking depends on the responses only: the service's summary reuses it.
+    return {"slope": slope, "gaps": gaps, "change": change, "raking": (raking, _note)}
 
 
 # ----------------------------------------------------------------------- the report
@@ -1008,8 +1009,13 @@ def _publics(service, site, cells, raking, context, lang, grain, start, end) -> 
     return PublicsSection(tuple(rows), less, None)
 
 
-def _pooled_estimate(ids: Sequence[int], start, end, margins) -> Estimate:
-    cells = results.cells_frame(list(ids), start=start, end=end, keys=["overall"])
+def _pooled_estimate(ids: Sequence[int], start, end, margins, cells: pd.DataFrame | None = None) -> Estimate:
+    """% satisfied of some services pooled, from ``cells`` (read for them, or for more:
+    the rows of ``ids`` are kept) or from the read model."""
+    if cells is None:
+        cells = results.cells_frame(list(ids), start=start, end=end, keys=["overall"])
+    else:
+        cells = _own_categories(cells[cells["service_id"].isin(list(ids)).to_numpy(dtype=bool)])
     if cells.empty:
         return empty_estimate()
     raking, _note = _rake(cells, margins)
@@ -1032,7 +1038,13 @@ def _comparison(service, start, end, scope, margins) -> tuple[ComparisonRow, ...
     same_policy, same_domain = [], []
     for s in others:
         (same_policy if s.policy_id == service.policy_id else same_domain).append(s)
-    rows = [ComparisonRow(service.name, "self", _("ce service"), _pooled_estimate([service.id], start, end, margins))]
+    # One read for the service and every other one compared.
+    cells = results.cells_frame(
+        [service.id, *(s.id for s in same_policy + same_domain)], start=start, end=end, keys=["overall"]
+    )
+    rows = [
+        ComparisonRow(service.name, "self", _("ce service"), _pooled_estimate([service.id], start, end, margins, cells))
+    ]
     for group_label, members in (
         (_("même politique (%(name)s)", name=service.policy.name), same_policy),
         (_("même domaine (%(name)s)", name=service.policy.domain.name), same_domain),
@@ -1040,14 +1052,16 @@ def _comparison(service, start, end, scope, margins) -> tuple[ComparisonRow, ...
         visible = [s for s in members if scope is None or s.id in scope]
         hidden = [s for s in members if not (scope is None or s.id in scope)]
         for s in visible:
-            rows.append(ComparisonRow(s.name, "service", group_label, _pooled_estimate([s.id], start, end, margins)))
+            rows.append(
+                ComparisonRow(s.name, "service", group_label, _pooled_estimate([s.id], start, end, margins, cells))
+            )
         if len(hidden) >= MIN_POOLED_SERVICES:
             rows.append(
                 ComparisonRow(
                     _("%(n)s autres services (regroupés)", n=len(hidden)),
                     "pooled",
                     group_label,
-                    _pooled_estimate([s.id for s in hidden], start, end, margins),
+                    _pooled_estimate([s.id for s in hidden], start, end, margins, cells),
                     services=len(hidden),
                 )
             )
@@ -1153,8 +1167,11 @@ def _summaries(services: Sequence[Service], *, grain: str, start: date, end: dat
         # Primes the family's cache from the cells just read (its other services are read if needed).
         _org_family(organisation_id, grain, start, end, cells=cells)
         margins = results.population_margins(organisation_id)
+        versions_now = results.data_versions([s.id for s in members])
         for s in members:
-            out[s.id] = _summary(s, grain, periods, lang, contexts[s.id], cells[s.id], moments[s.id], margins)
+            part = _families.peek((s.id, grain, start, end, versions_now.get(s.id, 0)))
+            raking = part["raking"] if part is not None else None
+            out[s.id] = _summary(s, grain, periods, lang, contexts[s.id], cells[s.id], moments[s.id], margins, raking)
             _reports.put(keys[s.id], out[s.id])
     return out
 
@@ -1209,11 +1226,12 @@ def _ipa_point(cells, moments, drivers, raking) -> pd.DataFrame | None:
     return quadrants(ci["performance"], ci["importance"], ci=ci)
 
 
-def _summary(service: Service, grain, periods, lang, context, cells, moments, margins) -> Summary:
+def _summary(service: Service, grain, periods, lang, context, cells, moments, margins, raking=None) -> Summary:
+    """``raking``: (raking, note) of the service's scope when known (its family part)."""
     start, end = periods[0].start, periods[-1].end
     drivers = list(context.questionnaire.drivers)
     cells = cellstats.with_period(cells, grain)
-    raking, _note = _rake(cells, margins)
+    raking, _note = raking if raking is not None else _rake(cells, margins)
     tables = [
         None if cells.empty else cellstats.estimates(cells, "overall", by="period", statistic=st, raking=raking)
         for st in ("satisfied", "mean")

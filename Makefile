@@ -81,6 +81,7 @@ bench: install-dev translations
 	$(BIN)/python bench/bench_http.py
 	$(BIN)/python bench/bench_analysis.py
 	$(BIN)/python bench/bench_results.py
+	$(BIN)/python bench/bench_reports.py
 
 lint: install-dev
 	$(BIN)/ruff check .

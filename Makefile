@@ -82,6 +82,7 @@ bench: install-dev translations
 	$(BIN)/python bench/bench_analysis.py
 	$(BIN)/python bench/bench_results.py
 	$(BIN)/python bench/bench_import.py
+	$(BIN)/python bench/bench_reports.py
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -41,6 +41,10 @@ ALPHA = 0.05
 #: data always gives the same page).
 N_BOOT = 200
 BOOT_SEED = 1
+#: Level of the importance intervals of the home's attribute alerts (read-model
+#: jackknife, not the report's bootstrap): the home screens every service's attributes
+#: at once, so it asks for stronger evidence before naming one.
+HOME_IPA_LEVEL = 0.99
 #: Comments per page.
 COMMENTS_PER_PAGE = 20
 #: Profile columns shown as publics, in display order.
@@ -175,6 +179,21 @@ class _Lru:
                 self._items.popitem(last=False)
         return value
 
+    def peek(self, key: Hashable, default=None):
+        """The value kept under ``key``, or ``default`` (no value is made)."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        return default
+
+    def put(self, key: Hashable, value) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
@@ -182,12 +201,36 @@ class _Lru:
 
 _reports = _Lru(64)
 _families = _Lru(2048)
+_family_tables = _Lru(64)
 _ipa = _Lru(128)
 
 
 def clear_caches() -> None:
-    for cache in (_reports, _families, _ipa):
+    for cache in (_reports, _families, _family_tables, _ipa):
         cache.clear()
+
+
+def _cells_by_service(
+    ids: Sequence[int], start: date, end: date, keys: Sequence[str] | None
+) -> dict[int, pd.DataFrame]:
+    """The read model's cells of several services in one query, split by service (each
+    part as `results.cells_frame` returns it for that service alone)."""
+    if not ids:
+        return {}
+    frame = results.cells_frame(list(ids), start=start, end=end, keys=keys)
+    if len(ids) == 1:
+        return {ids[0]: frame}
+    parts = {int(sid): _own_categories(part) for sid, part in frame.groupby("service_id", sort=False)}
+    return {sid: parts.get(sid, frame.iloc[:0]) for sid in ids}
+
+
+def _own_categories(part: pd.DataFrame) -> pd.DataFrame:
+    """A service's rows of a frame read for several, with only the categories it uses."""
+    part = part.reset_index(drop=True)
+    for column in part.columns:
+        if isinstance(part[column].dtype, pd.CategoricalDtype):
+            part[column] = part[column].cat.remove_unused_categories()
+    return part
 
 
 # ------------------------------------------------------------------ report objects
@@ -567,13 +610,15 @@ def _day(value) -> date:
 # ------------------------------------------------------------------------- families
 
 
-def _org_family(organisation_id: int, grain: str, start: date, end: date) -> dict:
+def _org_family(organisation_id: int, grain: str, start: date, end: date, cells: dict | None = None) -> dict:
     """Trend slopes and public gaps of every service of the organisation, with the FDR
     controlled over all of them at once: a service is not flagged because it happened to
     be tested alone, and every reader sees the same flags.
 
     Each service's part is cached by its own data version, so a new response recomputes
-    one service's part; the adjustment over the family is cheap.
+    one service's part; the parts missing are computed from one read of the read model
+    for all of them (or from ``cells``, service id -> cells, when the caller has read
+    them). The adjustment over the family is cached by the versions of all.
     """
     ids = list(
         db.session.execute(select(Service.id).where(Service.organisation_id == organisation_id).order_by(Service.id))
@@ -581,14 +626,21 @@ def _org_family(organisation_id: int, grain: str, start: date, end: date) -> dic
         .all()
     )
     versions = results.data_versions(ids)
-    margins = results.population_margins(organisation_id)
-    parts = [
-        _families.get_or_make(
-            (sid, grain, start, end, versions.get(sid, 0)),
-            lambda sid=sid: _family_part(sid, grain, start, end, margins),
-        )
-        for sid in ids
-    ]
+    table_key = (organisation_id, grain, start, end, tuple(versions[sid] for sid in ids))
+    tables = _family_tables.peek(table_key)
+    if tables is not None:
+        return tables
+    keys = {sid: (sid, grain, start, end, versions.get(sid, 0)) for sid in ids}
+    parts = {sid: _families.peek(keys[sid]) for sid in ids}
+    missing = [sid for sid in ids if parts[sid] is None]
+    if missing:
+        margins = results.population_margins(organisation_id)
+        if cells is None or any(sid not in cells for sid in missing):
+            cells = _cells_by_service(missing, start, end, ["overall"])
+        for sid in missing:
+            parts[sid] = _family_part(sid, grain, start, end, margins, cells.get(sid))
+            _families.put(keys[sid], parts[sid])
+    parts = [parts[sid] for sid in ids]
     slopes = [p["slope"] for p in parts if p["slope"] is not None]
     slope_frame = pd.DataFrame(slopes, columns=["service_id", "slope", "p", "trend"])
     slope_frame["significant"] = (
@@ -608,11 +660,13 @@ def _org_family(organisation_id: int, grain: str, start: date, end: date) -> dic
             & family["reject"].to_numpy()
             & ~gap_frame["flag"].isin(["suppressed", "hidden"]).to_numpy()
         )
-    return {
+    tables = {
         "slopes": slope_frame.set_index("service_id"),
         "gaps": gap_frame,
         "changes": changes.set_index("service_id"),
     }
+    _family_tables.put(table_key, tables)
+    return tables
 
 
 def _slope(mean_table: pd.DataFrame, service_id: int) -> dict | None:
@@ -625,11 +679,13 @@ def _slope(mean_table: pd.DataFrame, service_id: int) -> dict | None:
     return {"service_id": service_id, "slope": t.slope, "p": t.p, "trend": t}
 
 
-def _family_part(service_id: int, grain: str, start: date, end: date, margins) -> dict:
-    """One service's trend slope and public gaps (unadjusted p-values)."""
-    cells = results.cells_frame([service_id], start=start, end=end, keys=["overall"])
-    if cells.empty:
-        return {"slope": None, "gaps": None, "change": None}
+def _family_part(service_id: int, grain: str, start: date, end: date, margins, cells: pd.DataFrame | None) -> dict:
+    """One service's trend slope and public gaps (unadjusted p-values), from its cells
+    (``overall`` and the responses; other keys are left out here)."""
+    if cells is not None:
+        cells = cells[cells["question_key"].isin(["overall", results.RESPONSES_KEY]).to_numpy(dtype=bool)]
+    if cells is None or cells.empty:
+        return {"slope": None, "gaps": None, "change": None, "raking": (None, None)}
     cells = cellstats.with_period(cells, grain)
     raking, _note = _rake(cells, margins)
     sat = cellstats.estimates(cells, "overall", by="period", statistic="satisfied", raking=raking)
@@ -646,7 +702,8 @@ def _family_part(service_id: int, grain: str, start: date, end: date, margins) -
         gaps = gaps.assign(service_id=service_id)
     except ValueError:
         gaps = None
-    return {"slope": slope, "gaps": gaps, "change": change}
+    # The raking depends on the responses only: the service's summary reuses it.
+    return {"slope": slope, "gaps": gaps, "change": change, "raking": (raking, _note)}
 
 
 # ----------------------------------------------------------------------- the report
@@ -952,8 +1009,13 @@ def _publics(service, site, cells, raking, context, lang, grain, start, end) -> 
     return PublicsSection(tuple(rows), less, None)
 
 
-def _pooled_estimate(ids: Sequence[int], start, end, margins) -> Estimate:
-    cells = results.cells_frame(list(ids), start=start, end=end, keys=["overall"])
+def _pooled_estimate(ids: Sequence[int], start, end, margins, cells: pd.DataFrame | None = None) -> Estimate:
+    """% satisfied of some services pooled, from ``cells`` (read for them, or for more:
+    the rows of ``ids`` are kept) or from the read model."""
+    if cells is None:
+        cells = results.cells_frame(list(ids), start=start, end=end, keys=["overall"])
+    else:
+        cells = _own_categories(cells[cells["service_id"].isin(list(ids)).to_numpy(dtype=bool)])
     if cells.empty:
         return empty_estimate()
     raking, _note = _rake(cells, margins)
@@ -976,7 +1038,13 @@ def _comparison(service, start, end, scope, margins) -> tuple[ComparisonRow, ...
     same_policy, same_domain = [], []
     for s in others:
         (same_policy if s.policy_id == service.policy_id else same_domain).append(s)
-    rows = [ComparisonRow(service.name, "self", _("ce service"), _pooled_estimate([service.id], start, end, margins))]
+    # One read for the service and every other one compared.
+    cells = results.cells_frame(
+        [service.id, *(s.id for s in same_policy + same_domain)], start=start, end=end, keys=["overall"]
+    )
+    rows = [
+        ComparisonRow(service.name, "self", _("ce service"), _pooled_estimate([service.id], start, end, margins, cells))
+    ]
     for group_label, members in (
         (_("même politique (%(name)s)", name=service.policy.name), same_policy),
         (_("même domaine (%(name)s)", name=service.policy.domain.name), same_domain),
@@ -984,14 +1052,16 @@ def _comparison(service, start, end, scope, margins) -> tuple[ComparisonRow, ...
         visible = [s for s in members if scope is None or s.id in scope]
         hidden = [s for s in members if not (scope is None or s.id in scope)]
         for s in visible:
-            rows.append(ComparisonRow(s.name, "service", group_label, _pooled_estimate([s.id], start, end, margins)))
+            rows.append(
+                ComparisonRow(s.name, "service", group_label, _pooled_estimate([s.id], start, end, margins, cells))
+            )
         if len(hidden) >= MIN_POOLED_SERVICES:
             rows.append(
                 ComparisonRow(
                     _("%(n)s autres services (regroupés)", n=len(hidden)),
                     "pooled",
                     group_label,
-                    _pooled_estimate([s.id for s in hidden], start, end, margins),
+                    _pooled_estimate([s.id for s in hidden], start, end, margins, cells),
                     services=len(hidden),
                 )
             )
@@ -1071,20 +1141,97 @@ class Summary:
 
 def service_summary(service: Service, *, grain: str, start: date, end: date, lang: str) -> Summary:
     """A service's headline and alerts without the rest of its report, cached by data version."""
+    return _summaries([service], grain=grain, start=start, end=end, lang=lang)[service.id]
+
+
+def _summaries(services: Sequence[Service], *, grain: str, start: date, end: date, lang: str) -> dict[int, Summary]:
+    """The summaries of several services: those not cached are computed from one read of
+    the read model's cells and one of its moments for all of them."""
     periods = report_periods(grain, start, end, lang)
     start, end = periods[0].start, periods[-1].end
-    version = results.data_versions([service.id]).get(service.id, 0)
-    key = ("summary", service.id, grain, start, end, lang, version)
-    return _reports.get_or_make(key, lambda: _summary(service, grain, periods, lang, version))
+    versions = results.data_versions([s.id for s in services])
+    keys = {s.id: ("summary", s.id, grain, start, end, lang, versions.get(s.id, 0)) for s in services}
+    out = {s.id: _reports.peek(keys[s.id]) for s in services}
+    missing = [s for s in services if out[s.id] is None]
+    if not missing:
+        return out
+    contexts = {s.id: get_survey(s.slug) for s in missing}
+    wanted = sorted({"overall", *(d for c in contexts.values() for d in c.questionnaire.drivers)})
+    ids = [s.id for s in missing]
+    cells = _cells_by_service(ids, start, end, wanted)
+    moments = _moments_by_service(ids, start, end)
+    by_organisation: dict[int, list[Service]] = {}
+    for s in missing:
+        by_organisation.setdefault(s.organisation_id, []).append(s)
+    for organisation_id, members in by_organisation.items():
+        # Primes the family's cache from the cells just read (its other services are read if needed).
+        _org_family(organisation_id, grain, start, end, cells=cells)
+        margins = results.population_margins(organisation_id)
+        versions_now = results.data_versions([s.id for s in members])
+        for s in members:
+            part = _families.peek((s.id, grain, start, end, versions_now.get(s.id, 0)))
+            raking = part["raking"] if part is not None else None
+            out[s.id] = _summary(s, grain, periods, lang, contexts[s.id], cells[s.id], moments[s.id], margins, raking)
+            _reports.put(keys[s.id], out[s.id])
+    return out
 
 
-def _summary(service: Service, grain: str, periods: list[Period], lang: str, version: int) -> Summary:
+def _moments_by_service(ids: Sequence[int], start: date, end: date) -> dict[int, pd.DataFrame]:
+    frame = results.moments_frame(list(ids), start=start, end=end)
+    if len(ids) == 1:
+        return {ids[0]: frame}
+    parts = {int(sid): _own_categories(part) for sid, part in frame.groupby("service_id", sort=False)}
+    return {sid: parts.get(sid, frame.iloc[:0]) for sid in ids}
+
+
+def _ipa_point(cells, moments, drivers, raking) -> pd.DataFrame | None:
+    """Importance-performance quadrants from the read model alone, for the home's alerts:
+    LMG shares from the moments with their delete-a-group jackknife intervals, and each
+    attribute's mean with its analytic 95% interval from the cells; an attribute whose
+    interval crosses a crosshair is "uncertain", as with the report's bootstrap
+    intervals (which need the respondents, one service at a time).
+    None when the model cannot be fitted or rests on fewer than the minimum of rows."""
+    if moments.empty or cells.empty:
+        return None
+    variables = tuple(moments["variables"].iloc[-1])
+    used = [d for d in variables[1:] if d in drivers]
+    if len(used) < 2:
+        return None
+    try:
+        table = cellstats.share_intervals(moments, "overall", used, raking=raking, level=HOME_IPA_LEVEL)
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    if table.attrs["n"] < DEFAULT_RULES.min_n:
+        return None
+    perf = {}
+    for key in used:
+        if not (cells["question_key"] == key).any():
+            return None
+        est = cellstats.estimate(cells, key, statistic="mean", raking=raking)
+        if not est.publishable:
+            return None
+        perf[key] = est
+    share = table["share"]
+    ci = pd.DataFrame(
+        {
+            "performance": [perf[k].value for k in used],
+            "importance": share.to_numpy(),
+            "perf_low": [perf[k].ci_low for k in used],
+            "perf_high": [perf[k].ci_high for k in used],
+            "imp_low": table["share_low"].to_numpy(),
+            "imp_high": table["share_high"].to_numpy(),
+        },
+        index=pd.Index(used),
+    )
+    return quadrants(ci["performance"], ci["importance"], ci=ci)
+
+
+def _summary(service: Service, grain, periods, lang, context, cells, moments, margins, raking=None) -> Summary:
+    """``raking``: (raking, note) of the service's scope when known (its family part)."""
     start, end = periods[0].start, periods[-1].end
-    context = get_survey(service.slug)
     drivers = list(context.questionnaire.drivers)
-    cells = results.cells_frame([service.id], start=start, end=end, keys=["overall", *drivers])
     cells = cellstats.with_period(cells, grain)
-    raking, _note = _rake(cells, results.population_margins(service.organisation_id))
+    raking, _note = raking if raking is not None else _rake(cells, margins)
     tables = [
         None if cells.empty else cellstats.estimates(cells, "overall", by="period", statistic=st, raking=raking)
         for st in ("satisfied", "mean")
@@ -1093,9 +1240,8 @@ def _summary(service: Service, grain: str, periods: list[Period], lang: str, ver
     headline = _headline(trend_section, _target(service))
     under = over = ()
     if drivers and not cells.empty:
-        ci = _ipa_intervals(service, None, drivers, start, end, raking, version)
-        if ci is not None and ci.attrs.get("n", 0) >= DEFAULT_RULES.min_n:
-            quad = quadrants(ci["performance"], ci["importance"], ci=ci)
+        quad = _ipa_point(cells, moments, drivers, raking)
+        if quad is not None:
             under, over = (
                 tuple(_question_label(context.questionnaire, k, lang) for k in quad.index[quad["quadrant"] == code])
                 for code in ("concentrate_here", "possible_overkill")
@@ -1138,9 +1284,10 @@ def home_rows(user: User, *, grain: str, start: date, end: date, lang: str) -> l
         .all()
     )
     counts = {r.slug: r for r in services_in_scope(user)}
+    summaries = _summaries(services, grain=grain, start=start, end=end, lang=lang)
     rows = []
     for s in services:
-        summary = service_summary(s, grain=grain, start=start, end=end, lang=lang)
+        summary = summaries[s.id]
         c = counts[s.slug]
         rows.append(
             HomeRow(s.slug, s.name, s.policy.name, s.is_open, c.responses, c.last_response, summary, summary.alerts)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
+from scipy import stats
 
 from analysis import cells as ce
 from analysis.drivers import relative_importance
@@ -229,3 +230,32 @@ def test_no_response_at_all_is_an_estimate_never_shown(respondents):
     assert ce.estimates(empty, "overall", by="period").table.empty
     with pytest.raises(ValueError, match="no '_responses' rows"):
         ce.estimate(cells_of(respondents).query("question_key != @ce.RESPONSES"), "overall")
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_share_intervals_are_the_delete_a_group_jackknife_of_the_lmg_shares(respondents, raked, weighted):
+    _, _, on_cells = raked
+    raking = on_cells if weighted else None
+    moments = moments_of(respondents)
+    got = ce.share_intervals(moments, "overall", DRIVERS, raking=raking, groups=10, level=0.9)
+    full = ce.relative_importance(moments, "overall", DRIVERS, raking=raking)
+    assert_allclose(got["share"].to_numpy(), full["share"].to_numpy(), rtol=RTOL)
+    # Each replicate refitted from the moments without one group of rows.
+    group = np.arange(len(moments)) % 10
+    replicates = np.array(
+        [
+            ce.relative_importance(moments[group != g], "overall", DRIVERS, raking=raking)["share"].to_numpy()
+            for g in range(10)
+        ]
+    )
+    se = np.sqrt(9 / 10 * ((replicates - replicates.mean(axis=0)) ** 2).sum(axis=0))
+    half = stats.t.ppf(0.95, 9) * se
+    assert_allclose(got["share_low"].to_numpy(), full["share"].to_numpy() - half, rtol=1e-7)
+    assert_allclose(got["share_high"].to_numpy(), full["share"].to_numpy() + half, rtol=1e-7)
+    assert (got["share_low"] < got["share"]).all() and (got["share"] < got["share_high"]).all()
+
+
+def test_share_intervals_need_as_many_rows_as_groups(respondents):
+    moments = moments_of(respondents).head(12)
+    got = ce.share_intervals(moments, "overall", DRIVERS, groups=20)
+    assert got["share"].notna().all() and got["share_low"].isna().all() and got["share_high"].isna().all()

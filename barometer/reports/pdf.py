@@ -9,6 +9,7 @@ neither wait on an outside server nor be made to request one.
 from __future__ import annotations
 
 import mimetypes
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -16,6 +17,13 @@ from flask import Response, current_app, request
 from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 from werkzeug.security import safe_join
+
+from ..charts import SVG_NS
+
+# On import, WeasyPrint gives ElementTree's empty prefix (a registry global to the
+# process) to its PDF metadata; the charts drawn afterwards would come out as
+# <ns0:svg>, which no browser draws. The charts' default namespace is given back.
+ET.register_namespace("", SVG_NS)
 
 
 class StaticFilesFetcher(URLFetcher):

@@ -14,6 +14,7 @@ from openpyxl import load_workbook
 from pypdf import PdfReader
 from sqlalchemy import select
 
+from barometer.charts import svg_cache
 from barometer.extensions import db
 from barometer.models import Response
 from barometer.reports.exports import CHOICE_SEPARATOR, MIN_EXPORTED_RESPONSES, RESPONSE_COLUMNS
@@ -220,6 +221,8 @@ def test_the_pdf_is_the_report_with_its_numbers_and_its_comments_as_text(pool):
     text = pdf_text(answer)
     assert "Piscine municipale" in text
     assert "Usagers satisfaits" in text and "IC 95 %" in text
+    # Charts are drawn: their accessible name and description are not printed as text.
+    assert "Les mêmes données figurent dans le tableau qui suit le graphique" not in text
     # The page's forms and links to other pages are not printed.
     assert "Afficher" not in text and "Se déconnecter" not in text and "Télécharger" not in text
     # The markup and the formula of a comment are printed as text.
@@ -265,3 +268,13 @@ def test_the_pdf_fetches_the_apps_static_files_and_nothing_else(app):
     ):
         with pytest.raises(ValueError):
             fetcher(url)
+
+
+def test_charts_drawn_after_a_pdf_are_still_svg_a_browser_draws(pool):
+    """WeasyPrint touches ElementTree's global namespace registry on import; the page's
+    charts, drawn after a PDF in the same process, keep their plain <svg> elements."""
+    client = signed_in(pool, "a@example.fr")
+    assert client.get("/rapports/piscine/rapport.pdf").status_code == 200
+    svg_cache.clear()
+    html = client.get("/rapports/piscine").get_data(as_text=True)
+    assert '<svg xmlns="http://www.w3.org/2000/svg"' in html and "ns0:" not in html

@@ -18,6 +18,7 @@ from barometer.charts import svg_cache
 from barometer.extensions import db
 from barometer.models import Response
 from barometer.reports.exports import CHOICE_SEPARATOR, MIN_EXPORTED_RESPONSES, RESPONSE_COLUMNS
+from barometer.respond import services as respond_services
 from tests.barometer.test_reports import (  # noqa: F401  (_fresh_caches: autouse fixture)
     ROLES,
     _fresh_caches,
@@ -38,6 +39,13 @@ RESPONSE_URLS = [
 PDF_URLS = ["/rapports/piscine/rapport.pdf", "/rapports/piscine/rapport.pdf?site=centre-aquatique"]
 #: A comment a spreadsheet would run and a browser would read as markup.
 HOSTILE = '=HYPERLINK("http://x.example","clic") <b>gras</b> <script>alert(1)</script>'
+
+
+@pytest.fixture(autouse=True)
+def _fresh_surveys():
+    """A test before this module may leave a survey cached with ids of emptied tables
+    (PostgreSQL does not reuse them)."""
+    respond_services.clear_cache()
 
 
 def in_last_month(days: int = 3) -> datetime:

@@ -19,6 +19,7 @@ from .forms import GRAINS, ReportForm, default_range
 from .services import (
     build_service_report,
     home_rows,
+    report_periods,
     service_comments,
     service_in_scope,
     suppression_reason,
@@ -143,6 +144,8 @@ def report_helpers():
     """Number formats of the reports, in the reader's language, and the suppression reason."""
     return {
         "reason": suppression_reason,
+        "min_exported": exports.MIN_EXPORTED_RESPONSES,
+        "today": _today,
         "pct": lambda v: _fmt(v * 100, "0") + "\u202f%",
         "pts": lambda v: _fmt(v * 100, "+0;-0"),
         "mean5": lambda v: _fmt(v, "0.0"),
@@ -151,3 +154,48 @@ def report_helpers():
         "r2": lambda v: _fmt(v, "0.00"),
         "eff": lambda v: _fmt(v, "#,##0"),
     }
+
+
+@bp.route("/<slug>/reponses.<fmt>")
+@login_required
+def export_responses(slug: str, fmt: str):
+    """The service's (or a site's) anonymised responses over the report's range, one row
+    per response, as CSV or XLSX; ``?comments=1`` adds the residents' comments."""
+    if fmt not in exports.FORMATS:
+        abort(404)
+    service, site = service_in_scope(current_user, slug, request.args.get("site") or None)
+    form, _status = _report_form()
+    grain, start, end = _settings(form)
+    periods = report_periods(grain, start, end, _lang())
+    selection = exports.ResponseSelection(
+        service,
+        site,
+        periods[0].start,
+        periods[-1].end,
+        comments=request.args.get("comments") == "1",
+        lang=_lang(),
+    )
+    return exports.responses_response(selection, fmt)
+
+
+@bp.route("/<slug>/rapport.pdf")
+@login_required
+def export_report_pdf(slug: str):
+    """The report as a PDF: the page itself, with its print stylesheet and the newest comments."""
+    from . import pdf  # WeasyPrint is heavy: loaded on the first PDF, not with the app
+
+    service, site, form, _status, report = _report(slug, request.args.get("site") or None)
+    comments = service_comments(service, site=site, start=report.start, end=report.end, q=form.q.data or "")
+    html = render_template(
+        "reports/report.html",
+        report=report,
+        service=service,
+        site=site,
+        form=form,
+        comments=comments,
+        charts={name: chart_svg(report, name) for name in CHARTS},
+        start=report.start,
+        end=report.end,
+        logout_form=LogoutForm(),
+    )
+    return pdf.pdf_response(html, exports.filename(report, "rapport", "pdf"))

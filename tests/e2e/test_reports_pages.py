@@ -1,5 +1,6 @@
 """A manager in Chromium: sign in, read the home and a report, change the grain, download
-a table; axe-core finds no WCAG 2.1 A/AA violation on the home and the report."""
+the tables, the responses and the PDF; axe-core finds no WCAG 2.1 A/AA violation on the
+home and the report."""
 
 from __future__ import annotations
 
@@ -88,13 +89,23 @@ def test_a_manager_reads_the_home_and_the_report_without_axe_violations(
     expect(page.locator("#h-headline")).to_contain_text("En bref : T")
     assert_no_axe_violations(page, f"the pool's report by quarter ({viewport})")
 
-    with page.expect_download() as download:
-        page.click("a[href*='/tableaux/tendance.csv']")
-    assert download.value.suggested_filename.startswith("piscine-tendance-")
+    downloads = {
+        "a[href*='/tableaux/tendance.csv']": "piscine-tendance-",
+        "a[href*='/tableaux/criteres.xlsx']": "piscine-criteres-",
+        "a[href*='/reponses.csv']:not([href*='comments'])": "piscine-reponses-",
+        "a[href*='/reponses.xlsx'][href*='comments=1']": "piscine-reponses-",
+        "a[href*='/rapport.pdf']": "piscine-rapport-",
+    }
+    for link, name in downloads.items():
+        with page.expect_download() as download:
+            page.click(link)
+        assert download.value.suggested_filename.startswith(name), link
+        assert download.value.failure() is None, link
 
 
 def test_the_report_does_not_scroll_sideways_on_a_phone(signed_in_page):
     page = signed_in_page("phone")
     page.click("a:has-text('rapport')")
+    expect(page.locator("h1")).to_contain_text("Piscine municipale")  # the report, not the home
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 390, f"the report is {width} CSS px wide on a 390 px phone"

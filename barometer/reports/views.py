@@ -6,6 +6,7 @@ Every route needs a signed-in user and checks the service against the user's sco
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, timedelta
 
 from flask import Response, abort, render_template, request
@@ -135,8 +136,17 @@ def export_table(slug: str, table: str, fmt: str):
     return exports.table_response(report, table, fmt)
 
 
-def _fmt(value: float, pattern: str) -> str:
+def _fmt(value: float | None, pattern: str) -> str:
+    """A number in the reader's language; a dash where none could be computed (a gap
+    whose other side has no answer), never "NaN"."""
+    if value is None or not math.isfinite(value):
+        return "—"
     return format_decimal(value, format=pattern)
+
+
+def _percent(value: float | None) -> str:
+    shown = _fmt(None if value is None else value * 100, "0")
+    return shown if shown == "—" else shown + "\u202f%"
 
 
 @bp.context_processor
@@ -146,11 +156,11 @@ def report_helpers():
         "reason": suppression_reason,
         "min_exported": exports.MIN_EXPORTED_RESPONSES,
         "today": _today,
-        "pct": lambda v: _fmt(v * 100, "0") + "\u202f%",
+        "pct": _percent,
         "pts": lambda v: _fmt(v * 100, "+0;-0"),
         "mean5": lambda v: _fmt(v, "0.0"),
         "signed2": lambda v: _fmt(v, "+0.00;-0.00"),
-        "share": lambda v: _fmt(v * 100, "0") + "\u202f%",
+        "share": _percent,
         "r2": lambda v: _fmt(v, "0.00"),
         "eff": lambda v: _fmt(v, "#,##0"),
     }

@@ -413,3 +413,14 @@ def test_the_home_lists_each_service_with_its_headline_and_alerts(demo_app):
     assert "Piscine municipale" in text and "État civil" not in text
     assert "Satisfaction en baisse régulière sur la période." in text
     assert re.search(r"Usagers satisfaits.*\d+ % IC 95 % \d+ %–\d+ %", text)
+
+
+def test_a_number_that_could_not_be_computed_shows_as_a_dash_never_nan(app):
+    from barometer.reports.views import report_helpers
+
+    with app.test_request_context("/?lang=fr"):
+        helpers = report_helpers()
+        assert helpers["pts"](float("nan")) == "—"
+        assert helpers["pct"](float("nan")) == "—"
+        assert helpers["pct"](0.5) == "50\u202f%"
+        assert helpers["pts"](-0.052) == "-5"

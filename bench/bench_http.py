@@ -174,7 +174,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds; each runs every case in turn")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--tokens", type=int, default=40_000, help="form tokens prepared for the submissions")
+    parser.add_argument("--tokens", type=int, default=120_000, help="form tokens prepared for the submissions")
     opts = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk est introuvable : sudo apt-get install wrk")

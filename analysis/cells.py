@@ -39,7 +39,7 @@ from scipy import stats
 from analysis._design import check_level
 from analysis.drivers import MAX_EXACT_DRIVERS, _check_collinear, lmg_from_corr, relative_weights_from_corr
 from analysis.estimates import DEFAULT_RULES, Estimate, SuppressionRules, _rse, _wilson_n, wilson_interval
-from analysis.trends import adjust
+from analysis.segments import gaps_table
 from analysis.weighting import Raking, rake, resolve_base_weights
 
 __all__ = [
@@ -596,43 +596,7 @@ def segment_gaps(
             rows, w, raking, np.column_stack(centres), np.column_stack(coefs), np.column_stack(members)
         ).reshape(-1, 3)
     se = np.sqrt(np.maximum(var, 0.0))
-    out = pd.DataFrame(records, columns=["column", "category", "n", "n_eff", "estimate", "rest_estimate", "rest_n"])
-    out["se"] = se[:, 0]
-    out["rest_se"] = se[:, 1]
-    out["gap"] = out["estimate"] - out["rest_estimate"]
-    out["gap_se"] = se[:, 2]
-    crit = stats.norm.ppf(0.5 + level / 2.0)
-    out["ci_low"] = out["gap"] - crit * out["gap_se"]
-    out["ci_high"] = out["gap"] + crit * out["gap_se"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        stat = np.abs(out["gap"] / out["gap_se"]).to_numpy()
-    testable = (out["n"] >= 2).to_numpy() & (out["rest_n"] >= 2).to_numpy() & np.isfinite(stat)
-    out["p"] = np.where(testable, 2 * stats.norm.sf(np.where(testable, stat, 0.0)), np.nan)
-    out["p_adjusted"] = adjust(out["p"], method=method, alpha=alpha)["p_adjusted"].to_numpy()
-    out["flag"] = (rules or DEFAULT_RULES).flags(out["n"], out["n_eff"], _rse(out["estimate"], out["se"]))
-    out["under_served"] = (
-        (out["gap"] < 0) & (out["p_adjusted"] < alpha) & ~out["flag"].isin(["suppressed", "hidden"])
-    ).to_numpy()
-    return out[
-        [
-            "column",
-            "category",
-            "n",
-            "n_eff",
-            "estimate",
-            "se",
-            "flag",
-            "rest_estimate",
-            "rest_se",
-            "gap",
-            "gap_se",
-            "ci_low",
-            "ci_high",
-            "p",
-            "p_adjusted",
-            "under_served",
-        ]
-    ]
+    return gaps_table(records, se, ref=stats.norm, level=level, rules=rules, method=method, alpha=alpha)
 
 
 # ----------------------------------------------------------------------- drivers

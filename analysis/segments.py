@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis._design import make_design
+from analysis._design import check_level, make_design
 from analysis.estimates import DEFAULT_RULES, SuppressionRules, _rse, _success_hits, _success_set, _values
 from analysis.scales import check_scale
 from analysis.trends import adjust
@@ -135,18 +135,30 @@ def segment_gaps(
         raise ValueError(f"no category to compare in {columns!r}")
     var = design.variance(np.column_stack(scores)).reshape(-1, 3)
     se = np.sqrt(np.maximum(var, 0.0))
+    ref = stats.t(design.df) if design.df else stats.norm
+    return gaps_table(records, se, ref=ref, level=level, rules=rules, method=method, alpha=alpha)
+
+
+def gaps_table(records, se: np.ndarray, *, ref, level: float, rules, method: str, alpha: float) -> pd.DataFrame:
+    """The gaps frame from each comparison's counts and estimates (`records`: column,
+    category, n, n_eff, estimate, rest estimate, rest n) and the standard errors of the
+    segment, the rest and the gap (`se`, one row each): CI with `ref`'s critical value,
+    two-sided p, FDR-adjusted p, publication flag and the under-served verdict.
+
+    Shared by `segment_gaps` and `analysis.cells.segment_gaps`, so both decide alike.
+    """
+    check_level(level)
     out = pd.DataFrame(records, columns=["column", "category", "n", "n_eff", "estimate", "rest_estimate", "rest_n"])
     out["se"] = se[:, 0]
     out["rest_se"] = se[:, 1]
     out["gap"] = out["estimate"] - out["rest_estimate"]
     out["gap_se"] = se[:, 2]
-    crit = design.critical(level)
+    crit = ref.ppf(0.5 + level / 2.0)
     out["ci_low"] = out["gap"] - crit * out["gap_se"]
     out["ci_high"] = out["gap"] + crit * out["gap_se"]
     with np.errstate(divide="ignore", invalid="ignore"):
         stat = np.abs(out["gap"] / out["gap_se"]).to_numpy()
     testable = (out["n"] >= 2).to_numpy() & (out["rest_n"] >= 2).to_numpy() & np.isfinite(stat)
-    ref = stats.t(design.df) if design.df else stats.norm
     out["p"] = np.where(testable, 2 * ref.sf(np.where(testable, stat, 0.0)), np.nan)
     out["p_adjusted"] = adjust(out["p"], method=method, alpha=alpha)["p_adjusted"].to_numpy()
     out["flag"] = (rules or DEFAULT_RULES).flags(out["n"], out["n_eff"], _rse(out["estimate"], out["se"]))

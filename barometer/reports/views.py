@@ -94,22 +94,23 @@ def show_report(slug: str, site_code: str | None = None):
     comparison, sites and residents' comments."""
     service, site, form, status, report = _report(slug, site_code)
     page = request.args.get("page", 1, type=int) or 1
+    return _render_report(service, site, form, report, page=page), status
+
+
+def _render_report(service, site, form, report, *, page: int = 1) -> str:
+    """The report page's HTML: shown in the browser, or laid out as the PDF."""
     comments = service_comments(service, site=site, start=report.start, end=report.end, q=form.q.data or "", page=page)
-    charts = {name: chart_svg(report, name) for name in CHARTS}
-    return (
-        render_template(
-            "reports/report.html",
-            report=report,
-            service=service,
-            site=site,
-            form=form,
-            comments=comments,
-            charts=charts,
-            start=report.start,
-            end=report.end,
-            logout_form=LogoutForm(),
-        ),
-        status,
+    return render_template(
+        "reports/report.html",
+        report=report,
+        service=service,
+        site=site,
+        form=form,
+        comments=comments,
+        charts={name: chart_svg(report, name) for name in CHARTS},
+        start=report.start,
+        end=report.end,
+        logout_form=LogoutForm(),
     )
 
 
@@ -195,17 +196,5 @@ def export_report_pdf(slug: str):
     from . import pdf  # WeasyPrint is heavy: loaded on the first PDF, not with the app
 
     service, site, form, _status, report = _report(slug, request.args.get("site") or None)
-    comments = service_comments(service, site=site, start=report.start, end=report.end, q=form.q.data or "")
-    html = render_template(
-        "reports/report.html",
-        report=report,
-        service=service,
-        site=site,
-        form=form,
-        comments=comments,
-        charts={name: chart_svg(report, name) for name in CHARTS},
-        start=report.start,
-        end=report.end,
-        logout_form=LogoutForm(),
-    )
+    html = _render_report(service, site, form, report)
     return pdf.pdf_response(html, exports.filename(report, "rapport", "pdf"))

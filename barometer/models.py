@@ -377,6 +377,22 @@ class ResultMoments(db.Model):
     moments: Mapped[list] = mapped_column(JSON)
 
 
+class ResultMonthVersion(db.Model):
+    """The data version of one month of a service: the service's data version when that
+    month's results last changed. Caches of a date range key on the greatest of its
+    months, so responses to the current month leave the results of past months cached."""
+
+    __tablename__ = "result_month_version"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    #: The service.
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id", ondelete="CASCADE"), primary_key=True)
+    #: First day of the month (UTC), as in ResultCell.
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    #: The service's `ResultVersion.version` when the month last changed (never lowered).
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
 class ResultVersion(db.Model):
     """A service's data version: raised whenever its read model changes."""
 

@@ -16,6 +16,9 @@ report statistic needs, kept up to date in the transaction that stores the respo
     weighted correlations, OLS and LMG need, weights being constant within a profile cell.
 ``result_version``
     per service: a counter raised by every change, for caches keyed by data version.
+``result_month_version``
+    per service × month: the service's version when that month last changed, so that a
+    cache of a date range (`range_versions`) outlives responses to other months.
 
 A missing profile answer and "préfère ne pas dire" are one code in the tables
 (`MISSING_CODE`) and ``pd.NA`` in the frames, as `frames.responses_frame` has them. The
@@ -49,6 +52,7 @@ from .models import (
     QuestionnaireVersion,
     Response,
     ResultCell,
+    ResultMonthVersion,
     ResultMoments,
     ResultVersion,
 )
@@ -72,6 +76,7 @@ ResponseRows = tuple[Mapping[str, Any], Sequence[tuple]]
 _CELLS = ResultCell.__table__
 _MOMENTS = ResultMoments.__table__
 _VERSIONS = ResultVersion.__table__
+_MONTH_VERSIONS = ResultMonthVersion.__table__
 _CELL_KEY = ("service_id", "month", "site_id", "question_key", *PROFILE_KEYS)
 _CELL_VALUES = ("n", "total", "total_sq", "satisfied")
 _MOMENT_KEY = ("service_id", "month", "site_id", *PROFILE_KEYS, "variables")
@@ -112,6 +117,8 @@ class _Totals:
         self.rows: dict[tuple, list] = defaultdict(list)
         #: Service id -> responses.
         self.responses: dict[int, int] = defaultdict(int)
+        #: (service id, month) of the responses.
+        self.months: set[tuple[int, date]] = set()
 
     def add(self, response: Mapping[str, Any], answers: Iterable[tuple], drivers: Sequence[str]) -> None:
         """Add one response: its row and its answer rows (key, value, choice, text)."""
@@ -119,6 +126,7 @@ class _Totals:
         where = (service_id, _month(response["submitted_at"]), response.get("site_id") or NO_SITE)
         profile = tuple(_profile_code(response.get(key)) for key in PROFILE_KEYS)
         self.responses[service_id] += 1
+        self.months.add(where[:2])
         values = {}
         if self.with_cells:
             self.cells[(*where, RESPONSES_KEY, *profile)][0] += 1
@@ -265,6 +273,18 @@ class _Statements:
             index_elements=["service_id"],
             set_={"version": _VERSIONS.c.version + 1, "responses": _VERSIONS.c.responses + versions.excluded.responses},
         )
+        # A month's version becomes its service's (just raised): never lower than before.
+        months = insert(_MONTH_VERSIONS).from_select(
+            ["service_id", "month", "version"],
+            select(
+                bindparam("service_id", type_=_VERSIONS.c.service_id.type),
+                bindparam("month", type_=Date()),
+                _VERSIONS.c.version,
+            ).where(_VERSIONS.c.service_id == bindparam("service_id")),
+        )
+        self.raise_months = months.on_conflict_do_update(
+            index_elements=["service_id", "month"], set_={"version": months.excluded.version}
+        )
         key = [_MOMENTS.c[c] for c in _MOMENT_KEY]
         self.insert_moments = insert(_MOMENTS)
         self.new_moments = insert(_MOMENTS).on_conflict_do_nothing(index_elements=list(_MOMENT_KEY)).returning(*key)
@@ -292,6 +312,9 @@ def _write(connection: Connection, totals: _Totals, *, add: bool) -> None:
     statements = _statements(connection.dialect)
     if add:
         _raise_versions(connection, totals.responses)
+        connection.execute(
+            statements.raise_months, [{"service_id": s, "month": m} for s, m in sorted(totals.months)]
+        )
     cells = totals.cell_rows()
     if cells:
         (statements.add_cells if add else statements.insert_cells).run(connection, cells)
@@ -407,7 +430,28 @@ def rebuild_service(connection: Connection, service_id: int, *, chunk: int = 20_
         select(func.count()).select_from(responses).where(responses.c.service_id == service_id)
     ).scalar_one()
     connection.execute(update(_VERSIONS).where(_VERSIONS.c.service_id == service_id).values(responses=count))
+    _rebuilt_months(connection, service_id)
     return count
+
+
+def _rebuilt_months(connection: Connection, service_id: int) -> None:
+    """After a rebuild, every month of the service (those it still has and those it had)
+    takes the service's new version: whatever a rebuild changed, no cache outlives it."""
+    version = select(_VERSIONS.c.version).where(_VERSIONS.c.service_id == service_id).scalar_subquery()
+    connection.execute(
+        update(_MONTH_VERSIONS).where(_MONTH_VERSIONS.c.service_id == service_id).values(version=version)
+    )
+    insert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[connection.dialect.name]
+    months = (
+        select(_CELLS.c.service_id, _CELLS.c.month, version)
+        .where(_CELLS.c.service_id == service_id, _CELLS.c.question_key == RESPONSES_KEY)
+        .distinct()
+    )
+    connection.execute(
+        insert(_MONTH_VERSIONS)
+        .from_select(["service_id", "month", "version"], months)
+        .on_conflict_do_nothing(index_elements=["service_id", "month"])
+    )
 
 
 def _month_of(dialect, column):
@@ -595,6 +639,25 @@ def data_versions(service_ids: Sequence[int]) -> dict[int, int]:
     ids = list(service_ids)
     with db.engine.connect() as connection:
         query = select(_VERSIONS.c.service_id, _VERSIONS.c.version).where(_VERSIONS.c.service_id.in_(ids))
+        stored = dict(connection.execute(query).all())
+    return {service_id: int(stored.get(service_id, 0)) for service_id in ids}
+
+
+def range_versions(service_ids: Sequence[int], start: date, end: date) -> dict[int, int]:
+    """Each service's data version over the months from ``start`` to ``end`` (any day of
+    the first and last month): a number that changes whenever the results of one of
+    those months do, and only then (0 for a service without results there). Key caches
+    of a date range on it: a response to another month leaves them valid."""
+    ids = list(service_ids)
+    query = _months(
+        select(_MONTH_VERSIONS.c.service_id, func.max(_MONTH_VERSIONS.c.version)).where(
+            _MONTH_VERSIONS.c.service_id.in_(ids)
+        ),
+        _MONTH_VERSIONS,
+        start,
+        end,
+    ).group_by(_MONTH_VERSIONS.c.service_id)
+    with db.engine.connect() as connection:
         stored = dict(connection.execute(query).all())
     return {service_id: int(stored.get(service_id, 0)) for service_id in ids}
 

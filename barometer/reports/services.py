@@ -25,25 +25,21 @@ from sqlalchemy.orm import aliased, joinedload, selectinload
 
 from analysis import cells as cellstats
 from analysis.estimates import DEFAULT_RULES, Estimate
-from analysis.ipa import QUADRANT_LABELS, bootstrap_ci, quadrants
+from analysis.ipa import QUADRANT_LABELS, quadrants
 from analysis.trends import Change, adjust, compare_periods, trend
 from surveys.schema import choices_for
 
 from .. import results
 from ..extensions import db
-from ..frames import responses_frame
 from ..models import Answer, Policy, Priority, QuestionnaireVersion, Response, Role, Service, Site, User
 from ..respond.services import get_survey
 
 #: Significance level of changes, trends and gaps, and the FDR of families of tests.
 ALPHA = 0.05
-#: Bootstrap replicates of the importance-performance intervals (fixed seed: the same
-#: data always gives the same page).
-N_BOOT = 200
-BOOT_SEED = 1
-#: Level of the importance intervals of the home's attribute alerts (read-model
-#: jackknife, not the report's bootstrap): the home screens every service's attributes
-#: at once, so it asks for stronger evidence before naming one.
+#: Level of the importance-performance intervals of a report (one service's attributes).
+IPA_LEVEL = 0.95
+#: Level of the same intervals for the home's attribute alerts: the home screens every
+#: service's attributes at once, so it asks for stronger evidence before naming one.
 HOME_IPA_LEVEL = 0.99
 #: Comments per page.
 COMMENTS_PER_PAGE = 20
@@ -320,7 +316,7 @@ class AttributeRow:
     label: str
     performance: Estimate
     satisfied: Estimate
-    #: Share of R² (LMG) and its bootstrap interval; None when the model could not be fitted.
+    #: Share of R² (LMG) and its jackknife interval; None when the model could not be fitted.
     importance: float | None
     importance_low: float | None
     importance_high: float | None
@@ -615,17 +611,13 @@ def _org_family(organisation_id: int, grain: str, start: date, end: date, cells:
     controlled over all of them at once: a service is not flagged because it happened to
     be tested alone, and every reader sees the same flags.
 
-    Each service's part is cached by its own data version, so a new response recomputes
-    one service's part; the parts missing are computed from one read of the read model
+    Each service's part is cached by its own data version over the range, so a new
+    response recomputes one service's part, and none when it answers another month; the parts missing are computed from one read of the read model
     for all of them (or from ``cells``, service id -> cells, when the caller has read
     them). The adjustment over the family is cached by the versions of all.
     """
-    ids = list(
-        db.session.execute(select(Service.id).where(Service.organisation_id == organisation_id).order_by(Service.id))
-        .scalars()
-        .all()
-    )
-    versions = results.data_versions(ids)
+    ids = _organisation_services(organisation_id)
+    versions = results.range_versions(ids, start, end)
     table_key = (organisation_id, grain, start, end, tuple(versions[sid] for sid in ids))
     tables = _family_tables.peek(table_key)
     if tables is not None:
@@ -667,6 +659,14 @@ def _org_family(organisation_id: int, grain: str, start: date, end: date, cells:
     }
     _family_tables.put(table_key, tables)
     return tables
+
+
+def _organisation_services(organisation_id: int) -> list[int]:
+    return list(
+        db.session.execute(select(Service.id).where(Service.organisation_id == organisation_id).order_by(Service.id))
+        .scalars()
+        .all()
+    )
 
 
 def _slope(mean_table: pd.DataFrame, service_id: int) -> dict | None:
@@ -719,15 +719,19 @@ def build_service_report(
     lang: str = "fr",
     viewer_scope: frozenset[int] | None = None,
 ) -> ServiceReport:
-    """The service report for a grain and date range, on the read model, cached by data version.
+    """The service report for a grain and date range, on the read model, cached by the
+    data versions of the range (`results.range_versions`) of every service of the
+    organisation: its family of tests and the comparison read them all.
 
     ``viewer_scope`` holds the ids of the services the reader may see one by one (None:
     all): the comparison names only those, and pools the others.
     """
     periods = report_periods(grain, start, end, lang)
     start, end = periods[0].start, periods[-1].end
-    version = results.data_versions([service.id]).get(service.id, 0)
-    key = (service.id, site.id if site else None, grain, start, end, lang, version, viewer_scope)
+    versions = results.range_versions(_organisation_services(service.organisation_id), start, end)
+    # Raised by any change to the range of any of them (each version only grows).
+    version = sum(versions.values())
+    key = (service.id, site.id if site else None, grain, start, end, lang, tuple(versions.items()), viewer_scope)
     return _reports.get_or_make(
         key,
         lambda: _build(
@@ -762,8 +766,9 @@ def _build(service: Service, *, grain, periods, site, lang, version, scope) -> S
     else:
         overall_sat = cellstats.estimate(cells, "overall", statistic="satisfied", raking=raking)
         overall_mean = cellstats.estimate(cells, "overall", statistic="mean", raking=raking)
-    drivers_section = _drivers(service, site, drivers, questionnaire, lang, start, end, raking)
-    attributes = _attributes(service, site, cells, drivers, questionnaire, lang, start, end, raking, version)
+    moments = _moments(service, site, start, end) if drivers else None
+    drivers_section = _drivers(moments, drivers, questionnaire, lang, raking)
+    attributes = _attributes(cells, moments, drivers, questionnaire, lang, raking)
     publics = _publics(service, site, cells, raking, context, lang, grain, start, end)
     comparison = _comparison(service, start, end, scope, margins)
     sites = _sites(service, site, cells, raking, periods) if site is None else ()
@@ -854,10 +859,9 @@ def _moments(service, site, start, end) -> pd.DataFrame:
     return moments
 
 
-def _drivers(service, site, drivers, questionnaire, lang, start, end, raking) -> DriversSection:
+def _drivers(moments, drivers, questionnaire, lang, raking) -> DriversSection:
     if not drivers:
         return DriversSection((), None, 0, _("Ce questionnaire n'a pas de critères détaillés."))
-    moments = _moments(service, site, start, end)
     if moments.empty:
         return DriversSection((), None, 0, _("Pas assez de réponses complètes pour estimer ce qui compte."))
     variables = tuple(moments["variables"].iloc[-1])
@@ -878,38 +882,11 @@ def _drivers(service, site, drivers, questionnaire, lang, start, end, raking) ->
     return DriversSection(rows, float(table.attrs["r2"]), n, None)
 
 
-def _ipa_intervals(service, site, drivers, start, end, raking, version) -> pd.DataFrame | None:
-    """Bootstrap intervals of performance and importance (the one unit-level read of a
-    report: resampling needs the respondents), cached by data version."""
-    key = (service.id, site.id if site else None, start, end, version, tuple(drivers))
-
-    def make():
-        frame = responses_frame(services=[service.slug], keys=["overall", *drivers])
-        day = frame["submitted_at"].dt.tz_convert(None).dt.normalize()
-        keep = (day >= pd.Timestamp(start)) & (day <= pd.Timestamp(end))
-        if site is not None:
-            keep &= frame["site"] == site.code
-        frame = frame[keep]
-        present = [d for d in drivers if d in frame.columns and frame[d].notna().any()]
-        if len(frame) < DEFAULT_RULES.min_n or len(present) < 2:
-            return None
-        frame = frame.reset_index(drop=True)
-        weights = pd.Series(raking.weights_for(frame), index=frame.index) if raking is not None else None
-        try:
-            return bootstrap_ci(frame, "overall", present, weights=weights, n_boot=N_BOOT, seed=BOOT_SEED)
-        except ValueError:
-            return None
-
-    return _ipa.get_or_make(key, make)
-
-
-def _attributes(service, site, cells, drivers, questionnaire, lang, start, end, raking, version) -> AttributesSection:
+def _attributes(cells, moments, drivers, questionnaire, lang, raking) -> AttributesSection:
     if not drivers:
         return AttributesSection((), None, (), (), _("Ce questionnaire n'a pas de critères détaillés."))
-    ci = None if cells.empty else _ipa_intervals(service, site, drivers, start, end, raking, version)
-    quad = None
-    if ci is not None and ci.attrs.get("n", 0) >= DEFAULT_RULES.min_n:
-        quad = quadrants(ci["performance"], ci["importance"], ci=ci)
+    ci = _ipa_intervals(cells, moments, drivers, raking, IPA_LEVEL)
+    quad = None if ci is None else quadrants(ci["performance"], ci["importance"], ci=ci)
     rows = []
     for key in drivers:
         if cells.empty or not (cells["question_key"] == key).any():
@@ -1149,7 +1126,7 @@ def _summaries(services: Sequence[Service], *, grain: str, start: date, end: dat
     the read model's cells and one of its moments for all of them."""
     periods = report_periods(grain, start, end, lang)
     start, end = periods[0].start, periods[-1].end
-    versions = results.data_versions([s.id for s in services])
+    versions = results.range_versions([s.id for s in services], start, end)
     keys = {s.id: ("summary", s.id, grain, start, end, lang, versions.get(s.id, 0)) for s in services}
     out = {s.id: _reports.peek(keys[s.id]) for s in services}
     missing = [s for s in services if out[s.id] is None]
@@ -1167,7 +1144,7 @@ def _summaries(services: Sequence[Service], *, grain: str, start: date, end: dat
         # Primes the family's cache from the cells just read (its other services are read if needed).
         _org_family(organisation_id, grain, start, end, cells=cells)
         margins = results.population_margins(organisation_id)
-        versions_now = results.data_versions([s.id for s in members])
+        versions_now = results.range_versions([s.id for s in members], start, end)
         for s in members:
             part = _families.peek((s.id, grain, start, end, versions_now.get(s.id, 0)))
             raking = part["raking"] if part is not None else None
@@ -1185,20 +1162,28 @@ def _moments_by_service(ids: Sequence[int], start: date, end: date) -> dict[int,
 
 
 def _ipa_point(cells, moments, drivers, raking) -> pd.DataFrame | None:
-    """Importance-performance quadrants from the read model alone, for the home's alerts:
-    LMG shares from the moments with their delete-a-group jackknife intervals, and each
-    attribute's mean with its analytic 95% interval from the cells; an attribute whose
-    interval crosses a crosshair is "uncertain", as with the report's bootstrap
-    intervals (which need the respondents, one service at a time).
+    """Importance-performance quadrants of the home's alerts (`_ipa_intervals` at
+    `HOME_IPA_LEVEL`), or None."""
+    ci = _ipa_intervals(cells, moments, drivers, raking, HOME_IPA_LEVEL)
+    return None if ci is None else quadrants(ci["performance"], ci["importance"], ci=ci)
+
+
+def _ipa_intervals(cells, moments, drivers, raking, level: float) -> pd.DataFrame | None:
+    """Importance and performance of the attributes with their intervals, from the read
+    model alone (no respondent is read): LMG shares from the moments with their
+    delete-a-group jackknife intervals (`analysis.cells.share_intervals`, at ``level``),
+    and each attribute's mean with its analytic interval from the cells. An attribute
+    whose interval crosses a crosshair is then "uncertain" (`analysis.ipa.quadrants`).
+    The report and the home use the same intervals, so that they agree.
     None when the model cannot be fitted or rests on fewer than the minimum of rows."""
-    if moments.empty or cells.empty:
+    if moments is None or moments.empty or cells.empty:
         return None
     variables = tuple(moments["variables"].iloc[-1])
     used = [d for d in variables[1:] if d in drivers]
     if len(used) < 2:
         return None
     try:
-        table = cellstats.share_intervals(moments, "overall", used, raking=raking, level=HOME_IPA_LEVEL)
+        table = cellstats.share_intervals(moments, "overall", used, raking=raking, level=level)
     except (ValueError, np.linalg.LinAlgError):
         return None
     if table.attrs["n"] < DEFAULT_RULES.min_n:
@@ -1223,7 +1208,8 @@ def _ipa_point(cells, moments, drivers, raking) -> pd.DataFrame | None:
         },
         index=pd.Index(used),
     )
-    return quadrants(ci["performance"], ci["importance"], ci=ci)
+    ci.attrs["n"] = int(table.attrs["n"])
+    return ci
 
 
 def _summary(service: Service, grain, periods, lang, context, cells, moments, margins, raking=None) -> Summary:

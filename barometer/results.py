@@ -52,8 +52,8 @@ from .models import (
     QuestionnaireVersion,
     Response,
     ResultCell,
-    ResultMonthVersion,
     ResultMoments,
+    ResultMonthVersion,
     ResultVersion,
 )
 
@@ -312,9 +312,7 @@ def _write(connection: Connection, totals: _Totals, *, add: bool) -> None:
     statements = _statements(connection.dialect)
     if add:
         _raise_versions(connection, totals.responses)
-        connection.execute(
-            statements.raise_months, [{"service_id": s, "month": m} for s, m in sorted(totals.months)]
-        )
+        connection.execute(statements.raise_months, [{"service_id": s, "month": m} for s, m in sorted(totals.months)])
     cells = totals.cell_rows()
     if cells:
         (statements.add_cells if add else statements.insert_cells).run(connection, cells)

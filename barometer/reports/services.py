@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -656,6 +656,10 @@ def _org_family(organisation_id: int, grain: str, start: date, end: date, cells:
         "slopes": slope_frame.set_index("service_id"),
         "gaps": gap_frame,
         "changes": changes.set_index("service_id"),
+        # Each service's % satisfied over the range and its raking, for the comparison
+        # and the report of the service itself.
+        "satisfied": {sid: p["satisfied"] for sid, p in zip(ids, parts, strict=True)},
+        "raking": {sid: p["raking"] for sid, p in zip(ids, parts, strict=True)},
     }
     _family_tables.put(table_key, tables)
     return tables
@@ -685,7 +689,7 @@ def _family_part(service_id: int, grain: str, start: date, end: date, margins, c
     if cells is not None:
         cells = cells[cells["question_key"].isin(["overall", results.RESPONSES_KEY]).to_numpy(dtype=bool)]
     if cells is None or cells.empty:
-        return {"slope": None, "gaps": None, "change": None, "raking": (None, None)}
+        return {"slope": None, "gaps": None, "change": None, "raking": (None, None), "satisfied": empty_estimate()}
     cells = cellstats.with_period(cells, grain)
     raking, _note = _rake(cells, margins)
     sat = cellstats.estimates(cells, "overall", by="period", statistic="satisfied", raking=raking)
@@ -702,8 +706,9 @@ def _family_part(service_id: int, grain: str, start: date, end: date, margins, c
         gaps = gaps.assign(service_id=service_id)
     except ValueError:
         gaps = None
-    # The raking depends on the responses only: the service's summary reuses it.
-    return {"slope": slope, "gaps": gaps, "change": change, "raking": (raking, _note)}
+    satisfied = cellstats.estimate(cells, "overall", statistic="satisfied", raking=raking)
+    # The raking depends on the responses only: the service's report and summary reuse it.
+    return {"slope": slope, "gaps": gaps, "change": change, "raking": (raking, _note), "satisfied": satisfied}
 
 
 # ----------------------------------------------------------------------- the report
@@ -750,7 +755,11 @@ def _build(service: Service, *, grain, periods, site, lang, version, scope) -> S
         cells = cells[cells["site_id"] == site.id]
     cells = cellstats.with_period(cells, grain)
     margins = results.population_margins(service.organisation_id)
-    raking, note = _rake(cells, margins)
+    family = _org_family(service.organisation_id, grain, start, end)
+    if site is None and service.id in family["raking"]:
+        raking, note = family["raking"][service.id]  # the same responses, raked once
+    else:
+        raking, note = _rake(cells, margins)
 
     def by_period(statistic):
         if cells.empty:
@@ -770,7 +779,7 @@ def _build(service: Service, *, grain, periods, site, lang, version, scope) -> S
     drivers_section = _drivers(moments, drivers, questionnaire, lang, raking)
     attributes = _attributes(cells, moments, drivers, questionnaire, lang, raking)
     publics = _publics(service, site, cells, raking, context, lang, grain, start, end)
-    comparison = _comparison(service, start, end, scope, margins)
+    comparison = _comparison(service, start, end, scope, margins, family["satisfied"])
     sites = _sites(service, site, cells, raking, periods) if site is None else ()
     return ServiceReport(
         service_slug=service.slug,
@@ -999,9 +1008,11 @@ def _pooled_estimate(ids: Sequence[int], start, end, margins, cells: pd.DataFram
     return cellstats.estimate(cells, "overall", statistic="satisfied", raking=raking)
 
 
-def _comparison(service, start, end, scope, margins) -> tuple[ComparisonRow, ...]:
+def _comparison(service, start, end, scope, margins, satisfied: Mapping[int, Estimate]) -> tuple[ComparisonRow, ...]:
     """The service beside the other services of its policy and of its domain; those the
-    reader may not see one by one are pooled (never fewer than two in a pool)."""
+    reader may not see one by one are pooled (never fewer than two in a pool).
+    ``satisfied``: each service's % satisfied over the range (its family part); only the
+    pools are read from the read model."""
     others = db.session.execute(
         select(Service)
         .join(Policy, Policy.id == Service.policy_id)
@@ -1015,13 +1026,15 @@ def _comparison(service, start, end, scope, margins) -> tuple[ComparisonRow, ...
     same_policy, same_domain = [], []
     for s in others:
         (same_policy if s.policy_id == service.policy_id else same_domain).append(s)
-    # One read for the service and every other one compared.
-    cells = results.cells_frame(
-        [service.id, *(s.id for s in same_policy + same_domain)], start=start, end=end, keys=["overall"]
-    )
-    rows = [
-        ComparisonRow(service.name, "self", _("ce service"), _pooled_estimate([service.id], start, end, margins, cells))
-    ]
+    pooled = [s for s in same_policy + same_domain if not (scope is None or s.id in scope)]
+    # One read for every service that is pooled.
+    cells = results.cells_frame([s.id for s in pooled], start=start, end=end, keys=["overall"]) if pooled else None
+
+    def own(s: Service) -> Estimate:
+        est = satisfied.get(s.id)
+        return est if est is not None else empty_estimate()
+
+    rows = [ComparisonRow(service.name, "self", _("ce service"), own(service))]
     for group_label, members in (
         (_("même politique (%(name)s)", name=service.policy.name), same_policy),
         (_("même domaine (%(name)s)", name=service.policy.domain.name), same_domain),
@@ -1029,9 +1042,7 @@ def _comparison(service, start, end, scope, margins) -> tuple[ComparisonRow, ...
         visible = [s for s in members if scope is None or s.id in scope]
         hidden = [s for s in members if not (scope is None or s.id in scope)]
         for s in visible:
-            rows.append(
-                ComparisonRow(s.name, "service", group_label, _pooled_estimate([s.id], start, end, margins, cells))
-            )
+            rows.append(ComparisonRow(s.name, "service", group_label, own(s)))
         if len(hidden) >= MIN_POOLED_SERVICES:
             rows.append(
                 ComparisonRow(

@@ -544,9 +544,9 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     """Codes of the tables as the frames of `frames.py` have them: a month as a Period,
     no site and a missing profile answer as NA; text columns as categories (a few
     values repeated many times)."""
-    months = frame.pop("month").to_numpy(dtype=object)
-    distinct = {m: pd.Period(str(m)[:7], freq="M") for m in set(months)}
-    frame.insert(1, "period", pd.PeriodIndex([distinct[m] for m in months], freq="M"))
+    codes, months = pd.factorize(frame.pop("month").to_numpy(dtype=object))
+    distinct = pd.PeriodIndex([pd.Period(str(m)[:7], freq="M") for m in months], freq="M")
+    frame.insert(1, "period", distinct.take(codes) if len(codes) else distinct[:0])
     sites = frame["site_id"].to_numpy(dtype=np.int64)
     frame["site_id"] = pd.array(sites, dtype="Int64")
     frame.loc[sites == NO_SITE, "site_id"] = pd.NA
@@ -623,9 +623,14 @@ def moments_frame(
     with db.engine.connect() as connection:
         frame = _frame(connection, query)
     frame["service_id"] = frame["service_id"].astype("int64")
-    frame["variables"] = [tuple(v.split(" ")) for v in frame["variables"]]
-    # The driver's value: JSON text (SQLite), or already decoded (psycopg).
-    frame["moments"] = [np.asarray(json.loads(m) if isinstance(m, str) else m, dtype=float) for m in frame["moments"]]
+    split = {v: tuple(v.split(" ")) for v in set(frame["variables"])}
+    frame["variables"] = [split[v] for v in frame["variables"]]
+    # The driver's value: JSON text (SQLite), decoded here in one call, or already
+    # decoded (psycopg).
+    stored = frame["moments"].tolist()
+    if stored and isinstance(stored[0], str):
+        stored = json.loads("[" + ",".join(stored) + "]")
+    frame["moments"] = [np.asarray(m, dtype=float) for m in stored]
     frame["n"] = frame["n"].astype("int64")
     return _tidy(frame)
 

@@ -31,7 +31,18 @@ from surveys.schema import choices_for
 
 from .. import results
 from ..extensions import db
-from ..models import Answer, Policy, Priority, QuestionnaireVersion, Response, Role, Service, Site, User
+from ..models import (
+    Answer,
+    Policy,
+    Priority,
+    QuestionnaireVersion,
+    Response,
+    ResultVersion,
+    Role,
+    Service,
+    Site,
+    User,
+)
 from ..respond.services import get_survey
 
 #: Significance level of changes, trends and gaps, and the FDR of families of tests.
@@ -76,18 +87,13 @@ def scope_filter(user: User):
 
 
 def services_in_scope(user: User) -> list[ServiceRow]:
-    """The services a user may see, with how many responses each has."""
+    """The services a user may see, with how many responses each has (the read model's
+    count, kept with it) and when the last one came (one index lookup per service)."""
     scope = scope_filter(user)
-    counts = (
-        select(Response.service_id, func.count().label("n"), func.max(Response.submitted_at).label("last"))
-        .join(Service, Service.id == Response.service_id)
-        .where(scope)
-        .group_by(Response.service_id)
-        .subquery()
-    )
+    last = select(func.max(Response.submitted_at)).where(Response.service_id == Service.id).scalar_subquery()
     query = (
-        select(Service, func.coalesce(counts.c.n, 0), counts.c.last)
-        .outerjoin(counts, counts.c.service_id == Service.id)
+        select(Service, func.coalesce(ResultVersion.responses, 0), last)
+        .outerjoin(ResultVersion, ResultVersion.service_id == Service.id)
         .where(scope)
         .options(joinedload(Service.policy))
         .order_by(Service.name)
@@ -321,6 +327,9 @@ class AttributeRow:
     importance_low: float | None
     importance_high: float | None
     quadrant: str | None
+    #: The performance the importance-performance chart places it at: its mean over the
+    #: complete responses, those its importance rests on (None outside the chart).
+    ipa_performance: float | None = None
 
     @property
     def quadrant_label(self) -> str:
@@ -338,7 +347,7 @@ class AttributesSection:
 
     def ipa_frame(self) -> pd.DataFrame:
         rows = [
-            {"label": r.label, "performance": r.performance.value, "importance": r.importance, "quadrant": r.quadrant}
+            {"label": r.label, "performance": r.ipa_performance, "importance": r.importance, "quadrant": r.quadrant}
             for r in self.rows
             if r.quadrant is not None
         ]
@@ -894,7 +903,7 @@ def _drivers(moments, drivers, questionnaire, lang, raking) -> DriversSection:
 def _attributes(cells, moments, drivers, questionnaire, lang, raking) -> AttributesSection:
     if not drivers:
         return AttributesSection((), None, (), (), _("Ce questionnaire n'a pas de critères détaillés."))
-    ci = _ipa_intervals(cells, moments, drivers, raking, IPA_LEVEL)
+    ci = _ipa_intervals(moments, drivers, raking, IPA_LEVEL)
     quad = None if ci is None else quadrants(ci["performance"], ci["importance"], ci=ci)
     rows = []
     for key in drivers:
@@ -903,7 +912,7 @@ def _attributes(cells, moments, drivers, questionnaire, lang, raking) -> Attribu
         else:
             perf = cellstats.estimate(cells, key, statistic="mean", raking=raking)
             sat = cellstats.estimate(cells, key, statistic="satisfied", raking=raking)
-        in_ipa = quad is not None and key in quad.index and perf.publishable
+        in_ipa = quad is not None and key in quad.index
         rows.append(
             AttributeRow(
                 key=key,
@@ -914,6 +923,7 @@ def _attributes(cells, moments, drivers, questionnaire, lang, raking) -> Attribu
                 importance_low=float(ci.loc[key, "imp_low"]) if in_ipa else None,
                 importance_high=float(ci.loc[key, "imp_high"]) if in_ipa else None,
                 quadrant=str(quad.loc[key, "quadrant"]) if in_ipa else None,
+                ipa_performance=float(ci.loc[key, "performance"]) if in_ipa else None,
             )
         )
     if quad is None:
@@ -1144,9 +1154,9 @@ def _summaries(services: Sequence[Service], *, grain: str, start: date, end: dat
     if not missing:
         return out
     contexts = {s.id: get_survey(s.slug) for s in missing}
-    wanted = sorted({"overall", *(d for c in contexts.values() for d in c.questionnaire.drivers)})
     ids = [s.id for s in missing]
-    cells = _cells_by_service(ids, start, end, wanted)
+    # The summaries need the overall score's cells (the attributes come from the moments).
+    cells = _cells_by_service(ids, start, end, ["overall"])
     moments = _moments_by_service(ids, start, end)
     by_organisation: dict[int, list[Service]] = {}
     for s in missing:
@@ -1172,22 +1182,23 @@ def _moments_by_service(ids: Sequence[int], start: date, end: date) -> dict[int,
     return {sid: parts.get(sid, frame.iloc[:0]) for sid in ids}
 
 
-def _ipa_point(cells, moments, drivers, raking) -> pd.DataFrame | None:
+def _ipa_point(moments, drivers, raking) -> pd.DataFrame | None:
     """Importance-performance quadrants of the home's alerts (`_ipa_intervals` at
     `HOME_IPA_LEVEL`), or None."""
-    ci = _ipa_intervals(cells, moments, drivers, raking, HOME_IPA_LEVEL)
+    ci = _ipa_intervals(moments, drivers, raking, HOME_IPA_LEVEL)
     return None if ci is None else quadrants(ci["performance"], ci["importance"], ci=ci)
 
 
-def _ipa_intervals(cells, moments, drivers, raking, level: float) -> pd.DataFrame | None:
+def _ipa_intervals(moments, drivers, raking, level: float) -> pd.DataFrame | None:
     """Importance and performance of the attributes with their intervals, from the read
-    model alone (no respondent is read): LMG shares from the moments with their
-    delete-a-group jackknife intervals (`analysis.cells.share_intervals`, at ``level``),
-    and each attribute's mean with its analytic interval from the cells. An attribute
-    whose interval crosses a crosshair is then "uncertain" (`analysis.ipa.quadrants`).
-    The report and the home use the same intervals, so that they agree.
-    None when the model cannot be fitted or rests on fewer than the minimum of rows."""
-    if moments is None or moments.empty or cells.empty:
+    model's moments alone (no respondent is read): over the complete responses (those
+    that rate overall and every attribute), each attribute's LMG share of R² and its
+    mean, with their delete-a-group jackknife intervals at ``level``
+    (`analysis.cells.share_intervals`). An attribute whose interval crosses a crosshair
+    is then "uncertain" (`analysis.ipa.quadrants`). The report and the home use the same
+    intervals, so that they agree. None when the model cannot be fitted or rests on
+    fewer complete responses than the suppression rules' minimum."""
+    if moments is None or moments.empty:
         return None
     variables = tuple(moments["variables"].iloc[-1])
     used = [d for d in variables[1:] if d in drivers]
@@ -1199,21 +1210,12 @@ def _ipa_intervals(cells, moments, drivers, raking, level: float) -> pd.DataFram
         return None
     if table.attrs["n"] < DEFAULT_RULES.min_n:
         return None
-    perf = {}
-    for key in used:
-        if not (cells["question_key"] == key).any():
-            return None
-        est = cellstats.estimate(cells, key, statistic="mean", raking=raking)
-        if not est.publishable:
-            return None
-        perf[key] = est
-    share = table["share"]
     ci = pd.DataFrame(
         {
-            "performance": [perf[k].value for k in used],
-            "importance": share.to_numpy(),
-            "perf_low": [perf[k].ci_low for k in used],
-            "perf_high": [perf[k].ci_high for k in used],
+            "performance": table["mean"].to_numpy(),
+            "importance": table["share"].to_numpy(),
+            "perf_low": table["mean_low"].to_numpy(),
+            "perf_high": table["mean_high"].to_numpy(),
             "imp_low": table["share_low"].to_numpy(),
             "imp_high": table["share_high"].to_numpy(),
         },
@@ -1237,7 +1239,7 @@ def _summary(service: Service, grain, periods, lang, context, cells, moments, ma
     headline = _headline(trend_section, _target(service))
     under = over = ()
     if drivers and not cells.empty:
-        quad = _ipa_point(cells, moments, drivers, raking)
+        quad = _ipa_point(moments, drivers, raking)
         if quad is not None:
             under, over = (
                 tuple(_question_label(context.questionnaire, k, lang) for k in quad.index[quad["quadrant"] == code])

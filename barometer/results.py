@@ -28,7 +28,6 @@ functions here are, with `frames.py`, the only ones that turn rows into frames;
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
@@ -297,7 +296,7 @@ class _Statements:
         self.update_moments = (
             update(_MOMENTS)
             .where(*[_MOMENTS.c[c] == bindparam(f"k_{c}") for c in _MOMENT_KEY])
-            .values(n=bindparam("v_n"), moments=bindparam("v_moments"))
+            .values(n=bindparam("v_n"), moments=bindparam("v_moments", type_=_MOMENTS.c.moments.type))
         )
 
 
@@ -336,13 +335,13 @@ def _raise_versions(connection: Connection, responses: Mapping[int, int]) -> Non
 
 
 def _moment_row(key: tuple, vector: np.ndarray) -> dict:
-    return {**dict(zip(_MOMENT_KEY, key, strict=True)), "n": int(vector[0]), "moments": vector.tolist()}
+    return {**dict(zip(_MOMENT_KEY, key, strict=True)), "n": int(vector[0]), "moments": vector}
 
 
 def _write_moments(connection: Connection, statements: _Statements, moments: dict, *, add: bool) -> None:
     """Insert the moments rows not stored yet; add to the others, locked meanwhile.
 
-    A JSON vector cannot be added to in SQL the same way on SQLite and PostgreSQL, hence
+    A stored vector cannot be added to in SQL the same way on SQLite and PostgreSQL, hence
     the read, lock and write: an insert that meets a row another writer is inserting
     waits for it, then leaves it to the update.
     """
@@ -359,7 +358,7 @@ def _write_moments(connection: Connection, statements: _Statements, moments: dic
             merged = np.asarray(vector, dtype=float) + moments[tuple(key)]
             updates.append(
                 {f"k_{c}": v for c, v in zip(_MOMENT_KEY, key, strict=True)}
-                | {"v_n": int(merged[0]), "v_moments": merged.tolist()}
+                | {"v_n": int(merged[0]), "v_moments": merged}
             )
     if updates:
         connection.execute(statements.update_moments, updates)
@@ -625,12 +624,14 @@ def moments_frame(
     frame["service_id"] = frame["service_id"].astype("int64")
     split = {v: tuple(v.split(" ")) for v in set(frame["variables"])}
     frame["variables"] = [split[v] for v in frame["variables"]]
-    # The driver's value: JSON text (SQLite), decoded here in one call, or already
-    # decoded (psycopg).
-    stored = frame["moments"].tolist()
-    if stored and isinstance(stored[0], str):
-        stored = json.loads("[" + ",".join(stored) + "]")
-    frame["moments"] = [np.asarray(m, dtype=float) for m in stored]
+    # The driver's bytes (`models.FloatVector`), all decoded at once, then cut in rows.
+    stored = [bytes(b) for b in frame["moments"]]
+    flat = np.frombuffer(b"".join(stored), dtype=">f8").astype(float)
+    ends = np.cumsum([len(b) // 8 for b in stored])
+    vectors = np.empty(len(stored), dtype=object)
+    for i, vector in enumerate(np.split(flat, ends[:-1]) if stored else []):
+        vectors[i] = vector
+    frame["moments"] = vectors
     frame["n"] = frame["n"].astype("int64")
     return _tidy(frame)
 

@@ -774,7 +774,7 @@ def _attribute_findings(recs: pd.DataFrame, lang: str) -> tuple[AttributeFinding
         questionnaire = get_survey(r.service).questionnaire
 
         def names(keys, questionnaire=questionnaire):
-            return tuple(questionnaire.question(k).label.get(lang) for k in keys)
+            return tuple(_question_name(questionnaire, k, lang) for k in keys)
 
         out.append(
             AttributeFinding(
@@ -782,6 +782,14 @@ def _attribute_findings(recs: pd.DataFrame, lang: str) -> tuple[AttributeFinding
             )
         )
     return tuple(out)
+
+
+def _question_name(questionnaire, key: str, lang: str) -> str:
+    """A question's label in ``lang``; its key when the current version has no such question."""
+    try:
+        return questionnaire.question(key).label.get(lang)
+    except KeyError:
+        return key
 
 
 def _cost_per_user(members: pd.DataFrame) -> float | None:

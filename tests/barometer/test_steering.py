@@ -6,14 +6,13 @@ from __future__ import annotations
 import io
 import json
 import re
-from datetime import UTC, datetime
 from html import unescape
 
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 from openpyxl import load_workbook
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 
 from analysis.cells import complete_margins
 from analysis.estimates import proportion
@@ -24,12 +23,10 @@ from barometer.extensions import db
 from barometer.frames import responses_frame
 from barometer.models import Allocation, Answer, Organisation, OrganisationKind, Response, Role, Service, User
 from barometer.respond import services as respond_services
-from barometer.respond.services import new_token
 from barometer.results import population_margins, rebuild_service
 from barometer.steering.services import clear_cache
-from barometer.storage import store_responses
 from tests.conftest import _make_app, empty_tables
-from tests.helpers import valid_submission
+from tests.helpers import NEIGHBOUR, NEIGHBOUR_DIRECTOR, add_neighbour
 
 PASSWORD = "un mot de passe assez long"
 
@@ -459,59 +456,16 @@ def test_the_overview_names_where_effort_can_be_saved_and_what_is_under_served(s
 
 # ------------------------------------------------------------------ several organisations
 
-NEIGHBOUR = "communaute-voisine"
-
-
-def responses(app, slug: str, overall: list[int], when: datetime) -> None:
-    """Responses to a service's survey, one per overall score, with two attributes rated."""
-    subs = [
-        valid_submission(
-            app, slug, new_token(), {"overall": str(o), "courtesy": str(o), "waiting_time": "3"}, submitted_at=when
-        )
-        for o in overall
-    ]
-    with app.app_context():
-        store_responses(subs)
-
 
 @pytest.fixture
 def neighbour(steering_app):
-    """A second organisation in the same database, with a pool (the demo pool's policy:
-    40 of 60 users satisfied this year) and a library (the demo library's policy: 12
-    responses) and their budgets, and its own director; all removed afterwards."""
+    """A second organisation beside the demo commune (`add_neighbour`), removed afterwards:
+    the year of its budgets."""
     clear_cache()
-    with steering_app.app_context():
-        demo_services = {s.slug: s for s in db.session.execute(select(Service)).scalars()}
-        year = db.session.execute(select(func.max(Allocation.year))).scalar_one()
-        org = Organisation(slug=NEIGHBOUR, name="Communauté voisine", kind=OrganisationKind.epci, areas=[])
-        db.session.add(org)
-        db.session.flush()
-        for slug, model, budget, volume in (
-            ("piscine-voisine", "piscine", 500_000, 10_000),
-            ("mediatheque-voisine", "mediatheque", 90_000, 3_000),
-        ):
-            like = demo_services[model]
-            service = Service(
-                slug=slug,
-                name=f"{like.name} (voisine)",
-                organisation_id=org.id,
-                policy_id=like.policy_id,
-                questionnaire_id=like.questionnaire_id,
-            )
-            db.session.add(service)
-            db.session.flush()
-            db.session.add(Allocation(service_id=service.id, year=year, budget_eur=budget, staff_fte=5, volume=volume))
-        director = User(email="dgs@voisine.invalid", role=Role.director, organisation_id=org.id)
-        director.set_password(PASSWORD)
-        db.session.add(director)
-        db.session.commit()
-    # Dated in the year steered (the last with budgets), before now.
-    when = min(datetime.now(UTC), datetime(year, 12, 31, tzinfo=UTC)).replace(minute=0, second=0, microsecond=0)
-    responses(steering_app, "piscine-voisine", [5, 4] * 20 + [2] * 20, when)
-    responses(steering_app, "mediatheque-voisine", [4] * 12, when)
+    year = add_neighbour(steering_app, PASSWORD)
     yield year
     with steering_app.app_context():
-        ids = db.session.execute(select(Service.id).where(Service.slug.in_(["piscine-voisine", "mediatheque-voisine"])))
+        ids = db.session.execute(select(Service.id).join(Organisation).where(Organisation.slug == NEIGHBOUR))
         ids = list(ids.scalars())
         answered = select(Response.id).where(Response.service_id.in_(ids))
         db.session.execute(delete(Answer).where(Answer.response_id.in_(answered)))
@@ -519,7 +473,7 @@ def neighbour(steering_app):
         for service_id in ids:
             rebuild_service(db.session.connection(), service_id)
         db.session.execute(delete(Allocation).where(Allocation.service_id.in_(ids)))
-        db.session.execute(delete(User).where(User.email == "dgs@voisine.invalid"))
+        db.session.execute(delete(User).where(User.email == NEIGHBOUR_DIRECTOR))
         db.session.execute(delete(Service).where(Service.id.in_(ids)))
         db.session.execute(delete(Organisation).where(Organisation.slug == NEIGHBOUR))
         db.session.commit()
@@ -600,7 +554,7 @@ def test_a_director_sees_no_other_organisation_in_the_comparison(steering_app, c
     assert "Communauté voisine" not in text and "(voisine)" not in text
     client = steering_app.test_client()
     page = client.post(
-        "/connexion", data={"email": "dgs@voisine.invalid", "password": PASSWORD, "csrf_token": csrf(client)}
+        "/connexion", data={"email": NEIGHBOUR_DIRECTOR, "password": PASSWORD, "csrf_token": csrf(client)}
     )
     assert page.status_code == 302
     text = text_of(client.get("/pilotage/"))

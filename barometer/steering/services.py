@@ -764,9 +764,10 @@ HEATMAP_YEARS = 3
 
 def _attribute_findings(recs: pd.DataFrame, lang: str) -> tuple[AttributeFinding, ...]:
     """The services with attributes where effort can be saved or that are under-served,
-    named in the reader's language."""
+    named in the reader's language (with their organisation's name when there are several)."""
     from ..respond.services import get_survey
 
+    several = recs["organisation_id"].nunique() > 1
     out = []
     for r in recs.itertuples(index=False):
         if not (r.effort_savings or r.under_served_attributes):
@@ -776,9 +777,10 @@ def _attribute_findings(recs: pd.DataFrame, lang: str) -> tuple[AttributeFinding
         def names(keys, questionnaire=questionnaire):
             return tuple(_question_name(questionnaire, k, lang) for k in keys)
 
+        name = f"{r.name} ({r.organisation})" if several else r.name
         out.append(
             AttributeFinding(
-                r.service, r.name, r.recommendation, names(r.effort_savings), names(r.under_served_attributes)
+                r.service, name, r.recommendation, names(r.effort_savings), names(r.under_served_attributes)
             )
         )
     return tuple(out)

@@ -546,6 +546,8 @@ def test_the_same_policy_is_compared_across_the_organisations_of_the_scope(steer
         '<th scope="col" rowspan="2">Politique</th>' in html
         and '<th scope="col" class="num">Budget par usager</th>' in html
     )
+    # Beside another organisation's, a service is named with its own organisation's name.
+    assert f"Conservatoire de musique et de danse ({demo_name})" in attribute_rows(page)
 
 
 def test_a_director_sees_no_other_organisation_in_the_comparison(steering_app, clients, neighbour):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from babel.dates import format_date
 from flask import abort
-from flask_babel import format_decimal
+from flask_babel import force_locale, format_decimal
 from flask_babel import gettext as _
 from sqlalchemy import and_, func, select, true
 from sqlalchemy.orm import aliased, joinedload, selectinload
@@ -202,13 +202,15 @@ class _Lru:
 
 
 _reports = _Lru(64)
+#: Services' summaries (the home's rows and the steering's attributes): small, one per
+#: service, grain, range and language, for organisations of some hundreds of services.
+_summary_cache = _Lru(4096)
 _families = _Lru(2048)
 _family_tables = _Lru(64)
-_ipa = _Lru(128)
 
 
 def clear_caches() -> None:
-    for cache in (_reports, _families, _family_tables, _ipa):
+    for cache in (_reports, _summary_cache, _families, _family_tables):
         cache.clear()
 
 
@@ -1135,6 +1137,11 @@ class Summary:
     alerts: tuple[Alert, ...]
     #: Attributes in the over-quality quadrant (not an alert: a saving to consider).
     over_quality: tuple[str, ...] = ()
+    #: The attributes' importance-performance quadrants (`_ipa_point`), None when they
+    #: could not be computed.
+    ipa: pd.DataFrame | None = field(default=None, compare=False)
+    #: The attributes' labels in the summary's language, by key.
+    attribute_labels: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 def service_summary(service: Service, *, grain: str, start: date, end: date, lang: str) -> Summary:
@@ -1149,7 +1156,7 @@ def _summaries(services: Sequence[Service], *, grain: str, start: date, end: dat
     start, end = periods[0].start, periods[-1].end
     versions = results.range_versions([s.id for s in services], start, end)
     keys = {s.id: ("summary", s.id, grain, start, end, lang, versions.get(s.id, 0)) for s in services}
-    out = {s.id: _reports.peek(keys[s.id]) for s in services}
+    out = {s.id: _summary_cache.peek(keys[s.id]) for s in services}
     missing = [s for s in services if out[s.id] is None]
     if not missing:
         return out
@@ -1170,7 +1177,7 @@ def _summaries(services: Sequence[Service], *, grain: str, start: date, end: dat
             part = _families.peek((s.id, grain, start, end, versions_now.get(s.id, 0)))
             raking = part["raking"] if part is not None else None
             out[s.id] = _summary(s, grain, periods, lang, contexts[s.id], cells[s.id], moments[s.id], margins, raking)
-            _reports.put(keys[s.id], out[s.id])
+            _summary_cache.put(keys[s.id], out[s.id])
     return out
 
 
@@ -1238,16 +1245,53 @@ def _summary(service: Service, grain, periods, lang, context, cells, moments, ma
     trend_section = _trend_section(service, periods, *tables, {}, None, grain)
     headline = _headline(trend_section, _target(service))
     under = over = ()
+    quad = None
+    labels = {k: _question_label(context.questionnaire, k, lang) for k in drivers}
     if drivers and not cells.empty:
         quad = _ipa_point(moments, drivers, raking)
         if quad is not None:
             under, over = (
-                tuple(_question_label(context.questionnaire, k, lang) for k in quad.index[quad["quadrant"] == code])
+                tuple(labels[k] for k in quad.index[quad["quadrant"] == code])
                 for code in ("concentrate_here", "possible_overkill")
             )
     publics = _publics(service, None, cells, raking, context, lang, grain, start, end)
     alerts = alerts_for(headline, trend_section, under, publics.less_satisfied)
-    return Summary(headline, trend_section, alerts, over)
+    return Summary(headline, trend_section, alerts, over, quad, labels)
+
+
+@dataclass(frozen=True)
+class AttributeQuadrants:
+    """A service's attributes the importance-performance analysis sets apart, as
+    (key, label) pairs in questionnaire order."""
+
+    #: "Possible overkill": rated well above the others, weighing little (over-quality).
+    over_quality: tuple[tuple[str, str], ...]
+    #: "Concentrate here": weighing much, rated low (under-served); never an "uncertain" one.
+    under_served: tuple[tuple[str, str], ...]
+    #: `analysis.ipa.quadrants` of the service, None when it could not be computed.
+    ipa: pd.DataFrame | None = field(default=None, compare=False)
+
+
+def attribute_quadrants(
+    services: Sequence[Service], *, start: date, end: date, lang: str
+) -> dict[int, AttributeQuadrants]:
+    """Each service's over-quality and under-served attributes from ``start`` to
+    ``end``, by service id: the home's summaries, computed and cached once for both.
+
+    The summaries are made in ``lang`` whatever the reader's language (they are cached
+    under it), which also lets the command line ask for them."""
+    with force_locale(lang):
+        summaries = _summaries(services, grain="year", start=start, end=end, lang=lang)
+    out = {}
+    for s in services:
+        summary = summaries[s.id]
+        quad, labels = summary.ipa, summary.attribute_labels
+        pairs = {
+            code: tuple((k, labels.get(k, k)) for k in quad.index[quad["quadrant"] == code]) if quad is not None else ()
+            for code in ("possible_overkill", "concentrate_here")
+        }
+        out[s.id] = AttributeQuadrants(pairs["possible_overkill"], pairs["concentrate_here"], quad)
+    return out
 
 
 @dataclass(frozen=True)

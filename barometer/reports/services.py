@@ -676,6 +676,15 @@ def _org_family(organisation_id: int, grain: str, start: date, end: date, cells:
     return tables
 
 
+def org_family(organisation_id: int, grain: str, start: date, end: date) -> dict:
+    """The organisation's family of tests over a range (see `_org_family`): per service,
+    ``satisfied`` (its % satisfied over the range, an `Estimate`) and ``raking``
+    ((raking, note)), and the tables ``slopes``, ``changes`` and ``gaps`` (with raw and
+    family-adjusted p-values); each service's part cached by its data version of the
+    range. The steering reads a service's year from it."""
+    return _org_family(organisation_id, grain, start, end)
+
+
 def _organisation_services(organisation_id: int) -> list[int]:
     return list(
         db.session.execute(select(Service.id).where(Service.organisation_id == organisation_id).order_by(Service.id))

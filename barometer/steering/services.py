@@ -18,6 +18,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+from flask_babel import force_locale
 from sqlalchemy import func, select, true
 from sqlalchemy.orm import joinedload
 
@@ -157,60 +158,16 @@ def _rake(cells: pd.DataFrame, margins):
         return None
 
 
-def _satisfied_by_year(cells: pd.DataFrame, margins, by: str = "service_id") -> tuple[dict, int]:
-    """Each (``by`` value, year)'s share satisfied on ``overall`` as a dict of estimate
-    fields, with its own raking (a service's users, or a policy's, are raked to the
-    population); returns them and how many could not be raked."""
-    from analysis import cells as cellstats
-
-    out: dict[tuple[int, int], dict] = {}
-    unraked = 0
-    if cells.empty:
-        return out, unraked
-    yearly = cellstats.with_period(cells, "year")
-    for (group, period), scope in yearly.groupby([by, "period"], sort=True, observed=True):
-        raking = _rake(scope, margins)
-        unraked += bool(margins) and raking is None
-        est = cellstats.estimate(scope, "overall", statistic="satisfied", raking=raking)
-        # A suppressed estimate is never shown, nor passed on: only its counts are.
-        shown = est.flag in PUBLISHED
-        out[(group, int(period.year))] = {
-            "value": est.value if shown else np.nan,
-            "se": est.se if shown else np.nan,
-            "ci_low": est.ci_low if shown else np.nan,
-            "ci_high": est.ci_high if shown else np.nan,
-            "n": est.n,
-            "n_eff": est.n_eff,
-            "flag": est.flag,
-            "weighted": raking is not None,
-            "raking": raking,
-            "cells": scope,
-        }
-    return out, unraked
-
-
-def _publics(estimates: dict, services: list[Service], year: int, labels: dict, alpha: float, min_gap: float):
+def _publics(gaps: pd.DataFrame, labels: dict, alpha: float, min_gap: float) -> dict[int, list[str]]:
     """The publics left behind in each service, tested as one family (services ×
     categories) under Benjamini-Hochberg: each service's own family would, over many
-    services, flag some chance gap somewhere."""
-    from analysis import cells as cellstats
+    services, flag some chance gap somewhere. ``gaps``: `analysis.cells.segment_gaps`
+    of each service whose estimate is published, with its ``service_id``."""
     from analysis.trends import adjust
 
-    frames = []
-    for s in services:
-        est = estimates.get((s.id, year))
-        if est is None or est["flag"] not in PUBLISHED:
-            continue
-        try:
-            gaps = cellstats.segment_gaps(
-                est["cells"], "overall", list(PUBLIC_COLUMNS), statistic="satisfied", raking=est["raking"]
-            )
-        except ValueError:
-            continue
-        frames.append(gaps.assign(service_id=s.id))
-    if not frames:
+    if gaps.empty:
         return {}
-    gaps = pd.concat(frames, ignore_index=True)
+    gaps = gaps.reset_index(drop=True)
     gaps["p_family"] = adjust(gaps["p"], alpha=alpha)["p_adjusted"].to_numpy()
     hit = gaps[
         (gaps["gap"] <= -min_gap) & (gaps["p_family"] < alpha) & ~gaps["flag"].isin(["suppressed", "hidden"]).to_numpy()
@@ -243,43 +200,93 @@ def _public_labels(services: list[Service]) -> dict:
     return labels
 
 
+def _fields(est, raking) -> dict:
+    """An estimate of the share satisfied as the fields the steering keeps: a suppressed
+    estimate is never shown, nor passed on: only its counts are."""
+    shown = est.flag in PUBLISHED
+    return {
+        "value": est.value if shown else np.nan,
+        "se": est.se if shown else np.nan,
+        "ci_low": est.ci_low if shown else np.nan,
+        "ci_high": est.ci_high if shown else np.nan,
+        "n": est.n,
+        "n_eff": est.n_eff,
+        "flag": est.flag,
+        "weighted": raking is not None,
+    }
+
+
 def _estimates(services, by_org, margins_of, first_year: int, year: int, alpha, min_gap, publics):
     """The share satisfied of every service and policy by year, from the read model,
-    each raked to its organisation's margins; the publics left behind; the notes."""
-    ids = [s.id for s in services]
-    cells = results.cells_frame(ids, start=date(first_year, 1, 1), end=date(year, 12, 1), keys=["overall"])
+    each raked to its organisation's margins; the publics left behind; the notes.
+
+    A service's year is the reports' family part of that year (`reports.services.org_family`
+    at the year grain): computed once, cached by the data version of that year alone, and
+    shared with the reports; so a response to this year leaves the past years' parts as
+    they are. A policy of several services pools their users, raked together (cached the
+    same way)."""
+    from ..reports import services as reports
+
     estimates: dict = {}
     pooled: dict = {}
     unraked = 0
-    for org_id, members in by_org.items():
-        margins = margins_of[org_id]
-        scope = cells[cells["service_id"].isin([s.id for s in members]).to_numpy()] if not cells.empty else cells
-        found, missed = _satisfied_by_year(scope, margins)
-        estimates.update(found)
-        unraked += missed
-        # A policy of one service is that service; the others pool their services' users.
-        policies: dict[str, list[int]] = {}
-        for s in members:
-            policies.setdefault(s.policy.slug, []).append(s.id)
-        for policy, sids in policies.items():
-            if len(sids) == 1:
-                pooled.update({(org_id, policy, y): est for (sid, y), est in found.items() if sid == sids[0]})
-        shared = {sid: policy for policy, sids in policies.items() if len(sids) > 1 for sid in sids}
-        if shared and not scope.empty:
-            inside = scope[scope["service_id"].isin(list(shared)).to_numpy()]
-            by_policy = inside.assign(policy=inside["service_id"].map(shared).astype(object))
-            found, _missed = _satisfied_by_year(by_policy, margins, by="policy")
-            pooled.update({(org_id, *k): est for k, est in found.items()})
+    gaps = []
+    for y in range(first_year, year + 1):
+        start, end = date(y, 1, 1), date(y, 12, 31)
+        for org_id, members in by_org.items():
+            margins = margins_of[org_id]
+            with force_locale("fr"):  # its notes are sentences (unused here); also on the command line
+                family = reports.org_family(org_id, "year", start, end)
+            for s in members:
+                est = family["satisfied"].get(s.id)
+                if est is None or est.n == 0:
+                    continue
+                raking, _note = family["raking"].get(s.id, (None, None))
+                unraked += bool(margins) and raking is None
+                estimates[(s.id, y)] = _fields(est, raking)
+            if y == year and publics and len(family["gaps"]):
+                published = {s.id for s in members if estimates.get((s.id, y), _EMPTY)["flag"] in PUBLISHED}
+                own = family["gaps"][family["gaps"]["service_id"].isin(published).to_numpy()]
+                gaps.append(own[[c for c in own.columns if c not in ("p_family", "under_served")]])
+            # A policy of one service is that service; the others pool their services' users.
+            policies: dict[str, list[int]] = {}
+            for s in members:
+                policies.setdefault(s.policy.slug, []).append(s.id)
+            for policy, sids in policies.items():
+                if len(sids) == 1:
+                    if (sids[0], y) in estimates:
+                        pooled[(org_id, policy, y)] = estimates[(sids[0], y)]
+                    continue
+                found = _pooled_policy(tuple(sids), margins, start, end)
+                if found is not None:
+                    pooled[(org_id, policy, y)] = found
     notes: list[tuple[str, int]] = []
     if not any(margins_of.values()):
         notes.append(("no_margins", 0))
     elif unraked:
         notes.append(("unraked", int(unraked)))
-    under_served = _publics(estimates, services, year, _public_labels(services), alpha, min_gap) if publics else {}
-    # Kept in the cache without the cells and rakings they were computed from.
-    light = {k: {f: v for f, v in est.items() if f not in ("cells", "raking")} for k, est in estimates.items()}
-    pooled = {k: {f: v for f, v in est.items() if f not in ("cells", "raking")} for k, est in pooled.items()}
-    return light, pooled, under_served, tuple(notes)
+    frame = pd.concat(gaps, ignore_index=True) if gaps else pd.DataFrame()
+    under_served = _publics(frame, _public_labels(services), alpha, min_gap) if publics else {}
+    return estimates, pooled, under_served, tuple(notes)
+
+
+def _pooled_policy(ids: tuple[int, ...], margins, start: date, end: date) -> dict | None:
+    """The share satisfied of the users of several services pooled over a year, raked
+    together; cached by the data versions of that year of those services."""
+    from analysis import cells as cellstats
+
+    versions = results.range_versions(list(ids), start, end)
+    margins_key = tuple((d, tuple(sorted(c.items()))) for d, c in sorted(margins.items()))
+    key = ("policy", ids, start, end, tuple(versions[i] for i in ids), margins_key)
+
+    def compute():
+        cells = results.cells_frame(list(ids), start=start, end=end, keys=["overall"])
+        if cells.empty:
+            return None
+        raking = _rake(cells, margins)
+        return _fields(cellstats.estimate(cells, "overall", statistic="satisfied", raking=raking), raking)
+
+    return _POOLED.get_or_compute(key, compute)
 
 
 def _attributes(services: list[Service], year: int) -> tuple[dict, dict, dict]:
@@ -334,6 +341,8 @@ class _Cache:
 
 #: The estimates of recent scopes and years, per process.
 _ESTIMATES = _Cache()
+#: Policies' pooled estimates by year, per process.
+_POOLED = _Cache(4096)
 
 
 def clear_cache() -> None:
@@ -342,6 +351,7 @@ def clear_cache() -> None:
     from ..reports.services import clear_caches
 
     _ESTIMATES.clear()
+    _POOLED.clear()
     clear_caches()
 
 
@@ -388,7 +398,7 @@ def steering_inputs(
     # options; the budgets and priorities are read again each time (two small queries).
     key = (
         tuple(ids),
-        tuple(sorted(results.data_versions(ids).items())),
+        tuple(sorted(results.range_versions(ids, date(min(years), 1, 1), date(year, 12, 31)).items())),
         tuple((o, tuple((d, tuple(sorted(c.items()))) for d, c in sorted(m.items()))) for o, m in margins_of.items()),
         (min(years), year),
         tuple((s.id, s.policy_id) for s in services),

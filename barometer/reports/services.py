@@ -671,6 +671,7 @@ def _org_family(organisation_id: int, grain: str, start: date, end: date, cells:
         # and the report of the service itself.
         "satisfied": {sid: p["satisfied"] for sid, p in zip(ids, parts, strict=True)},
         "raking": {sid: p["raking"] for sid, p in zip(ids, parts, strict=True)},
+        "by_period": {sid: p["by_period"] for sid, p in zip(ids, parts, strict=True)},
     }
     _family_tables.put(table_key, tables)
     return tables
@@ -709,7 +710,14 @@ def _family_part(service_id: int, grain: str, start: date, end: date, margins, c
     if cells is not None:
         cells = cells[cells["question_key"].isin(["overall", results.RESPONSES_KEY]).to_numpy(dtype=bool)]
     if cells is None or cells.empty:
-        return {"slope": None, "gaps": None, "change": None, "raking": (None, None), "satisfied": empty_estimate()}
+        return {
+            "slope": None,
+            "gaps": None,
+            "change": None,
+            "raking": (None, None),
+            "satisfied": empty_estimate(),
+            "by_period": None,
+        }
     cells = cellstats.with_period(cells, grain)
     raking, _note = _rake(cells, margins)
     sat = cellstats.estimates(cells, "overall", by="period", statistic="satisfied", raking=raking)
@@ -727,8 +735,16 @@ def _family_part(service_id: int, grain: str, start: date, end: date, margins, c
     except ValueError:
         gaps = None
     satisfied = cellstats.estimate(cells, "overall", statistic="satisfied", raking=raking)
-    # The raking depends on the responses only: the service's report and summary reuse it.
-    return {"slope": slope, "gaps": gaps, "change": change, "raking": (raking, _note), "satisfied": satisfied}
+    # The raking depends on the responses only: the service's report and summary reuse it,
+    # and the % satisfied and mean score by period.
+    return {
+        "slope": slope,
+        "gaps": gaps,
+        "change": change,
+        "raking": (raking, _note),
+        "satisfied": satisfied,
+        "by_period": (sat, mean),
+    }
 
 
 # ----------------------------------------------------------------------- the report
@@ -786,9 +802,12 @@ def _build(service: Service, *, grain, periods, site, lang, version, scope) -> S
             return None
         return cellstats.estimates(cells, "overall", by="period", statistic=statistic, raking=raking)
 
-    sat_table, mean_table = by_period("satisfied"), by_period("mean")
+    if site is None and family["by_period"].get(service.id) is not None:
+        sat_table, mean_table = family["by_period"][service.id]  # the same cells, estimated once
+    else:
+        sat_table, mean_table = by_period("satisfied"), by_period("mean")
     versions = _versions_by_period(service.id, periods, grain)
-    trend_section = _trend_section(service, periods, sat_table, mean_table, versions, site, grain)
+    trend_section = _trend_section(service, periods, sat_table, mean_table, versions, site, grain, family)
     headline = _headline(trend_section, _target(service))
     if cells.empty:
         overall_sat = overall_mean = empty_estimate()
@@ -829,7 +848,7 @@ def _build(service: Service, *, grain, periods, site, lang, version, scope) -> S
     )
 
 
-def _trend_section(service, periods, sat_table, mean_table, versions, site, grain) -> TrendSection:
+def _trend_section(service, periods, sat_table, mean_table, versions, site, grain, family=None) -> TrendSection:
     sats = [_get(sat_table, p.key) if sat_table is not None else empty_estimate() for p in periods]
     means = [_get(mean_table, p.key) if mean_table is not None else empty_estimate() for p in periods]
     changes: list[Change | None] = [None]
@@ -843,7 +862,8 @@ def _trend_section(service, periods, sat_table, mean_table, versions, site, grai
     )
     slope, slope_sig, last_sig = None, False, False
     if site is None:
-        family = _org_family(service.organisation_id, grain, periods[0].start, periods[-1].end)
+        if family is None:
+            family = _org_family(service.organisation_id, grain, periods[0].start, periods[-1].end)
         slopes, changes = family["slopes"], family["changes"]
         if service.id in slopes.index:
             slope = slopes.loc[service.id, "trend"]
@@ -966,7 +986,9 @@ def _column_labels() -> dict[str, str]:
 
 
 def _publics(service, site, cells, raking, context, lang, grain, start, end) -> PublicsSection:
-    if cells.empty:
+    """``cells``: the scope's cells; None for a whole service that has answers (its gaps
+    come from the organisation's family, which read them)."""
+    if cells is not None and len(cells) == 0:
         return PublicsSection((), (), _("Aucune réponse sur la période."))
     if site is None:
         family = _org_family(service.organisation_id, grain, start, end)["gaps"]
@@ -1170,22 +1192,16 @@ def _summaries(services: Sequence[Service], *, grain: str, start: date, end: dat
     if not missing:
         return out
     contexts = {s.id: get_survey(s.slug) for s in missing}
-    ids = [s.id for s in missing]
-    # The summaries need the overall score's cells (the attributes come from the moments).
-    cells = _cells_by_service(ids, start, end, ["overall"])
-    moments = _moments_by_service(ids, start, end)
+    # The overall score comes from the organisation's family (its % satisfied and mean
+    # by period, its raking, its publics), the attributes from the moments.
+    moments = _moments_by_service([s.id for s in missing], start, end)
     by_organisation: dict[int, list[Service]] = {}
     for s in missing:
         by_organisation.setdefault(s.organisation_id, []).append(s)
     for organisation_id, members in by_organisation.items():
-        # Primes the family's cache from the cells just read (its other services are read if needed).
-        _org_family(organisation_id, grain, start, end, cells=cells)
-        margins = results.population_margins(organisation_id)
-        versions_now = results.range_versions([s.id for s in members], start, end)
+        family = _org_family(organisation_id, grain, start, end)
         for s in members:
-            part = _families.peek((s.id, grain, start, end, versions_now.get(s.id, 0)))
-            raking = part["raking"] if part is not None else None
-            out[s.id] = _summary(s, grain, periods, lang, contexts[s.id], cells[s.id], moments[s.id], margins, raking)
+            out[s.id] = _summary(s, grain, periods, lang, contexts[s.id], moments[s.id], family)
             _summary_cache.put(keys[s.id], out[s.id])
     return out
 
@@ -1241,29 +1257,26 @@ def _ipa_intervals(moments, drivers, raking, level: float) -> pd.DataFrame | Non
     return ci
 
 
-def _summary(service: Service, grain, periods, lang, context, cells, moments, margins, raking=None) -> Summary:
-    """``raking``: (raking, note) of the service's scope when known (its family part)."""
+def _summary(service: Service, grain, periods, lang, context, moments, family) -> Summary:
+    """A service's summary from its part of the organisation's ``family`` and its moments."""
     start, end = periods[0].start, periods[-1].end
     drivers = list(context.questionnaire.drivers)
-    cells = cellstats.with_period(cells, grain)
-    raking, _note = raking if raking is not None else _rake(cells, margins)
-    tables = [
-        None if cells.empty else cellstats.estimates(cells, "overall", by="period", statistic=st, raking=raking)
-        for st in ("satisfied", "mean")
-    ]
-    trend_section = _trend_section(service, periods, *tables, {}, None, grain)
+    raking, _note = family["raking"].get(service.id, (None, None))
+    tables = family["by_period"].get(service.id) or (None, None)
+    answered = family["satisfied"].get(service.id, empty_estimate()).n > 0
+    trend_section = _trend_section(service, periods, *tables, {}, None, grain, family)
     headline = _headline(trend_section, _target(service))
     under = over = ()
     quad = None
     labels = {k: _question_label(context.questionnaire, k, lang) for k in drivers}
-    if drivers and not cells.empty:
+    if drivers and answered:
         quad = _ipa_point(moments, drivers, raking)
         if quad is not None:
             under, over = (
                 tuple(labels[k] for k in quad.index[quad["quadrant"] == code])
                 for code in ("concentrate_here", "possible_overkill")
             )
-    publics = _publics(service, None, cells, raking, context, lang, grain, start, end)
+    publics = _publics(service, None, None if answered else (), raking, context, lang, grain, start, end)
     alerts = alerts_for(headline, trend_section, under, publics.less_satisfied)
     return Summary(headline, trend_section, alerts, over, quad, labels)
 

@@ -146,7 +146,7 @@ def _render_scenario(scenario) -> str:
     return render_template("steering/scenario.html", scenario=scenario, document=scenario.result)
 
 
-def _compared():
+def _compared() -> list | None:
     """The saved scenarios of the request's ``id`` parameters the director may see; None
     when none is asked for. 404 when none of those asked for may be seen."""
     ids = request.args.getlist("id", type=int)[:MAX_COMPARED]

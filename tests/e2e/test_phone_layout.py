@@ -67,6 +67,7 @@ def phone_as(browser, live_server, surveys):
 def assert_fits_a_phone(page, assert_no_axe_violations, what: str) -> list[dict]:
     """No sideways scroll of the page; each box that scrolls is focusable and named; no
     axe violation. Returns the boxes that scroll."""
+    page.wait_for_load_state()  # the stylesheets applied, not only the heading shown
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= WIDTH + 1, f"{what} is {width} px wide on a {WIDTH} px phone"
     boxes = page.evaluate(SCROLLED_BOXES)

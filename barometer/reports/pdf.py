@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from flask import Response, current_app, request
+from flask import Response, current_app, request, url_for
 from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 from werkzeug.security import safe_join
@@ -27,24 +27,29 @@ ET.register_namespace("", SVG_NS)
 
 
 class StaticFilesFetcher(URLFetcher):
-    """Serves ``<base_url><static_url_path>/...`` from the static folder; refuses the rest.
+    """Serves ``<base_url><url path>/...`` from the folder of that path; refuses the rest.
 
-    A refused or missing resource raises ValueError, which WeasyPrint logs before laying
-    out the page without it.
+    `folders` maps a static URL path (the app's ``/static``, a blueprint's
+    ``/pilotage/static``) to the folder it serves. A refused or missing resource raises
+    ValueError, which WeasyPrint logs before laying out the page without it.
     """
 
-    def __init__(self, base_url: str, static_folder: str, static_url_path: str):
+    def __init__(self, base_url: str, folders: dict[str, str]):
         super().__init__()
         base = urlsplit(base_url)
         self._origin = (base.scheme, base.netloc)
-        self._prefix = static_url_path.rstrip("/") + "/"
-        self._folder = static_folder
+        # The longest path first: a blueprint's folder may sit under another's path.
+        paths = sorted(folders, key=len, reverse=True)
+        self._folders = {path.rstrip("/") + "/": folders[path] for path in paths}
 
     def fetch(self, url: str, headers=None) -> URLFetcherResponse:
         parts = urlsplit(url)
-        if (parts.scheme, parts.netloc) != self._origin or not parts.path.startswith(self._prefix):
+        if (parts.scheme, parts.netloc) != self._origin:
             raise ValueError(f"not one of the app's static files: {url}")
-        path = safe_join(self._folder, unquote(parts.path[len(self._prefix) :]))
+        prefix = next((p for p in self._folders if parts.path.startswith(p)), None)
+        if prefix is None:
+            raise ValueError(f"not one of the app's static files: {url}")
+        path = safe_join(self._folders[prefix], unquote(parts.path[len(prefix) :]))
         if path is None or not Path(path).is_file():
             raise ValueError(f"no such static file: {url}")
         mime = mimetypes.guess_type(path)[0] or "application/octet-stream"
@@ -52,9 +57,14 @@ class StaticFilesFetcher(URLFetcher):
 
 
 def static_fetcher() -> StaticFilesFetcher:
-    """The fetcher of the current request's app: its address, its static files."""
+    """The fetcher of the current request's app: its address, its static files and its
+    blueprints' (the director's pages have their own stylesheet)."""
     app = current_app
-    return StaticFilesFetcher(request.host_url, app.static_folder, app.static_url_path)
+    folders = {app.static_url_path: app.static_folder}
+    for name, blueprint in app.blueprints.items():
+        if blueprint.has_static_folder:
+            folders[url_for(f"{name}.static", filename="")] = blueprint.static_folder
+    return StaticFilesFetcher(request.host_url, folders)
 
 
 def render_pdf(html: str) -> bytes:

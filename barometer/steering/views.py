@@ -130,21 +130,59 @@ def run_scenarios():
 @bp.route("/scenarios/<int:scenario_id>")
 def show_scenario(scenario_id: int):
     """A saved scenario, as it was computed when saved."""
+    return _render_scenario(get_scenario(current_user, scenario_id) or abort(404))
+
+
+@bp.route("/scenarios/<int:scenario_id>.pdf")
+def export_scenario_pdf(scenario_id: int):
+    """A saved scenario as a PDF: its page, laid out for print."""
+    from ..reports import pdf  # WeasyPrint is heavy: loaded on the first PDF, not with the app
+
     scenario = get_scenario(current_user, scenario_id) or abort(404)
+    return pdf.pdf_response(_render_scenario(scenario), f"scenario-{scenario.id}.pdf")
+
+
+def _render_scenario(scenario) -> str:
+    """A saved scenario's page: shown in the browser, or laid out as the PDF."""
     return render_template("steering/scenario.html", scenario=scenario, document=scenario.result)
+
+
+def _compared() -> list | None:
+    """The saved scenarios of the request's ``id`` parameters the director may see; None
+    when none is asked for. 404 when none of those asked for may be seen."""
+    ids = request.args.getlist("id", type=int)[:MAX_COMPARED]
+    if not ids:
+        return None
+    scenarios = [s for s in (get_scenario(current_user, i) for i in dict.fromkeys(ids)) if s is not None]
+    return scenarios or abort(404)
+
+
+def _nothing_to_compare() -> Response:
+    flash(_("Cochez au moins un scénario enregistré à comparer."))
+    return redirect(url_for("steering.run_scenarios"))
 
 
 @bp.route("/scenarios/comparer")
 def compare_scenarios():
     """Saved scenarios side by side: savings, projected satisfaction, floors broken."""
-    ids = request.args.getlist("id", type=int)[:MAX_COMPARED]
-    scenarios = [s for s in (get_scenario(current_user, i) for i in dict.fromkeys(ids)) if s is not None]
-    if not ids:
-        flash(_("Cochez au moins un scénario enregistré à comparer."))
-        return redirect(url_for("steering.run_scenarios"))
-    if not scenarios:  # none the director may see
-        abort(404)
-    return render_template("steering/compare.html", scenarios=scenarios)
+    scenarios = _compared()
+    return _render_comparison(scenarios) if scenarios else _nothing_to_compare()
+
+
+@bp.route("/scenarios/comparer.pdf")
+def export_comparison_pdf():
+    """Saved scenarios side by side, as a PDF."""
+    from ..reports import pdf
+
+    scenarios = _compared()
+    if not scenarios:
+        return _nothing_to_compare()
+    return pdf.pdf_response(_render_comparison(scenarios), "scenarios-comparaison.pdf")
+
+
+def _render_comparison(scenarios: list) -> str:
+    """The comparison page: shown in the browser, or laid out as the PDF."""
+    return render_template("steering/compare.html", scenarios=scenarios, today=date.today())
 
 
 @bp.route("/scenarios/<int:scenario_id>.xlsx")
@@ -228,13 +266,27 @@ def _board_data():
 def show_board():
     """The indicators board: domains, policies and services with objective, indicator,
     allocation, deadline and status."""
+    return _render_board(*_board_data())
+
+
+@bp.route("/tableau.pdf")
+def export_board_pdf():
+    """The indicators board as a PDF, for the year the page shows (``?annee=``)."""
+    from ..reports import pdf
+
     inputs, rows = _board_data()
+    return pdf.pdf_response(_render_board(inputs, rows), f"tableau-de-bord-{inputs.year or ''}.pdf")
+
+
+def _render_board(inputs, rows) -> str:
+    """The board's page: shown in the browser, or laid out as the PDF."""
     return render_template(
         "steering/board.html",
         year=inputs.year,
         rows=rows,
         notes=inputs.notes,
         years=years_with_allocations(current_user),
+        today=date.today(),
     )
 
 

@@ -260,13 +260,18 @@ def test_the_pdf_of_a_service_with_12_responses_shows_no_percentage(surveys):
 def test_the_pdf_fetches_the_apps_static_files_and_nothing_else(app):
     from barometer.reports.pdf import StaticFilesFetcher
 
-    static = app.static_folder
-    fetcher = StaticFilesFetcher("http://barometre.test/", static, "/static")
+    steering = app.blueprints["steering"].static_folder
+    fetcher = StaticFilesFetcher("http://barometre.test/", {"/static": app.static_folder, "/pilotage/static": steering})
     css = fetcher("http://barometre.test/static/css/print.css")
     assert b"@page" in css.read() and css.content_type == "text/css"
+    assert b".num" in fetcher("http://barometre.test/pilotage/static/steering.css").read()
     for url in (
         "http://barometre.test/static/../config.py",
         "http://barometre.test/static/%2e%2e/__init__.py",
+        "http://barometre.test/pilotage/static/../views.py",
+        "http://barometre.test/pilotage/static/%2e%2e/views.py",
+        "http://barometre.test/pilotage/static/css/print.css",
+        "http://barometre.test/pilotage/",
         "http://barometre.test/static/css/absent.css",
         "http://barometre.test/rapports/piscine",
         "http://ailleurs.example/static/css/print.css",

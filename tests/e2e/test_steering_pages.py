@@ -1,5 +1,5 @@
 """The director's pages in a browser: axe-core on the overview, the scenarios and the
-board, and a scenario run, saved and exported."""
+board, and a scenario run, saved and exported (XLSX and PDF)."""
 
 from __future__ import annotations
 
@@ -100,6 +100,17 @@ def test_a_scenario_is_run_saved_and_exported(director, live_server, tmp_path):
 
     summary = dict(load_workbook(path)["Synthèse"].iter_rows(values_only=True))
     assert summary["Économie (€)"] == pytest.approx(1_000_000)
+    with page.expect_download() as download:
+        page.click("text=Exporter (PDF)")
+    assert download.value.suggested_filename.startswith("scenario-")
+    path = tmp_path / "scenario.pdf"
+    download.value.save_as(path)
+    from pypdf import PdfReader
+
+    assert path.read_bytes().startswith(b"%PDF-")
+    text = " ".join(" ".join((p.extract_text() or "").split()) for p in PdfReader(path).pages)
+    assert "Scénario « Un million en moins »" in text and "économie : 1 000 000 €" in text
+    assert "Se déconnecter" not in text and "Exporter" not in text
     page.goto(live_server + "/pilotage/scenarios")
     expect(page.locator("#saved-caption")).to_be_visible()
     expect(page.get_by_role("link", name="Un million en moins", exact=True)).to_be_visible()

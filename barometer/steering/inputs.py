@@ -17,6 +17,7 @@ from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from ..errors import render_error
 from . import bp, imports
 from .exports import csv_bytes, workbook
 from .forms import PRIORITY_CHOICES, BudgetsForm, PrioritiesForm, UploadForm
@@ -197,6 +198,19 @@ def download_priority_template(fmt: str):
 
 
 # ------------------------------------------------------------------ shared
+
+
+@bp.errorhandler(413)
+def refuse_large_file(error):
+    """A file past `MAX_CONTENT_LENGTH`: the page says how large one may be."""
+    if request.endpoint not in ("steering.import_budget_file", "steering.import_priority_file"):
+        return render_error(error)
+    message = _(
+        "Le fichier dépasse %(size)s Ko, la taille maximale d'un envoi : rien n'a été importé. "
+        "Enregistrez-le en CSV, plus léger, ou importez-le en plusieurs fois.",
+        size=current_app.config["MAX_CONTENT_LENGTH"] // 1024,
+    )
+    return render_template("errors/error.html", code=413, message=message), 413
 
 
 def _bind_rows(form, lines: dict, key: str, stored) -> None:

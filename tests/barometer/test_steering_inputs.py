@@ -676,3 +676,20 @@ def test_the_templates_neutralise_text_a_spreadsheet_would_run(app, director):
     policies = director.get("/pilotage/priorites/modele.csv").data.decode("utf-8-sig")
     assert "lecture-publique;'@SUM(A1);" in policies
     assert not [c for r in budgets.values for c in r if isinstance(c, str) and c.startswith(("=", "+", "-", "@"))]
+
+
+def test_a_file_too_large_is_refused_with_the_size_allowed(app, director):
+    before = allocations(app)
+    rows = [["service", "year", "budget_eur", "fte", "volume"]] + [["piscine", LAST_YEAR, "1", "1", "1"]] * 6000
+    page = upload(director, "/pilotage/budgets/import", rows)
+    assert page.status_code == 413
+    assert "Le fichier dépasse 64 Ko, la taille maximale d'un envoi : rien n'a été importé." in text_of(page)
+    assert allocations(app) == before
+
+
+def test_the_priority_levels_offered_are_those_the_analysis_knows():
+    from analysis.redeploy import PRIORITY_LABELS
+    from barometer.steering.forms import PRIORITY_CHOICES
+
+    offered = {int(c.value): str(c.label) for c in PRIORITY_CHOICES if c.value}
+    assert offered == {level: f"{level} – {label}" for level, label in PRIORITY_LABELS.items()}

@@ -57,7 +57,7 @@ def edit_budgets():
         form = _budgets_form(lines)
     if form.validate_on_submit():
         records = [{"service": e.form.service.data, "year": year, **e.form.record} for e in form.rows if e.form.record]
-        report = imports.save_allocations(records, imports.allocation_scope(current_user))
+        report = imports.save_allocations(records, {slug: line.service.id for slug, line in by_slug.items()})
         _flash_saved(report, "allocation")
         return redirect(url_for("steering.edit_budgets", annee=year))
     return _budgets_page(form, UploadForm(prefix=UPLOAD_PREFIX), year, years, by_slug, source)
@@ -104,11 +104,11 @@ def _budgets_page(form, upload, year, years, by_slug, source, refused=(), status
 @bp.route("/budgets/import", methods=["POST"])
 def import_budget_file():
     """A file of allocations, checked whole: imported, or refused with every error."""
-    upload = UploadForm(prefix=UPLOAD_PREFIX)
-    refused = _import(upload, imports.import_allocations, services=imports.allocation_scope(current_user))
-    if refused is None:
-        return redirect(url_for("steering.edit_budgets"))
     year, years = _budget_year()
+    upload = UploadForm(prefix=UPLOAD_PREFIX)
+    refused = _import(upload, imports.import_allocations, "allocation", services=imports.allocation_scope(current_user))
+    if refused is None:
+        return redirect(url_for("steering.edit_budgets", annee=year))
     lines, source = imports.budget_lines(current_user, year)
     by_slug = {line.service.slug: line for line in lines}
     return _budgets_page(_budgets_form(lines), upload, year, years, by_slug, source, refused, 422)
@@ -137,7 +137,7 @@ def edit_priorities():
         form = _priorities_form(editable)
     if form.validate_on_submit():
         records = [{"policy": e.form.policy.data, **e.form.record} for e in form.rows if e.form.record]
-        report = imports.save_priorities(records, imports.priority_scope(current_user)[0])
+        report = imports.save_priorities(records, {slug: line.policy.id for slug, line in editable.items()})
         _flash_saved(report, "priority")
         return redirect(url_for("steering.edit_priorities"))
     return _priorities_page(form, UploadForm(prefix=UPLOAD_PREFIX), lines)
@@ -152,7 +152,7 @@ def _priorities_form(editable) -> PrioritiesForm:
                 "policy": slug,
                 "priority": str(p.level) if p else "",
                 "floor_eur": _plain(p.floor_eur if p else None),
-                "target": _plain(None if p is None or p.satisfaction_target is None else p.satisfaction_target * 100),
+                "target": _plain(_percent(p.satisfaction_target) if p else None),
                 "deadline": p.deadline.isoformat() if p and p.deadline else "",
             }
         )
@@ -182,7 +182,7 @@ def import_priority_file():
     """A file of the strategic framework, checked whole: imported, or refused with every error."""
     upload = UploadForm(prefix=UPLOAD_PREFIX)
     policies, locked = imports.priority_scope(current_user)
-    refused = _import(upload, imports.import_priorities, policies=policies, locked=locked)
+    refused = _import(upload, imports.import_priorities, "priority", policies=policies, locked=locked)
     if refused is None:
         return redirect(url_for("steering.edit_priorities"))
     lines = {line.policy.slug: line for line in imports.priority_lines(current_user)}
@@ -238,7 +238,7 @@ def _row_errors(form, lines: dict, key: str, name) -> list[tuple[str, str]]:
     return items
 
 
-def _import(upload: UploadForm, run, **scope) -> list | None:
+def _import(upload: UploadForm, run, noun: str, **scope) -> list | None:
     """Run a file import; None when it succeeded (flashed), else the errors to show:
     the form's own, or each error of the file as (row, column, reason)."""
     if not upload.validate_on_submit():
@@ -248,7 +248,7 @@ def _import(upload: UploadForm, run, **scope) -> list | None:
         report = run(stored.stream, stored.filename or "", **scope)
     except imports.ImportRefused as exc:
         return [(e.row, e.column, e.text(_)) for e in exc.errors]
-    _flash_saved(report, "allocation" if run is imports.import_allocations else "priority")
+    _flash_saved(report, noun)
     return None
 
 
@@ -268,6 +268,11 @@ def _plain(value) -> str:
         return ""
     text = f"{Decimal(str(value)).normalize():f}"
     return text.replace(".", ",") if _lang() == "fr" else text
+
+
+def _percent(share: float | None) -> Decimal | None:
+    """A share as the percentage typed (0.725 is 72.5, not 72.49999…)."""
+    return None if share is None else Decimal(str(share)) * 100
 
 
 def _lang() -> str:

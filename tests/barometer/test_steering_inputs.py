@@ -693,3 +693,19 @@ def test_the_priority_levels_offered_are_those_the_analysis_knows():
 
     offered = {int(c.value): str(c.label) for c in PRIORITY_CHOICES if c.value}
     assert offered == {level: f"{level} – {label}" for level, label in PRIORITY_LABELS.items()}
+
+
+def test_a_target_is_shown_as_the_percentage_typed(app, director):
+    with app.app_context():
+        policy = db.session.execute(select(Policy).where(Policy.slug == "lecture-publique")).scalar_one()
+        db.session.execute(
+            select(Priority).where(Priority.policy_id == policy.id)
+        ).scalar_one().satisfaction_target = 0.29  # 0.29 × 100 is 28.999999999999996 in floating point
+        db.session.commit()
+    data = form_data(director.get("/pilotage/priorites"))
+    assert data[f"{row_of(data, 'policy', 'lecture-publique')}-target"] == "29"
+    data = form_data(director.get("/pilotage/priorites?lang=en"))
+    row = row_of(data, "policy", "lecture-publique")
+    data[f"{row}-target"] = "72.5"
+    assert director.post("/pilotage/priorites?lang=en", data=data).status_code == 302
+    assert form_data(director.get("/pilotage/priorites"))[f"{row}-target"] == "72,5"

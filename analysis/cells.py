@@ -726,12 +726,17 @@ def share_intervals(
     read and no random draw: cheap enough for every service of a home page, where the
     report's respondent bootstrap (`analysis.ipa.bootstrap_ci`) would not be.
 
+    The same replicates give each driver's weighted mean over the complete rows
+    (``mean``: the performance of importance-performance analysis, measured on the
+    respondents its importance rests on) with its jackknife interval.
+
     Returns
     -------
     pandas.DataFrame
-        Indexed by driver: ``share, share_low, share_high`` (intervals NaN with fewer
-        than ``groups`` moments rows or fewer than two usable replicates); ``attrs`` r2
-        and n as :func:`relative_importance`. Raises ``ValueError`` as that function.
+        Indexed by driver: ``share, share_low, share_high`` and ``mean, mean_low,
+        mean_high`` (intervals NaN with fewer than ``groups`` moments rows or fewer than
+        two usable replicates); ``attrs`` r2 and n as :func:`relative_importance`.
+        Raises ``ValueError`` as that function.
 
     References
     ----------
@@ -744,8 +749,12 @@ def share_intervals(
     table = relative_importance(moments, outcome, drivers, raking=raking)
     rows = moments[[set(v) == set(wanted) for v in moments["variables"]]].reset_index(drop=True)
     share = table["share"].to_numpy()
+    total, _n = _moment_sums(rows, wanted, raking)
+    mean = total[0, 2:] / total[0, 0]
     out = pd.DataFrame({"share": share}, index=table.index)
     out["share_low"] = out["share_high"] = np.nan
+    out["mean"] = mean
+    out["mean_low"] = out["mean_high"] = np.nan
     out.attrs.update(table.attrs)
     if len(rows) < groups:
         return out
@@ -768,6 +777,11 @@ def share_intervals(
         full = full + np.triu(full, 1).transpose(0, 2, 1)
         per_group += full[:, order][:, :, order]
     replicates = per_group.sum(axis=0) - per_group
+    means = replicates[:, 0, 2:] / replicates[:, 0, :1]
+    mean_se = np.sqrt((groups - 1) / groups * ((means - means.mean(axis=0)) ** 2).sum(axis=0))
+    mean_half = stats.t.ppf(0.5 + level / 2, groups - 1) * mean_se
+    out["mean_low"] = mean - mean_half
+    out["mean_high"] = mean + mean_half
     sums = replicates[:, 0, 1:]
     cov = replicates[:, 1:, 1:] - sums[:, :, None] * sums[:, None, :] / replicates[:, 0, 0][:, None, None]
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -165,7 +165,10 @@ def _corr_from_moments(s0, s1, s2, q):
     mean = s1 / s0[:, None]
     cov = s2.reshape(-1, q, q) / s0[:, None, None] - mean[:, :, None] * mean[:, None, :]
     sd = np.sqrt(np.einsum("bii->bi", cov))
-    return cov / (sd[:, :, None] * sd[:, None, :])
+    # A resample where a variable is constant has no correlation (NaN): `_batch_lmg`
+    # and the percentiles leave it out.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return cov / (sd[:, :, None] * sd[:, None, :])
 
 
 def _batch_lmg(corr: np.ndarray) -> np.ndarray:

@@ -257,6 +257,10 @@ def recommend(
     ``maintain``
         everything else.
 
+    Whatever the recommendation (but ``watch``), the attributes rated far above what
+    they weigh (``effort_savings``, from :func:`effort_savings`) are named as where
+    effort can be saved.
+
     Parameters
     ----------
     services : pandas.DataFrame
@@ -264,7 +268,8 @@ def recommend(
         (1, 2, 3 or missing), ``value, se, n, n_eff, flag`` (the share satisfied as an
         :class:`analysis.estimates.Estimate`), optionally ``ci_low, ci_high, domain,
         target`` (0-1, may be missing), ``cost_per_user`` or ``budget_eur`` and
-        ``volume``, ``under_served_attributes`` and ``under_served_publics`` (lists),
+        ``volume``, ``under_served_attributes``, ``under_served_publics`` and
+        ``effort_savings`` (lists),
         and ``peer_value, peer_se`` to compare with other peers than the services of
         the same policy in the frame (e.g. the same policy in other organisations).
         The services compared should be comparable (one organisation, one period).
@@ -340,6 +345,7 @@ def recommend(
     over_quality = testable & (above_t | above_p)
     publics = [_as_list(v) for v in data.get("under_served_publics", pd.Series([None] * k))]
     attributes = [_as_list(v) for v in data.get("under_served_attributes", pd.Series([None] * k))]
+    savings = [_as_list(v) for v in data.get("effort_savings", pd.Series([None] * k))]
     left_behind = np.array([bool(p) for p in publics])
     is_reduce_level = np.isin(priority, list(reduce_levels))
     is_reinforce_level = np.isin(priority, list(reinforce_levels))
@@ -379,6 +385,7 @@ def recommend(
             "below_peers": bool(testable[i] and below_p[i]),
             "under_served_attributes": attributes[i],
             "under_served_publics": publics[i],
+            "effort_savings": savings[i],
         }
         ev = _jsonable(ev)  # missing numbers become None, for the sentence as for JSON
         evidence.append(ev)
@@ -407,6 +414,17 @@ def recommend(
 
 
 def _reason(rec: str, ev: dict, above_target: bool, names: dict, reference: str) -> str:
+    """Plain French with the numbers behind a recommendation: one sentence, and one more
+    naming where effort can be saved inside the service, if anywhere."""
+    text = _verdict(rec, ev, above_target, names, reference)
+    if rec != "watch" and ev["effort_savings"]:
+        what = ", ".join(names.get(a, a) for a in ev["effort_savings"])
+        rated = "très bien notés" if len(ev["effort_savings"]) > 1 else "très bien noté"
+        text += f" Effort qui peut être allégé : {what}, {rated} mais presque sans effet sur la satisfaction globale."
+    return text
+
+
+def _verdict(rec: str, ev: dict, above_target: bool, names: dict, reference: str) -> str:
     """One plain French sentence with the numbers behind a recommendation."""
     if rec == "watch":
         if ev["satisfied"] is None or ev["flag"] not in _PUBLISHED:

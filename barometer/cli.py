@@ -397,7 +397,9 @@ def recommend_command(year, output):
     les marges de la population quand la collectivité les a saisies) comparée à la cible
     de la politique et aux services de la même politique, priorité de la politique et
     coût par usager, écarts testés avec contrôle du taux de fausses découvertes. Chaque
-    service est comparé aux services de sa collectivité.
+    service est comparé aux services de sa collectivité. La phrase et les chiffres
+    nomment aussi les critères qui pèsent le plus mais restent mal notés
+    (under_served_attributes) et ceux où l'effort peut être allégé (effort_savings).
     """
     import json
 

@@ -75,7 +75,9 @@ PLANTED = (
     Planted(
         "over_quality_service",
         "conservatoire",
-        "satisfaction bien au-dessus de la cible d'une politique secondaire, pour un coût par usager élevé (sur-qualité)",
+        "satisfaction bien au-dessus de la cible d'une politique secondaire, pour un coût par usager élevé "
+        "(sur-qualité), et des horaires très bien notés mais sans effet sur la satisfaction globale",
+        target="opening_hours",
     ),
     Planted(
         "under_served_service",
@@ -163,9 +165,9 @@ def _design(service: str, drivers: tuple[str, ...], rng: np.random.Generator) ->
     for p in PLANTED:
         if p.service == service and p.target in drivers:
             j = drivers.index(p.target)
-            if p.kind == "over_quality":
+            if p.kind in ("over_quality", "over_quality_service"):
                 beta[j], mu[j] = 0.0, 4.7
-            elif p.kind == "under_served":
+            elif p.kind in ("under_served", "under_served_service"):
                 beta[j], mu[j] = 0.65, 2.3
     return mu, beta
 

@@ -6,6 +6,7 @@ import enum
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import numpy as np
 from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
@@ -18,10 +19,12 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     true,
 )
@@ -32,6 +35,21 @@ from .extensions import db
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class FloatVector(TypeDecorator):
+    """A vector of floats stored as its bytes (8-byte big-endian IEEE 754, the order
+    PostgreSQL's ``float8send`` writes): read back without parsing any text, and the
+    same bytes on SQLite and PostgreSQL."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else np.asarray(value, dtype=">f8").tobytes()
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else np.frombuffer(value, dtype=">f8").astype(float)
 
 
 def utcnow() -> datetime:
@@ -374,7 +392,23 @@ class ResultMoments(db.Model):
     #: Complete rows (responses answering every variable).
     n: Mapped[int] = mapped_column(BigInteger)
     #: Upper triangle, row by row, of the cross-product matrix of [1, variables...].
-    moments: Mapped[list] = mapped_column(JSON)
+    moments: Mapped[np.ndarray] = mapped_column(FloatVector)
+
+
+class ResultMonthVersion(db.Model):
+    """The data version of one month of a service: the service's data version when that
+    month's results last changed. Caches of a date range key on the greatest of its
+    months, so responses to the current month leave the results of past months cached."""
+
+    __tablename__ = "result_month_version"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    #: The service.
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id", ondelete="CASCADE"), primary_key=True)
+    #: First day of the month (UTC), as in ResultCell.
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    #: The service's `ResultVersion.version` when the month last changed (never lowered).
+    version: Mapped[int] = mapped_column(BigInteger)
 
 
 class ResultVersion(db.Model):

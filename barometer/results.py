@@ -16,6 +16,9 @@ report statistic needs, kept up to date in the transaction that stores the respo
     weighted correlations, OLS and LMG need, weights being constant within a profile cell.
 ``result_version``
     per service: a counter raised by every change, for caches keyed by data version.
+``result_month_version``
+    per service × month: the service's version when that month last changed, so that a
+    cache of a date range (`range_versions`) outlives responses to other months.
 
 A missing profile answer and "préfère ne pas dire" are one code in the tables
 (`MISSING_CODE`) and ``pd.NA`` in the frames, as `frames.responses_frame` has them. The
@@ -25,7 +28,6 @@ functions here are, with `frames.py`, the only ones that turn rows into frames;
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
@@ -50,6 +52,7 @@ from .models import (
     Response,
     ResultCell,
     ResultMoments,
+    ResultMonthVersion,
     ResultVersion,
 )
 
@@ -72,6 +75,7 @@ ResponseRows = tuple[Mapping[str, Any], Sequence[tuple]]
 _CELLS = ResultCell.__table__
 _MOMENTS = ResultMoments.__table__
 _VERSIONS = ResultVersion.__table__
+_MONTH_VERSIONS = ResultMonthVersion.__table__
 _CELL_KEY = ("service_id", "month", "site_id", "question_key", *PROFILE_KEYS)
 _CELL_VALUES = ("n", "total", "total_sq", "satisfied")
 _MOMENT_KEY = ("service_id", "month", "site_id", *PROFILE_KEYS, "variables")
@@ -112,6 +116,8 @@ class _Totals:
         self.rows: dict[tuple, list] = defaultdict(list)
         #: Service id -> responses.
         self.responses: dict[int, int] = defaultdict(int)
+        #: (service id, month) of the responses.
+        self.months: set[tuple[int, date]] = set()
 
     def add(self, response: Mapping[str, Any], answers: Iterable[tuple], drivers: Sequence[str]) -> None:
         """Add one response: its row and its answer rows (key, value, choice, text)."""
@@ -119,6 +125,7 @@ class _Totals:
         where = (service_id, _month(response["submitted_at"]), response.get("site_id") or NO_SITE)
         profile = tuple(_profile_code(response.get(key)) for key in PROFILE_KEYS)
         self.responses[service_id] += 1
+        self.months.add(where[:2])
         values = {}
         if self.with_cells:
             self.cells[(*where, RESPONSES_KEY, *profile)][0] += 1
@@ -265,6 +272,18 @@ class _Statements:
             index_elements=["service_id"],
             set_={"version": _VERSIONS.c.version + 1, "responses": _VERSIONS.c.responses + versions.excluded.responses},
         )
+        # A month's version becomes its service's (just raised): never lower than before.
+        months = insert(_MONTH_VERSIONS).from_select(
+            ["service_id", "month", "version"],
+            select(
+                bindparam("service_id", type_=_VERSIONS.c.service_id.type),
+                bindparam("month", type_=Date()),
+                _VERSIONS.c.version,
+            ).where(_VERSIONS.c.service_id == bindparam("service_id")),
+        )
+        self.raise_months = months.on_conflict_do_update(
+            index_elements=["service_id", "month"], set_={"version": months.excluded.version}
+        )
         key = [_MOMENTS.c[c] for c in _MOMENT_KEY]
         self.insert_moments = insert(_MOMENTS)
         self.new_moments = insert(_MOMENTS).on_conflict_do_nothing(index_elements=list(_MOMENT_KEY)).returning(*key)
@@ -277,7 +296,7 @@ class _Statements:
         self.update_moments = (
             update(_MOMENTS)
             .where(*[_MOMENTS.c[c] == bindparam(f"k_{c}") for c in _MOMENT_KEY])
-            .values(n=bindparam("v_n"), moments=bindparam("v_moments"))
+            .values(n=bindparam("v_n"), moments=bindparam("v_moments", type_=_MOMENTS.c.moments.type))
         )
 
 
@@ -292,6 +311,7 @@ def _write(connection: Connection, totals: _Totals, *, add: bool) -> None:
     statements = _statements(connection.dialect)
     if add:
         _raise_versions(connection, totals.responses)
+        connection.execute(statements.raise_months, [{"service_id": s, "month": m} for s, m in sorted(totals.months)])
     cells = totals.cell_rows()
     if cells:
         (statements.add_cells if add else statements.insert_cells).run(connection, cells)
@@ -315,13 +335,13 @@ def _raise_versions(connection: Connection, responses: Mapping[int, int]) -> Non
 
 
 def _moment_row(key: tuple, vector: np.ndarray) -> dict:
-    return {**dict(zip(_MOMENT_KEY, key, strict=True)), "n": int(vector[0]), "moments": vector.tolist()}
+    return {**dict(zip(_MOMENT_KEY, key, strict=True)), "n": int(vector[0]), "moments": vector}
 
 
 def _write_moments(connection: Connection, statements: _Statements, moments: dict, *, add: bool) -> None:
     """Insert the moments rows not stored yet; add to the others, locked meanwhile.
 
-    A JSON vector cannot be added to in SQL the same way on SQLite and PostgreSQL, hence
+    A stored vector cannot be added to in SQL the same way on SQLite and PostgreSQL, hence
     the read, lock and write: an insert that meets a row another writer is inserting
     waits for it, then leaves it to the update.
     """
@@ -338,7 +358,7 @@ def _write_moments(connection: Connection, statements: _Statements, moments: dic
             merged = np.asarray(vector, dtype=float) + moments[tuple(key)]
             updates.append(
                 {f"k_{c}": v for c, v in zip(_MOMENT_KEY, key, strict=True)}
-                | {"v_n": int(merged[0]), "v_moments": merged.tolist()}
+                | {"v_n": int(merged[0]), "v_moments": merged}
             )
     if updates:
         connection.execute(statements.update_moments, updates)
@@ -407,7 +427,28 @@ def rebuild_service(connection: Connection, service_id: int, *, chunk: int = 20_
         select(func.count()).select_from(responses).where(responses.c.service_id == service_id)
     ).scalar_one()
     connection.execute(update(_VERSIONS).where(_VERSIONS.c.service_id == service_id).values(responses=count))
+    _rebuilt_months(connection, service_id)
     return count
+
+
+def _rebuilt_months(connection: Connection, service_id: int) -> None:
+    """After a rebuild, every month of the service (those it still has and those it had)
+    takes the service's new version: whatever a rebuild changed, no cache outlives it."""
+    version = select(_VERSIONS.c.version).where(_VERSIONS.c.service_id == service_id).scalar_subquery()
+    connection.execute(
+        update(_MONTH_VERSIONS).where(_MONTH_VERSIONS.c.service_id == service_id).values(version=version)
+    )
+    insert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[connection.dialect.name]
+    months = (
+        select(_CELLS.c.service_id, _CELLS.c.month, version)
+        .where(_CELLS.c.service_id == service_id, _CELLS.c.question_key == RESPONSES_KEY)
+        .distinct()
+    )
+    connection.execute(
+        insert(_MONTH_VERSIONS)
+        .from_select(["service_id", "month", "version"], months)
+        .on_conflict_do_nothing(index_elements=["service_id", "month"])
+    )
 
 
 def _month_of(dialect, column):
@@ -502,9 +543,9 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     """Codes of the tables as the frames of `frames.py` have them: a month as a Period,
     no site and a missing profile answer as NA; text columns as categories (a few
     values repeated many times)."""
-    months = frame.pop("month").to_numpy(dtype=object)
-    distinct = {m: pd.Period(str(m)[:7], freq="M") for m in set(months)}
-    frame.insert(1, "period", pd.PeriodIndex([distinct[m] for m in months], freq="M"))
+    codes, months = pd.factorize(frame.pop("month").to_numpy(dtype=object))
+    distinct = pd.PeriodIndex([pd.Period(str(m)[:7], freq="M") for m in months], freq="M")
+    frame.insert(1, "period", distinct.take(codes) if len(codes) else distinct[:0])
     sites = frame["site_id"].to_numpy(dtype=np.int64)
     frame["site_id"] = pd.array(sites, dtype="Int64")
     frame.loc[sites == NO_SITE, "site_id"] = pd.NA
@@ -581,9 +622,16 @@ def moments_frame(
     with db.engine.connect() as connection:
         frame = _frame(connection, query)
     frame["service_id"] = frame["service_id"].astype("int64")
-    frame["variables"] = [tuple(v.split(" ")) for v in frame["variables"]]
-    # The driver's value: JSON text (SQLite), or already decoded (psycopg).
-    frame["moments"] = [np.asarray(json.loads(m) if isinstance(m, str) else m, dtype=float) for m in frame["moments"]]
+    split = {v: tuple(v.split(" ")) for v in set(frame["variables"])}
+    frame["variables"] = [split[v] for v in frame["variables"]]
+    # The driver's bytes (`models.FloatVector`), all decoded at once, then cut in rows.
+    stored = [bytes(b) for b in frame["moments"]]
+    flat = np.frombuffer(b"".join(stored), dtype=">f8").astype(float)
+    ends = np.cumsum([len(b) // 8 for b in stored])
+    vectors = np.empty(len(stored), dtype=object)
+    for i, vector in enumerate(np.split(flat, ends[:-1]) if stored else []):
+        vectors[i] = vector
+    frame["moments"] = vectors
     frame["n"] = frame["n"].astype("int64")
     return _tidy(frame)
 
@@ -595,6 +643,25 @@ def data_versions(service_ids: Sequence[int]) -> dict[int, int]:
     ids = list(service_ids)
     with db.engine.connect() as connection:
         query = select(_VERSIONS.c.service_id, _VERSIONS.c.version).where(_VERSIONS.c.service_id.in_(ids))
+        stored = dict(connection.execute(query).all())
+    return {service_id: int(stored.get(service_id, 0)) for service_id in ids}
+
+
+def range_versions(service_ids: Sequence[int], start: date, end: date) -> dict[int, int]:
+    """Each service's data version over the months from ``start`` to ``end`` (any day of
+    the first and last month): a number that changes whenever the results of one of
+    those months do, and only then (0 for a service without results there). Key caches
+    of a date range on it: a response to another month leaves them valid."""
+    ids = list(service_ids)
+    query = _months(
+        select(_MONTH_VERSIONS.c.service_id, func.max(_MONTH_VERSIONS.c.version)).where(
+            _MONTH_VERSIONS.c.service_id.in_(ids)
+        ),
+        _MONTH_VERSIONS,
+        start,
+        end,
+    ).group_by(_MONTH_VERSIONS.c.service_id)
+    with db.engine.connect() as connection:
         stored = dict(connection.execute(query).all())
     return {service_id: int(stored.get(service_id, 0)) for service_id in ids}
 

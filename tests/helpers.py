@@ -1,6 +1,7 @@
 """Small helpers for tests that drive the survey through HTTP."""
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -92,3 +93,53 @@ def valid_submission(app, slug: str, token: str, answers: dict | None = None, **
             **fields,
         }
     )
+
+
+#: The second organisation `add_neighbour` makes, and its director's e-mail.
+NEIGHBOUR = "communaute-voisine"
+NEIGHBOUR_DIRECTOR = "dgs@voisine.invalid"
+
+
+def add_neighbour(app, password: str) -> int:
+    """A second organisation beside the demo commune (which must be loaded with its
+    budgets), for comparisons across organisations: a pool of the demo pool's policy (40
+    of 60 users satisfied, 50 € per user) and a library of the demo library's policy (12
+    responses, 30 € per user), with budgets and responses in the demo's last budget year,
+    and a director (`NEIGHBOUR_DIRECTOR`, ``password``). Returns that year."""
+    from barometer.models import Allocation, Organisation, OrganisationKind, Role, Service, User
+    from barometer.respond.services import new_token
+    from barometer.storage import store_responses
+
+    with app.app_context():
+        demo_services = {s.slug: s for s in db.session.execute(select(Service)).scalars()}
+        year = db.session.execute(select(func.max(Allocation.year))).scalar_one()
+        org = Organisation(slug=NEIGHBOUR, name="Communauté voisine", kind=OrganisationKind.epci, areas=[])
+        db.session.add(org)
+        db.session.flush()
+        for slug, model, budget, volume in (
+            ("piscine-voisine", "piscine", 500_000, 10_000),
+            ("mediatheque-voisine", "mediatheque", 90_000, 3_000),
+        ):
+            like = demo_services[model]
+            service = Service(
+                slug=slug,
+                name=f"{like.name} (voisine)",
+                organisation_id=org.id,
+                policy_id=like.policy_id,
+                questionnaire_id=like.questionnaire_id,
+            )
+            db.session.add(service)
+            db.session.flush()
+            db.session.add(Allocation(service_id=service.id, year=year, budget_eur=budget, staff_fte=5, volume=volume))
+        director = User(email=NEIGHBOUR_DIRECTOR, role=Role.director, organisation_id=org.id)
+        director.set_password(password)
+        db.session.add(director)
+        db.session.commit()
+    # Dated in the year steered, before now.
+    when = min(datetime.now(UTC), datetime(year, 12, 31, tzinfo=UTC)).replace(minute=0, second=0, microsecond=0)
+    for slug, scores in (("piscine-voisine", [5, 4] * 20 + [2] * 20), ("mediatheque-voisine", [4] * 12)):
+        answers = [{"overall": str(o), "courtesy": str(o), "waiting_time": "3"} for o in scores]
+        subs = [valid_submission(app, slug, new_token(), a, submitted_at=when) for a in answers]
+        with app.app_context():
+            store_responses(subs)
+    return year

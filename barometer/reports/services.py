@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -18,32 +18,39 @@ import numpy as np
 import pandas as pd
 from babel.dates import format_date
 from flask import abort
-from flask_babel import format_decimal
+from flask_babel import force_locale, format_decimal
 from flask_babel import gettext as _
 from sqlalchemy import and_, func, select, true
 from sqlalchemy.orm import aliased, joinedload, selectinload
 
 from analysis import cells as cellstats
 from analysis.estimates import DEFAULT_RULES, Estimate
-from analysis.ipa import QUADRANT_LABELS, bootstrap_ci, quadrants
+from analysis.ipa import QUADRANT_LABELS, quadrants
 from analysis.trends import Change, adjust, compare_periods, trend
 from surveys.schema import choices_for
 
 from .. import results
 from ..extensions import db
-from ..frames import responses_frame
-from ..models import Answer, Policy, Priority, QuestionnaireVersion, Response, Role, Service, Site, User
+from ..models import (
+    Answer,
+    Policy,
+    Priority,
+    QuestionnaireVersion,
+    Response,
+    ResultVersion,
+    Role,
+    Service,
+    Site,
+    User,
+)
 from ..respond.services import get_survey
 
 #: Significance level of changes, trends and gaps, and the FDR of families of tests.
 ALPHA = 0.05
-#: Bootstrap replicates of the importance-performance intervals (fixed seed: the same
-#: data always gives the same page).
-N_BOOT = 200
-BOOT_SEED = 1
-#: Level of the importance intervals of the home's attribute alerts (read-model
-#: jackknife, not the report's bootstrap): the home screens every service's attributes
-#: at once, so it asks for stronger evidence before naming one.
+#: Level of the importance-performance intervals of a report (one service's attributes).
+IPA_LEVEL = 0.95
+#: Level of the same intervals for the home's attribute alerts: the home screens every
+#: service's attributes at once, so it asks for stronger evidence before naming one.
 HOME_IPA_LEVEL = 0.99
 #: Comments per page.
 COMMENTS_PER_PAGE = 20
@@ -80,18 +87,13 @@ def scope_filter(user: User):
 
 
 def services_in_scope(user: User) -> list[ServiceRow]:
-    """The services a user may see, with how many responses each has."""
+    """The services a user may see, with how many responses each has (the read model's
+    count, kept with it) and when the last one came (one index lookup per service)."""
     scope = scope_filter(user)
-    counts = (
-        select(Response.service_id, func.count().label("n"), func.max(Response.submitted_at).label("last"))
-        .join(Service, Service.id == Response.service_id)
-        .where(scope)
-        .group_by(Response.service_id)
-        .subquery()
-    )
+    last = select(func.max(Response.submitted_at)).where(Response.service_id == Service.id).scalar_subquery()
     query = (
-        select(Service, func.coalesce(counts.c.n, 0), counts.c.last)
-        .outerjoin(counts, counts.c.service_id == Service.id)
+        select(Service, func.coalesce(ResultVersion.responses, 0), last)
+        .outerjoin(ResultVersion, ResultVersion.service_id == Service.id)
         .where(scope)
         .options(joinedload(Service.policy))
         .order_by(Service.name)
@@ -200,13 +202,15 @@ class _Lru:
 
 
 _reports = _Lru(64)
+#: Services' summaries (the home's rows and the steering's attributes): small, one per
+#: service, grain, range and language, for organisations of some hundreds of services.
+_summary_cache = _Lru(4096)
 _families = _Lru(2048)
 _family_tables = _Lru(64)
-_ipa = _Lru(128)
 
 
 def clear_caches() -> None:
-    for cache in (_reports, _families, _family_tables, _ipa):
+    for cache in (_reports, _summary_cache, _families, _family_tables):
         cache.clear()
 
 
@@ -320,11 +324,14 @@ class AttributeRow:
     label: str
     performance: Estimate
     satisfied: Estimate
-    #: Share of R² (LMG) and its bootstrap interval; None when the model could not be fitted.
+    #: Share of R² (LMG) and its jackknife interval; None when the model could not be fitted.
     importance: float | None
     importance_low: float | None
     importance_high: float | None
     quadrant: str | None
+    #: The performance the importance-performance chart places it at: its mean over the
+    #: complete responses, those its importance rests on (None outside the chart).
+    ipa_performance: float | None = None
 
     @property
     def quadrant_label(self) -> str:
@@ -342,7 +349,7 @@ class AttributesSection:
 
     def ipa_frame(self) -> pd.DataFrame:
         rows = [
-            {"label": r.label, "performance": r.performance.value, "importance": r.importance, "quadrant": r.quadrant}
+            {"label": r.label, "performance": r.ipa_performance, "importance": r.importance, "quadrant": r.quadrant}
             for r in self.rows
             if r.quadrant is not None
         ]
@@ -615,17 +622,13 @@ def _org_family(organisation_id: int, grain: str, start: date, end: date, cells:
     controlled over all of them at once: a service is not flagged because it happened to
     be tested alone, and every reader sees the same flags.
 
-    Each service's part is cached by its own data version, so a new response recomputes
-    one service's part; the parts missing are computed from one read of the read model
+    Each service's part is cached by its own data version over the range, so a new
+    response recomputes one service's part, and none when it answers another month; the parts missing are computed from one read of the read model
     for all of them (or from ``cells``, service id -> cells, when the caller has read
     them). The adjustment over the family is cached by the versions of all.
     """
-    ids = list(
-        db.session.execute(select(Service.id).where(Service.organisation_id == organisation_id).order_by(Service.id))
-        .scalars()
-        .all()
-    )
-    versions = results.data_versions(ids)
+    ids = _organisation_services(organisation_id)
+    versions = results.range_versions(ids, start, end)
     table_key = (organisation_id, grain, start, end, tuple(versions[sid] for sid in ids))
     tables = _family_tables.peek(table_key)
     if tables is not None:
@@ -664,9 +667,31 @@ def _org_family(organisation_id: int, grain: str, start: date, end: date, cells:
         "slopes": slope_frame.set_index("service_id"),
         "gaps": gap_frame,
         "changes": changes.set_index("service_id"),
+        # Each service's % satisfied over the range and its raking, for the comparison
+        # and the report of the service itself.
+        "satisfied": {sid: p["satisfied"] for sid, p in zip(ids, parts, strict=True)},
+        "raking": {sid: p["raking"] for sid, p in zip(ids, parts, strict=True)},
+        "by_period": {sid: p["by_period"] for sid, p in zip(ids, parts, strict=True)},
     }
     _family_tables.put(table_key, tables)
     return tables
+
+
+def org_family(organisation_id: int, grain: str, start: date, end: date) -> dict:
+    """The organisation's family of tests over a range (see `_org_family`): per service,
+    ``satisfied`` (its % satisfied over the range, an `Estimate`) and ``raking``
+    ((raking, note)), and the tables ``slopes``, ``changes`` and ``gaps`` (with raw and
+    family-adjusted p-values); each service's part cached by its data version of the
+    range. The steering reads a service's year from it."""
+    return _org_family(organisation_id, grain, start, end)
+
+
+def _organisation_services(organisation_id: int) -> list[int]:
+    return list(
+        db.session.execute(select(Service.id).where(Service.organisation_id == organisation_id).order_by(Service.id))
+        .scalars()
+        .all()
+    )
 
 
 def _slope(mean_table: pd.DataFrame, service_id: int) -> dict | None:
@@ -685,7 +710,14 @@ def _family_part(service_id: int, grain: str, start: date, end: date, margins, c
     if cells is not None:
         cells = cells[cells["question_key"].isin(["overall", results.RESPONSES_KEY]).to_numpy(dtype=bool)]
     if cells is None or cells.empty:
-        return {"slope": None, "gaps": None, "change": None, "raking": (None, None)}
+        return {
+            "slope": None,
+            "gaps": None,
+            "change": None,
+            "raking": (None, None),
+            "satisfied": empty_estimate(),
+            "by_period": None,
+        }
     cells = cellstats.with_period(cells, grain)
     raking, _note = _rake(cells, margins)
     sat = cellstats.estimates(cells, "overall", by="period", statistic="satisfied", raking=raking)
@@ -702,8 +734,17 @@ def _family_part(service_id: int, grain: str, start: date, end: date, margins, c
         gaps = gaps.assign(service_id=service_id)
     except ValueError:
         gaps = None
-    # The raking depends on the responses only: the service's summary reuses it.
-    return {"slope": slope, "gaps": gaps, "change": change, "raking": (raking, _note)}
+    satisfied = cellstats.estimate(cells, "overall", statistic="satisfied", raking=raking)
+    # The raking depends on the responses only: the service's report and summary reuse it,
+    # and the % satisfied and mean score by period.
+    return {
+        "slope": slope,
+        "gaps": gaps,
+        "change": change,
+        "raking": (raking, _note),
+        "satisfied": satisfied,
+        "by_period": (sat, mean),
+    }
 
 
 # ----------------------------------------------------------------------- the report
@@ -719,15 +760,19 @@ def build_service_report(
     lang: str = "fr",
     viewer_scope: frozenset[int] | None = None,
 ) -> ServiceReport:
-    """The service report for a grain and date range, on the read model, cached by data version.
+    """The service report for a grain and date range, on the read model, cached by the
+    data versions of the range (`results.range_versions`) of every service of the
+    organisation: its family of tests and the comparison read them all.
 
     ``viewer_scope`` holds the ids of the services the reader may see one by one (None:
     all): the comparison names only those, and pools the others.
     """
     periods = report_periods(grain, start, end, lang)
     start, end = periods[0].start, periods[-1].end
-    version = results.data_versions([service.id]).get(service.id, 0)
-    key = (service.id, site.id if site else None, grain, start, end, lang, version, viewer_scope)
+    versions = results.range_versions(_organisation_services(service.organisation_id), start, end)
+    # Raised by any change to the range of any of them (each version only grows).
+    version = sum(versions.values())
+    key = (service.id, site.id if site else None, grain, start, end, lang, tuple(versions.items()), viewer_scope)
     return _reports.get_or_make(
         key,
         lambda: _build(
@@ -746,26 +791,34 @@ def _build(service: Service, *, grain, periods, site, lang, version, scope) -> S
         cells = cells[cells["site_id"] == site.id]
     cells = cellstats.with_period(cells, grain)
     margins = results.population_margins(service.organisation_id)
-    raking, note = _rake(cells, margins)
+    family = _org_family(service.organisation_id, grain, start, end)
+    if site is None and service.id in family["raking"]:
+        raking, note = family["raking"][service.id]  # the same responses, raked once
+    else:
+        raking, note = _rake(cells, margins)
 
     def by_period(statistic):
         if cells.empty:
             return None
         return cellstats.estimates(cells, "overall", by="period", statistic=statistic, raking=raking)
 
-    sat_table, mean_table = by_period("satisfied"), by_period("mean")
+    if site is None and family["by_period"].get(service.id) is not None:
+        sat_table, mean_table = family["by_period"][service.id]  # the same cells, estimated once
+    else:
+        sat_table, mean_table = by_period("satisfied"), by_period("mean")
     versions = _versions_by_period(service.id, periods, grain)
-    trend_section = _trend_section(service, periods, sat_table, mean_table, versions, site, grain)
+    trend_section = _trend_section(service, periods, sat_table, mean_table, versions, site, grain, family)
     headline = _headline(trend_section, _target(service))
     if cells.empty:
         overall_sat = overall_mean = empty_estimate()
     else:
         overall_sat = cellstats.estimate(cells, "overall", statistic="satisfied", raking=raking)
         overall_mean = cellstats.estimate(cells, "overall", statistic="mean", raking=raking)
-    drivers_section = _drivers(service, site, drivers, questionnaire, lang, start, end, raking)
-    attributes = _attributes(service, site, cells, drivers, questionnaire, lang, start, end, raking, version)
+    moments = _moments(service, site, start, end) if drivers else None
+    drivers_section = _drivers(moments, drivers, questionnaire, lang, raking)
+    attributes = _attributes(cells, moments, drivers, questionnaire, lang, raking)
     publics = _publics(service, site, cells, raking, context, lang, grain, start, end)
-    comparison = _comparison(service, start, end, scope, margins)
+    comparison = _comparison(service, start, end, scope, margins, family["satisfied"])
     sites = _sites(service, site, cells, raking, periods) if site is None else ()
     return ServiceReport(
         service_slug=service.slug,
@@ -795,7 +848,7 @@ def _build(service: Service, *, grain, periods, site, lang, version, scope) -> S
     )
 
 
-def _trend_section(service, periods, sat_table, mean_table, versions, site, grain) -> TrendSection:
+def _trend_section(service, periods, sat_table, mean_table, versions, site, grain, family=None) -> TrendSection:
     sats = [_get(sat_table, p.key) if sat_table is not None else empty_estimate() for p in periods]
     means = [_get(mean_table, p.key) if mean_table is not None else empty_estimate() for p in periods]
     changes: list[Change | None] = [None]
@@ -809,7 +862,8 @@ def _trend_section(service, periods, sat_table, mean_table, versions, site, grai
     )
     slope, slope_sig, last_sig = None, False, False
     if site is None:
-        family = _org_family(service.organisation_id, grain, periods[0].start, periods[-1].end)
+        if family is None:
+            family = _org_family(service.organisation_id, grain, periods[0].start, periods[-1].end)
         slopes, changes = family["slopes"], family["changes"]
         if service.id in slopes.index:
             slope = slopes.loc[service.id, "trend"]
@@ -854,10 +908,9 @@ def _moments(service, site, start, end) -> pd.DataFrame:
     return moments
 
 
-def _drivers(service, site, drivers, questionnaire, lang, start, end, raking) -> DriversSection:
+def _drivers(moments, drivers, questionnaire, lang, raking) -> DriversSection:
     if not drivers:
         return DriversSection((), None, 0, _("Ce questionnaire n'a pas de critères détaillés."))
-    moments = _moments(service, site, start, end)
     if moments.empty:
         return DriversSection((), None, 0, _("Pas assez de réponses complètes pour estimer ce qui compte."))
     variables = tuple(moments["variables"].iloc[-1])
@@ -878,38 +931,11 @@ def _drivers(service, site, drivers, questionnaire, lang, start, end, raking) ->
     return DriversSection(rows, float(table.attrs["r2"]), n, None)
 
 
-def _ipa_intervals(service, site, drivers, start, end, raking, version) -> pd.DataFrame | None:
-    """Bootstrap intervals of performance and importance (the one unit-level read of a
-    report: resampling needs the respondents), cached by data version."""
-    key = (service.id, site.id if site else None, start, end, version, tuple(drivers))
-
-    def make():
-        frame = responses_frame(services=[service.slug], keys=["overall", *drivers])
-        day = frame["submitted_at"].dt.tz_convert(None).dt.normalize()
-        keep = (day >= pd.Timestamp(start)) & (day <= pd.Timestamp(end))
-        if site is not None:
-            keep &= frame["site"] == site.code
-        frame = frame[keep]
-        present = [d for d in drivers if d in frame.columns and frame[d].notna().any()]
-        if len(frame) < DEFAULT_RULES.min_n or len(present) < 2:
-            return None
-        frame = frame.reset_index(drop=True)
-        weights = pd.Series(raking.weights_for(frame), index=frame.index) if raking is not None else None
-        try:
-            return bootstrap_ci(frame, "overall", present, weights=weights, n_boot=N_BOOT, seed=BOOT_SEED)
-        except ValueError:
-            return None
-
-    return _ipa.get_or_make(key, make)
-
-
-def _attributes(service, site, cells, drivers, questionnaire, lang, start, end, raking, version) -> AttributesSection:
+def _attributes(cells, moments, drivers, questionnaire, lang, raking) -> AttributesSection:
     if not drivers:
         return AttributesSection((), None, (), (), _("Ce questionnaire n'a pas de critères détaillés."))
-    ci = None if cells.empty else _ipa_intervals(service, site, drivers, start, end, raking, version)
-    quad = None
-    if ci is not None and ci.attrs.get("n", 0) >= DEFAULT_RULES.min_n:
-        quad = quadrants(ci["performance"], ci["importance"], ci=ci)
+    ci = _ipa_intervals(moments, drivers, raking, IPA_LEVEL)
+    quad = None if ci is None else quadrants(ci["performance"], ci["importance"], ci=ci)
     rows = []
     for key in drivers:
         if cells.empty or not (cells["question_key"] == key).any():
@@ -917,7 +943,7 @@ def _attributes(service, site, cells, drivers, questionnaire, lang, start, end, 
         else:
             perf = cellstats.estimate(cells, key, statistic="mean", raking=raking)
             sat = cellstats.estimate(cells, key, statistic="satisfied", raking=raking)
-        in_ipa = quad is not None and key in quad.index and perf.publishable
+        in_ipa = quad is not None and key in quad.index
         rows.append(
             AttributeRow(
                 key=key,
@@ -928,6 +954,7 @@ def _attributes(service, site, cells, drivers, questionnaire, lang, start, end, 
                 importance_low=float(ci.loc[key, "imp_low"]) if in_ipa else None,
                 importance_high=float(ci.loc[key, "imp_high"]) if in_ipa else None,
                 quadrant=str(quad.loc[key, "quadrant"]) if in_ipa else None,
+                ipa_performance=float(ci.loc[key, "performance"]) if in_ipa else None,
             )
         )
     if quad is None:
@@ -959,7 +986,9 @@ def _column_labels() -> dict[str, str]:
 
 
 def _publics(service, site, cells, raking, context, lang, grain, start, end) -> PublicsSection:
-    if cells.empty:
+    """``cells``: the scope's cells; None for a whole service that has answers (its gaps
+    come from the organisation's family, which read them)."""
+    if cells is not None and len(cells) == 0:
         return PublicsSection((), (), _("Aucune réponse sur la période."))
     if site is None:
         family = _org_family(service.organisation_id, grain, start, end)["gaps"]
@@ -1022,9 +1051,11 @@ def _pooled_estimate(ids: Sequence[int], start, end, margins, cells: pd.DataFram
     return cellstats.estimate(cells, "overall", statistic="satisfied", raking=raking)
 
 
-def _comparison(service, start, end, scope, margins) -> tuple[ComparisonRow, ...]:
+def _comparison(service, start, end, scope, margins, satisfied: Mapping[int, Estimate]) -> tuple[ComparisonRow, ...]:
     """The service beside the other services of its policy and of its domain; those the
-    reader may not see one by one are pooled (never fewer than two in a pool)."""
+    reader may not see one by one are pooled (never fewer than two in a pool).
+    ``satisfied``: each service's % satisfied over the range (its family part); only the
+    pools are read from the read model."""
     others = db.session.execute(
         select(Service)
         .join(Policy, Policy.id == Service.policy_id)
@@ -1038,13 +1069,15 @@ def _comparison(service, start, end, scope, margins) -> tuple[ComparisonRow, ...
     same_policy, same_domain = [], []
     for s in others:
         (same_policy if s.policy_id == service.policy_id else same_domain).append(s)
-    # One read for the service and every other one compared.
-    cells = results.cells_frame(
-        [service.id, *(s.id for s in same_policy + same_domain)], start=start, end=end, keys=["overall"]
-    )
-    rows = [
-        ComparisonRow(service.name, "self", _("ce service"), _pooled_estimate([service.id], start, end, margins, cells))
-    ]
+    pooled = [s for s in same_policy + same_domain if not (scope is None or s.id in scope)]
+    # One read for every service that is pooled.
+    cells = results.cells_frame([s.id for s in pooled], start=start, end=end, keys=["overall"]) if pooled else None
+
+    def own(s: Service) -> Estimate:
+        est = satisfied.get(s.id)
+        return est if est is not None else empty_estimate()
+
+    rows = [ComparisonRow(service.name, "self", _("ce service"), own(service))]
     for group_label, members in (
         (_("même politique (%(name)s)", name=service.policy.name), same_policy),
         (_("même domaine (%(name)s)", name=service.policy.domain.name), same_domain),
@@ -1052,9 +1085,7 @@ def _comparison(service, start, end, scope, margins) -> tuple[ComparisonRow, ...
         visible = [s for s in members if scope is None or s.id in scope]
         hidden = [s for s in members if not (scope is None or s.id in scope)]
         for s in visible:
-            rows.append(
-                ComparisonRow(s.name, "service", group_label, _pooled_estimate([s.id], start, end, margins, cells))
-            )
+            rows.append(ComparisonRow(s.name, "service", group_label, own(s)))
         if len(hidden) >= MIN_POOLED_SERVICES:
             rows.append(
                 ComparisonRow(
@@ -1137,6 +1168,11 @@ class Summary:
     alerts: tuple[Alert, ...]
     #: Attributes in the over-quality quadrant (not an alert: a saving to consider).
     over_quality: tuple[str, ...] = ()
+    #: The attributes' importance-performance quadrants (`_ipa_point`), None when they
+    #: could not be computed.
+    ipa: pd.DataFrame | None = field(default=None, compare=False)
+    #: The attributes' labels in the summary's language, by key.
+    attribute_labels: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 def service_summary(service: Service, *, grain: str, start: date, end: date, lang: str) -> Summary:
@@ -1149,30 +1185,24 @@ def _summaries(services: Sequence[Service], *, grain: str, start: date, end: dat
     the read model's cells and one of its moments for all of them."""
     periods = report_periods(grain, start, end, lang)
     start, end = periods[0].start, periods[-1].end
-    versions = results.data_versions([s.id for s in services])
+    versions = results.range_versions([s.id for s in services], start, end)
     keys = {s.id: ("summary", s.id, grain, start, end, lang, versions.get(s.id, 0)) for s in services}
-    out = {s.id: _reports.peek(keys[s.id]) for s in services}
+    out = {s.id: _summary_cache.peek(keys[s.id]) for s in services}
     missing = [s for s in services if out[s.id] is None]
     if not missing:
         return out
     contexts = {s.id: get_survey(s.slug) for s in missing}
-    wanted = sorted({"overall", *(d for c in contexts.values() for d in c.questionnaire.drivers)})
-    ids = [s.id for s in missing]
-    cells = _cells_by_service(ids, start, end, wanted)
-    moments = _moments_by_service(ids, start, end)
+    # The overall score comes from the organisation's family (its % satisfied and mean
+    # by period, its raking, its publics), the attributes from the moments.
+    moments = _moments_by_service([s.id for s in missing], start, end)
     by_organisation: dict[int, list[Service]] = {}
     for s in missing:
         by_organisation.setdefault(s.organisation_id, []).append(s)
     for organisation_id, members in by_organisation.items():
-        # Primes the family's cache from the cells just read (its other services are read if needed).
-        _org_family(organisation_id, grain, start, end, cells=cells)
-        margins = results.population_margins(organisation_id)
-        versions_now = results.data_versions([s.id for s in members])
+        family = _org_family(organisation_id, grain, start, end)
         for s in members:
-            part = _families.peek((s.id, grain, start, end, versions_now.get(s.id, 0)))
-            raking = part["raking"] if part is not None else None
-            out[s.id] = _summary(s, grain, periods, lang, contexts[s.id], cells[s.id], moments[s.id], margins, raking)
-            _reports.put(keys[s.id], out[s.id])
+            out[s.id] = _summary(s, grain, periods, lang, contexts[s.id], moments[s.id], family)
+            _summary_cache.put(keys[s.id], out[s.id])
     return out
 
 
@@ -1184,71 +1214,106 @@ def _moments_by_service(ids: Sequence[int], start: date, end: date) -> dict[int,
     return {sid: parts.get(sid, frame.iloc[:0]) for sid in ids}
 
 
-def _ipa_point(cells, moments, drivers, raking) -> pd.DataFrame | None:
-    """Importance-performance quadrants from the read model alone, for the home's alerts:
-    LMG shares from the moments with their delete-a-group jackknife intervals, and each
-    attribute's mean with its analytic 95% interval from the cells; an attribute whose
-    interval crosses a crosshair is "uncertain", as with the report's bootstrap
-    intervals (which need the respondents, one service at a time).
-    None when the model cannot be fitted or rests on fewer than the minimum of rows."""
-    if moments.empty or cells.empty:
+def _ipa_point(moments, drivers, raking) -> pd.DataFrame | None:
+    """Importance-performance quadrants of the home's alerts (`_ipa_intervals` at
+    `HOME_IPA_LEVEL`), or None."""
+    ci = _ipa_intervals(moments, drivers, raking, HOME_IPA_LEVEL)
+    return None if ci is None else quadrants(ci["performance"], ci["importance"], ci=ci)
+
+
+def _ipa_intervals(moments, drivers, raking, level: float) -> pd.DataFrame | None:
+    """Importance and performance of the attributes with their intervals, from the read
+    model's moments alone (no respondent is read): over the complete responses (those
+    that rate overall and every attribute), each attribute's LMG share of R² and its
+    mean, with their delete-a-group jackknife intervals at ``level``
+    (`analysis.cells.share_intervals`). An attribute whose interval crosses a crosshair
+    is then "uncertain" (`analysis.ipa.quadrants`). The report and the home use the same
+    intervals, so that they agree. None when the model cannot be fitted or rests on
+    fewer complete responses than the suppression rules' minimum."""
+    if moments is None or moments.empty:
         return None
     variables = tuple(moments["variables"].iloc[-1])
     used = [d for d in variables[1:] if d in drivers]
     if len(used) < 2:
         return None
     try:
-        table = cellstats.share_intervals(moments, "overall", used, raking=raking, level=HOME_IPA_LEVEL)
+        table = cellstats.share_intervals(moments, "overall", used, raking=raking, level=level)
     except (ValueError, np.linalg.LinAlgError):
         return None
     if table.attrs["n"] < DEFAULT_RULES.min_n:
         return None
-    perf = {}
-    for key in used:
-        if not (cells["question_key"] == key).any():
-            return None
-        est = cellstats.estimate(cells, key, statistic="mean", raking=raking)
-        if not est.publishable:
-            return None
-        perf[key] = est
-    share = table["share"]
     ci = pd.DataFrame(
         {
-            "performance": [perf[k].value for k in used],
-            "importance": share.to_numpy(),
-            "perf_low": [perf[k].ci_low for k in used],
-            "perf_high": [perf[k].ci_high for k in used],
+            "performance": table["mean"].to_numpy(),
+            "importance": table["share"].to_numpy(),
+            "perf_low": table["mean_low"].to_numpy(),
+            "perf_high": table["mean_high"].to_numpy(),
             "imp_low": table["share_low"].to_numpy(),
             "imp_high": table["share_high"].to_numpy(),
         },
         index=pd.Index(used),
     )
-    return quadrants(ci["performance"], ci["importance"], ci=ci)
+    ci.attrs["n"] = int(table.attrs["n"])
+    return ci
 
 
-def _summary(service: Service, grain, periods, lang, context, cells, moments, margins, raking=None) -> Summary:
-    """``raking``: (raking, note) of the service's scope when known (its family part)."""
+def _summary(service: Service, grain, periods, lang, context, moments, family) -> Summary:
+    """A service's summary from its part of the organisation's ``family`` and its moments."""
     start, end = periods[0].start, periods[-1].end
     drivers = list(context.questionnaire.drivers)
-    cells = cellstats.with_period(cells, grain)
-    raking, _note = raking if raking is not None else _rake(cells, margins)
-    tables = [
-        None if cells.empty else cellstats.estimates(cells, "overall", by="period", statistic=st, raking=raking)
-        for st in ("satisfied", "mean")
-    ]
-    trend_section = _trend_section(service, periods, *tables, {}, None, grain)
+    raking, _note = family["raking"].get(service.id, (None, None))
+    tables = family["by_period"].get(service.id) or (None, None)
+    answered = family["satisfied"].get(service.id, empty_estimate()).n > 0
+    trend_section = _trend_section(service, periods, *tables, {}, None, grain, family)
     headline = _headline(trend_section, _target(service))
     under = over = ()
-    if drivers and not cells.empty:
-        quad = _ipa_point(cells, moments, drivers, raking)
+    quad = None
+    labels = {k: _question_label(context.questionnaire, k, lang) for k in drivers}
+    if drivers and answered:
+        quad = _ipa_point(moments, drivers, raking)
         if quad is not None:
             under, over = (
-                tuple(_question_label(context.questionnaire, k, lang) for k in quad.index[quad["quadrant"] == code])
+                tuple(labels[k] for k in quad.index[quad["quadrant"] == code])
                 for code in ("concentrate_here", "possible_overkill")
             )
-    publics = _publics(service, None, cells, raking, context, lang, grain, start, end)
+    publics = _publics(service, None, None if answered else (), raking, context, lang, grain, start, end)
     alerts = alerts_for(headline, trend_section, under, publics.less_satisfied)
-    return Summary(headline, trend_section, alerts, over)
+    return Summary(headline, trend_section, alerts, over, quad, labels)
+
+
+@dataclass(frozen=True)
+class AttributeQuadrants:
+    """A service's attributes the importance-performance analysis sets apart, as
+    (key, label) pairs in questionnaire order."""
+
+    #: "Possible overkill": rated well above the others, weighing little (over-quality).
+    over_quality: tuple[tuple[str, str], ...]
+    #: "Concentrate here": weighing much, rated low (under-served); never an "uncertain" one.
+    under_served: tuple[tuple[str, str], ...]
+    #: `analysis.ipa.quadrants` of the service, None when it could not be computed.
+    ipa: pd.DataFrame | None = field(default=None, compare=False)
+
+
+def attribute_quadrants(
+    services: Sequence[Service], *, start: date, end: date, lang: str
+) -> dict[int, AttributeQuadrants]:
+    """Each service's over-quality and under-served attributes from ``start`` to
+    ``end``, by service id: the home's summaries, computed and cached once for both.
+
+    The summaries are made in ``lang`` whatever the reader's language (they are cached
+    under it), which also lets the command line ask for them."""
+    with force_locale(lang):
+        summaries = _summaries(services, grain="year", start=start, end=end, lang=lang)
+    out = {}
+    for s in services:
+        summary = summaries[s.id]
+        quad, labels = summary.ipa, summary.attribute_labels
+        pairs = {
+            code: tuple((k, labels.get(k, k)) for k in quad.index[quad["quadrant"] == code]) if quad is not None else ()
+            for code in ("possible_overkill", "concentrate_here")
+        }
+        out[s.id] = AttributeQuadrants(pairs["possible_overkill"], pairs["concentrate_here"], quad)
+    return out
 
 
 @dataclass(frozen=True)

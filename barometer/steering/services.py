@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
 import pandas as pd
+from flask_babel import force_locale
 from sqlalchemy import func, select, true
 from sqlalchemy.orm import joinedload
 
@@ -105,7 +107,11 @@ class SteeringInputs:
         budget_eur, fte, volume, budget_previous``, the share satisfied on ``overall``
         (``value, se, ci_low, ci_high, n, n_eff, flag``), ``weighted`` (raked to the
         margins), ``under_served_publics`` (labels of publics significantly less
-        satisfied), ``value_previous, se_previous`` (last year's).
+        satisfied), ``under_served_attributes`` (keys of the attributes residents
+        weigh most and rate low: the importance-performance quadrant "concentrate
+        here"), ``effort_savings`` (keys of the attributes rated far above what they
+        weigh, where effort can be saved, largest excess first:
+        `analysis.redeploy.effort_savings`), ``value_previous, se_previous`` (last year's).
     history : pandas.DataFrame
         ``service, year, budget_eur, value, se`` for every year with an allocation: the
         panel `analysis.redeploy.elasticity` fits.
@@ -116,6 +122,9 @@ class SteeringInputs:
     notes : tuple of (str, int)
         Remarks as (code, count): ``("no_margins", 0)`` (estimates unweighted: no
         population margins), ``("unraked", k)`` (k estimates the sample could not rake).
+    attribute_labels : mapping
+        The French labels of the attributes named in ``services``, by key (for the
+        recommendations' sentences).
     """
 
     year: int | None
@@ -123,6 +132,7 @@ class SteeringInputs:
     history: pd.DataFrame
     policies: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: tuple[tuple[str, int], ...] = field(default_factory=tuple)
+    attribute_labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -148,60 +158,16 @@ def _rake(cells: pd.DataFrame, margins):
         return None
 
 
-def _satisfied_by_year(cells: pd.DataFrame, margins, by: str = "service_id") -> tuple[dict, int]:
-    """Each (``by`` value, year)'s share satisfied on ``overall`` as a dict of estimate
-    fields, with its own raking (a service's users, or a policy's, are raked to the
-    population); returns them and how many could not be raked."""
-    from analysis import cells as cellstats
-
-    out: dict[tuple[int, int], dict] = {}
-    unraked = 0
-    if cells.empty:
-        return out, unraked
-    yearly = cellstats.with_period(cells, "year")
-    for (group, period), scope in yearly.groupby([by, "period"], sort=True, observed=True):
-        raking = _rake(scope, margins)
-        unraked += bool(margins) and raking is None
-        est = cellstats.estimate(scope, "overall", statistic="satisfied", raking=raking)
-        # A suppressed estimate is never shown, nor passed on: only its counts are.
-        shown = est.flag in PUBLISHED
-        out[(group, int(period.year))] = {
-            "value": est.value if shown else np.nan,
-            "se": est.se if shown else np.nan,
-            "ci_low": est.ci_low if shown else np.nan,
-            "ci_high": est.ci_high if shown else np.nan,
-            "n": est.n,
-            "n_eff": est.n_eff,
-            "flag": est.flag,
-            "weighted": raking is not None,
-            "raking": raking,
-            "cells": scope,
-        }
-    return out, unraked
-
-
-def _publics(estimates: dict, services: list[Service], year: int, labels: dict, alpha: float, min_gap: float):
+def _publics(gaps: pd.DataFrame, labels: dict, alpha: float, min_gap: float) -> dict[int, list[str]]:
     """The publics left behind in each service, tested as one family (services ×
     categories) under Benjamini-Hochberg: each service's own family would, over many
-    services, flag some chance gap somewhere."""
-    from analysis import cells as cellstats
+    services, flag some chance gap somewhere. ``gaps``: `analysis.cells.segment_gaps`
+    of each service whose estimate is published, with its ``service_id``."""
     from analysis.trends import adjust
 
-    frames = []
-    for s in services:
-        est = estimates.get((s.id, year))
-        if est is None or est["flag"] not in PUBLISHED:
-            continue
-        try:
-            gaps = cellstats.segment_gaps(
-                est["cells"], "overall", list(PUBLIC_COLUMNS), statistic="satisfied", raking=est["raking"]
-            )
-        except ValueError:
-            continue
-        frames.append(gaps.assign(service_id=s.id))
-    if not frames:
+    if gaps.empty:
         return {}
-    gaps = pd.concat(frames, ignore_index=True)
+    gaps = gaps.reset_index(drop=True)
     gaps["p_family"] = adjust(gaps["p"], alpha=alpha)["p_adjusted"].to_numpy()
     hit = gaps[
         (gaps["gap"] <= -min_gap) & (gaps["p_family"] < alpha) & ~gaps["flag"].isin(["suppressed", "hidden"]).to_numpy()
@@ -234,43 +200,118 @@ def _public_labels(services: list[Service]) -> dict:
     return labels
 
 
+def _fields(est, raking) -> dict:
+    """An estimate of the share satisfied as the fields the steering keeps: a suppressed
+    estimate is never shown, nor passed on: only its counts are."""
+    shown = est.flag in PUBLISHED
+    return {
+        "value": est.value if shown else np.nan,
+        "se": est.se if shown else np.nan,
+        "ci_low": est.ci_low if shown else np.nan,
+        "ci_high": est.ci_high if shown else np.nan,
+        "n": est.n,
+        "n_eff": est.n_eff,
+        "flag": est.flag,
+        "weighted": raking is not None,
+    }
+
+
 def _estimates(services, by_org, margins_of, first_year: int, year: int, alpha, min_gap, publics):
     """The share satisfied of every service and policy by year, from the read model,
-    each raked to its organisation's margins; the publics left behind; the notes."""
-    ids = [s.id for s in services]
-    cells = results.cells_frame(ids, start=date(first_year, 1, 1), end=date(year, 12, 1), keys=["overall"])
+    each raked to its organisation's margins; the publics left behind; the notes.
+
+    A service's year is the reports' family part of that year (`reports.services.org_family`
+    at the year grain): computed once, cached by the data version of that year alone, and
+    shared with the reports; so a response to this year leaves the past years' parts as
+    they are. A policy of several services pools their users, raked together (cached the
+    same way)."""
+    from ..reports import services as reports
+
     estimates: dict = {}
     pooled: dict = {}
     unraked = 0
-    for org_id, members in by_org.items():
-        margins = margins_of[org_id]
-        scope = cells[cells["service_id"].isin([s.id for s in members]).to_numpy()] if not cells.empty else cells
-        found, missed = _satisfied_by_year(scope, margins)
-        estimates.update(found)
-        unraked += missed
-        # A policy of one service is that service; the others pool their services' users.
-        policies: dict[str, list[int]] = {}
-        for s in members:
-            policies.setdefault(s.policy.slug, []).append(s.id)
-        for policy, sids in policies.items():
-            if len(sids) == 1:
-                pooled.update({(org_id, policy, y): est for (sid, y), est in found.items() if sid == sids[0]})
-        shared = {sid: policy for policy, sids in policies.items() if len(sids) > 1 for sid in sids}
-        if shared and not scope.empty:
-            inside = scope[scope["service_id"].isin(list(shared)).to_numpy()]
-            by_policy = inside.assign(policy=inside["service_id"].map(shared).astype(object))
-            found, _missed = _satisfied_by_year(by_policy, margins, by="policy")
-            pooled.update({(org_id, *k): est for k, est in found.items()})
+    gaps = []
+    for y in range(first_year, year + 1):
+        start, end = date(y, 1, 1), date(y, 12, 31)
+        for org_id, members in by_org.items():
+            margins = margins_of[org_id]
+            with force_locale("fr"):  # its notes are sentences (unused here); also on the command line
+                family = reports.org_family(org_id, "year", start, end)
+            for s in members:
+                est = family["satisfied"].get(s.id)
+                if est is None or est.n == 0:
+                    continue
+                raking, _note = family["raking"].get(s.id, (None, None))
+                unraked += bool(margins) and raking is None
+                estimates[(s.id, y)] = _fields(est, raking)
+            if y == year and publics and len(family["gaps"]):
+                published = {s.id for s in members if estimates.get((s.id, y), _EMPTY)["flag"] in PUBLISHED}
+                own = family["gaps"][family["gaps"]["service_id"].isin(published).to_numpy()]
+                gaps.append(own[[c for c in own.columns if c not in ("p_family", "under_served")]])
+            # A policy of one service is that service; the others pool their services' users.
+            policies: dict[str, list[int]] = {}
+            for s in members:
+                policies.setdefault(s.policy.slug, []).append(s.id)
+            for policy, sids in policies.items():
+                if len(sids) == 1:
+                    if (sids[0], y) in estimates:
+                        pooled[(org_id, policy, y)] = estimates[(sids[0], y)]
+                    continue
+                found = _pooled_policy(tuple(sids), margins, start, end)
+                if found is not None:
+                    pooled[(org_id, policy, y)] = found
     notes: list[tuple[str, int]] = []
     if not any(margins_of.values()):
         notes.append(("no_margins", 0))
     elif unraked:
         notes.append(("unraked", int(unraked)))
-    under_served = _publics(estimates, services, year, _public_labels(services), alpha, min_gap) if publics else {}
-    # Kept in the cache without the cells and rakings they were computed from.
-    light = {k: {f: v for f, v in est.items() if f not in ("cells", "raking")} for k, est in estimates.items()}
-    pooled = {k: {f: v for f, v in est.items() if f not in ("cells", "raking")} for k, est in pooled.items()}
-    return light, pooled, under_served, tuple(notes)
+    frame = pd.concat(gaps, ignore_index=True) if gaps else pd.DataFrame()
+    under_served = _publics(frame, _public_labels(services), alpha, min_gap) if publics else {}
+    return estimates, pooled, under_served, tuple(notes)
+
+
+def _pooled_policy(ids: tuple[int, ...], margins, start: date, end: date) -> dict | None:
+    """The share satisfied of the users of several services pooled over a year, raked
+    together; cached by the data versions of that year of those services."""
+    from analysis import cells as cellstats
+
+    versions = results.range_versions(list(ids), start, end)
+    margins_key = tuple((d, tuple(sorted(c.items()))) for d, c in sorted(margins.items()))
+    key = ("policy", ids, start, end, tuple(versions[i] for i in ids), margins_key)
+
+    def compute():
+        cells = results.cells_frame(list(ids), start=start, end=end, keys=["overall"])
+        if cells.empty:
+            return None
+        raking = _rake(cells, margins)
+        return _fields(cellstats.estimate(cells, "overall", statistic="satisfied", raking=raking), raking)
+
+    return _POOLED.get_or_compute(key, compute)
+
+
+def _attributes(services: list[Service], year: int) -> tuple[dict, dict, dict]:
+    """Each service's under-served attributes and those where effort can be saved over
+    the year, as keys by service id, and their French labels: the importance-performance
+    quadrants of the reports' home (one computation, cached there by data version)."""
+    from analysis.redeploy import effort_savings
+
+    from ..reports.services import attribute_quadrants
+
+    quadrants = attribute_quadrants(services, start=date(year, 1, 1), end=date(year, 12, 31), lang="fr")
+    under: dict[int, list[str]] = {}
+    savings: dict[int, list[str]] = {}
+    labels: dict[str, str] = {}
+    for service_id, found in quadrants.items():
+        under[service_id] = [key for key, _label in found.under_served]
+        savings[service_id] = [] if found.ipa is None else list(effort_savings(found.ipa).index)
+        labels.update((key, _in_sentence(label)) for key, label in found.under_served + found.over_quality)
+    return under, savings, labels
+
+
+def _in_sentence(label: str) -> str:
+    """A question's label as it reads after a colon: lower case first, unless it starts
+    with an acronym."""
+    return label if label[1:2].isupper() else label[:1].lower() + label[1:]
 
 
 class _Cache:
@@ -300,12 +341,18 @@ class _Cache:
 
 #: The estimates of recent scopes and years, per process.
 _ESTIMATES = _Cache()
+#: Policies' pooled estimates by year, per process.
+_POOLED = _Cache(4096)
 
 
 def clear_cache() -> None:
-    """Forget the cached estimates (tests that empty the database: its data versions
-    start again from zero)."""
+    """Forget the cached estimates, and the reports' summaries they read (tests that
+    empty the database: its data versions start again from zero)."""
+    from ..reports.services import clear_caches
+
     _ESTIMATES.clear()
+    _POOLED.clear()
+    clear_caches()
 
 
 def steering_inputs(
@@ -351,15 +398,20 @@ def steering_inputs(
     # options; the budgets and priorities are read again each time (two small queries).
     key = (
         tuple(ids),
-        tuple(sorted(results.data_versions(ids).items())),
+        tuple(sorted(results.range_versions(ids, date(min(years), 1, 1), date(year, 12, 31)).items())),
         tuple((o, tuple((d, tuple(sorted(c.items()))) for d, c in sorted(m.items()))) for o, m in margins_of.items()),
         (min(years), year),
         tuple((s.id, s.policy_id) for s in services),
         (alpha, min_gap, publics),
     )
-    estimates, pooled, under_served, notes = _ESTIMATES.get_or_compute(
-        key, lambda: _estimates(services, by_org, margins_of, min(years), year, alpha, min_gap, publics)
+    estimates, pooled, under_served, notes, attributes = _ESTIMATES.get_or_compute(
+        key,
+        lambda: (
+            *_estimates(services, by_org, margins_of, min(years), year, alpha, min_gap, publics),
+            _attributes(services, year),
+        ),
     )
+    under_served_attributes, effort_saving, attribute_labels = attributes
     alloc = {(r.service_id, r.year): r for r in allocations.itertuples(index=False)}
     rows = []
     for s in services:
@@ -389,6 +441,8 @@ def steering_inputs(
                 **{k: est[k] for k in ("value", "se", "ci_low", "ci_high", "n", "n_eff", "flag")},
                 "weighted": bool(est.get("weighted", False)),
                 "under_served_publics": under_served.get(s.id, []),
+                "under_served_attributes": under_served_attributes.get(s.id, []),
+                "effort_savings": effort_saving.get(s.id, []),
                 "value_previous": prev["value"] if prev["flag"] in PUBLISHED else np.nan,
                 "se_previous": prev["se"] if prev["flag"] in PUBLISHED else np.nan,
             }
@@ -422,6 +476,7 @@ def steering_inputs(
         pd.DataFrame(history, columns=["service", "year", "budget_eur", "value", "se"]),
         policies,
         tuple(notes),
+        attribute_labels,
     )
 
 
@@ -443,7 +498,7 @@ def recommend_by_organisation(inputs: SteeringInputs) -> list:
     if inputs.services.empty:
         return []
     return [
-        redeploy.recommend(frame.reset_index(drop=True))
+        redeploy.recommend(frame.reset_index(drop=True), labels=inputs.attribute_labels)
         for _, frame in inputs.services.groupby("organisation_id", sort=False)
     ]
 
@@ -657,6 +712,45 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class AttributeFinding:
+    """A service whose attributes the importance-performance analysis sets apart."""
+
+    service: str
+    name: str
+    recommendation: str
+    #: Labels, in the reader's language, of the attributes rated far above what they
+    #: weigh in satisfaction: where effort can be saved (largest excess first).
+    effort_savings: tuple[str, ...]
+    #: Labels of the attributes residents weigh most and rate low.
+    under_served: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OrganisationCell:
+    """A policy in one organisation: the share satisfied of its services' users and
+    their budget per user."""
+
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    #: Why the share is not shown (too few responses), None when it is.
+    withheld: str | None
+    cost_per_user: float | None
+
+
+@dataclass(frozen=True)
+class PolicyAcross:
+    """The same policy in each organisation of the scope."""
+
+    policy: str
+    name: str
+    target: float | None
+    #: One per organisation of `Overview.organisations`; None where it has no service of the policy.
+    cells: tuple[OrganisationCell | None, ...]
+
+
+@dataclass(frozen=True)
 class Overview:
     """What the director's overview shows."""
 
@@ -667,15 +761,105 @@ class Overview:
     alerts: tuple[Alert, ...]
     notes: tuple[tuple[str, int], ...]
     counts: dict
+    attributes: tuple[AttributeFinding, ...] = ()
+    #: The organisations compared (by name), when the scope holds several; else empty.
+    organisations: tuple[str, ...] = ()
+    #: The policies present in two organisations or more, compared across them.
+    across: tuple[PolicyAcross, ...] = ()
 
 
 #: Years of history the overview's heatmap shows.
 HEATMAP_YEARS = 3
 
 
-def overview(user: User | None, *, year: int | None = None, today: date | None = None) -> Overview:
+def _attribute_findings(recs: pd.DataFrame, lang: str) -> tuple[AttributeFinding, ...]:
+    """The services with attributes where effort can be saved or that are under-served,
+    named in the reader's language (with their organisation's name when there are several)."""
+    from ..respond.services import get_survey
+
+    several = recs["organisation_id"].nunique() > 1
+    out = []
+    for r in recs.itertuples(index=False):
+        if not (r.effort_savings or r.under_served_attributes):
+            continue
+        questionnaire = get_survey(r.service).questionnaire
+
+        def names(keys, questionnaire=questionnaire):
+            return tuple(_question_name(questionnaire, k, lang) for k in keys)
+
+        name = f"{r.name} ({r.organisation})" if several else r.name
+        out.append(
+            AttributeFinding(
+                r.service, name, r.recommendation, names(r.effort_savings), names(r.under_served_attributes)
+            )
+        )
+    return tuple(out)
+
+
+def _question_name(questionnaire, key: str, lang: str) -> str:
+    """A question's label in ``lang``; its key when the current version has no such question."""
+    try:
+        return questionnaire.question(key).label.get(lang)
+    except KeyError:
+        return key
+
+
+def _cost_per_user(members: pd.DataFrame) -> float | None:
+    """Budget per user of some services: their budgets over their volumes, counting
+    only the services that have both."""
+    known = members[(members["budget_eur"] > 0) & (members["volume"] > 0)]
+    return float(known["budget_eur"].sum() / known["volume"].sum()) if not known.empty else None
+
+
+def _across(inputs: SteeringInputs) -> tuple[tuple[str, ...], tuple[PolicyAcross, ...]]:
+    """The policies of two organisations or more of the scope, compared: each
+    organisation's share satisfied of the policy's users (its own raking) and budget
+    per user. Nothing when the scope holds one organisation."""
+    from analysis.estimates import Estimate
+
+    from ..reports.services import suppression_reason
+
+    frame = inputs.services
+    if frame["organisation_id"].nunique() < 2:
+        return (), ()
+    organisations = frame[["organisation_id", "organisation"]].drop_duplicates().sort_values("organisation")
+    pol = inputs.policies
+    pooled = {(r.organisation_id, r.policy, r.year): r for r in pol.itertuples(index=False)} if not pol.empty else {}
+    rows = []
+    for policy, members in frame.groupby("policy", sort=False):
+        if members["organisation_id"].nunique() < 2:
+            continue
+        cells = []
+        for org_id in organisations["organisation_id"]:
+            mine = members[members["organisation_id"] == org_id]
+            if mine.empty:
+                cells.append(None)
+                continue
+            est = pooled.get((org_id, policy, inputs.year))
+            n, n_eff, flag = (int(est.n), float(est.n_eff), est.flag) if est is not None else (0, 0.0, "hidden")
+            shown = flag in PUBLISHED
+            nan = float("nan")
+            withheld = None if shown else suppression_reason(Estimate(nan, nan, nan, nan, n, n_eff, nan, flag, nan))
+            cells.append(
+                OrganisationCell(
+                    _finite(est.value) if shown else None,
+                    _finite(est.ci_low) if shown else None,
+                    _finite(est.ci_high) if shown else None,
+                    n,
+                    withheld,
+                    _cost_per_user(mine),
+                )
+            )
+        head = members.iloc[0]
+        rows.append(PolicyAcross(policy, head["policy_name"], _finite(head["target"]), tuple(cells)))
+    return tuple(organisations["organisation"]), tuple(rows)
+
+
+def overview(user: User | None, *, year: int | None = None, today: date | None = None, lang: str = "fr") -> Overview:
     """The director's overview: every policy's satisfaction against its target (the
-    heatmap), the recommendations, and the alerts."""
+    heatmap), the recommendations with the attributes they rest on, the same policy
+    across the organisations of the scope, and the alerts (``lang``: the reader's
+    language, for the attributes' names)."""
     inputs = steering_inputs(user, year=year)
     if inputs.empty:
         return Overview(inputs.year, (), (), pd.DataFrame(), (), inputs.notes, {})
@@ -710,7 +894,19 @@ def overview(user: User | None, *, year: int | None = None, today: date | None =
         if _finite(r.floor) is not None and r.budget < r.floor:
             alerts.append(Alert("below_floor", r.name, float(r.budget), float(r.floor)))
     counts = recs["recommendation"].value_counts().to_dict()
-    return Overview(inputs.year, years, tuple(heat), recs, tuple(alerts), inputs.notes, counts)
+    organisations, across = _across(inputs)
+    return Overview(
+        inputs.year,
+        years,
+        tuple(heat),
+        recs,
+        tuple(alerts),
+        inputs.notes,
+        counts,
+        _attribute_findings(recs, lang),
+        organisations,
+        across,
+    )
 
 
 # ------------------------------------------------------------------ scenarios

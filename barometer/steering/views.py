@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -63,7 +64,7 @@ def show_overview():
     """Every domain and policy at a glance, the recommendations and the alerts."""
     from .heatmap import heatmap_svg
 
-    data = overview(current_user, year=_year())
+    data = overview(current_user, year=_year(), lang=str(get_locale()))
     svg = (
         heatmap_svg(
             data.heatmap,

@@ -253,9 +253,26 @@ def test_share_intervals_are_the_delete_a_group_jackknife_of_the_lmg_shares(resp
     assert_allclose(got["share_low"].to_numpy(), full["share"].to_numpy() - half, rtol=1e-7)
     assert_allclose(got["share_high"].to_numpy(), full["share"].to_numpy() + half, rtol=1e-7)
     assert (got["share_low"] < got["share"]).all() and (got["share"] < got["share_high"]).all()
+    # Each driver's weighted mean over the complete rows (respondents), and its jackknife.
+    complete = respondents.dropna(subset=KEYS)
+    w = raking.weights_for(complete) if weighted else np.ones(len(complete))
+    expected = [np.average(complete[d].to_numpy(dtype=float), weights=w) for d in DRIVERS]
+    assert_allclose(got["mean"].to_numpy(), expected, rtol=RTOL)
+    rows = moments_of(respondents)
+    sums = []
+    for g in range(10):
+        part = rows[group != g]
+        pw = raking.weights_for(part) if weighted else np.ones(len(part))
+        m = np.stack(part["moments"].to_numpy())
+        sums.append([(pw * m[:, 2 + j]).sum() / (pw * m[:, 0]).sum() for j in range(len(DRIVERS))])
+    sums = np.asarray(sums)
+    half = stats.t.ppf(0.95, 9) * np.sqrt(9 / 10 * ((sums - sums.mean(axis=0)) ** 2).sum(axis=0))
+    assert_allclose(got["mean_low"].to_numpy(), got["mean"].to_numpy() - half, rtol=1e-7)
+    assert_allclose(got["mean_high"].to_numpy(), got["mean"].to_numpy() + half, rtol=1e-7)
 
 
 def test_share_intervals_need_as_many_rows_as_groups(respondents):
     moments = moments_of(respondents).head(12)
     got = ce.share_intervals(moments, "overall", DRIVERS, groups=20)
     assert got["share"].notna().all() and got["share_low"].isna().all() and got["share_high"].isna().all()
+    assert got["mean"].notna().all() and got["mean_low"].isna().all() and got["mean_high"].isna().all()

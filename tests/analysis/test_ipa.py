@@ -111,3 +111,15 @@ def test_bootstrap_replicate_matches_direct_computation():
     direct = relative_importance(resampled, "overall", ATTRIBUTES)["share"]
     weighted = relative_importance(frame.assign(c=counts)[counts > 0], "overall", ATTRIBUTES, weights="c")
     assert_allclose(direct.to_numpy(), weighted["share"].to_numpy(), rtol=1e-9)
+
+
+def test_a_resample_with_a_constant_attribute_is_left_out_of_the_intervals():
+    # One respondent of 15 rates "a" apart from the others: about a third of the
+    # resamples leave them out, "a" is constant there and has no correlation. Those
+    # resamples are dropped, and the intervals come from the others.
+    frame = make_survey(15, seed=4).dropna().reset_index(drop=True)
+    frame["a"] = 5.0
+    frame.loc[0, "a"] = 1.0
+    ci = bootstrap_ci(frame, "overall", ["a", *ATTRIBUTES[:2]], n_boot=200, seed=1)
+    assert np.isfinite(ci[["perf_low", "perf_high", "imp_low", "imp_high"]].to_numpy()).all()
+    assert (ci["imp_low"] <= ci["imp_high"]).all()

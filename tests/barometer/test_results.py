@@ -263,6 +263,38 @@ def test_one_submission_is_recorded_once_in_its_transaction(demo_app):
     assert_same_tables(tables(app), recorded)
 
 
+def test_a_date_range_version_changes_with_its_months_only(demo_app):
+    """A response to one month changes the version of the ranges that hold that month,
+    and leaves the others (the last twelve months' reports stay cached while residents
+    answer this month); a rebuild changes every range; a version is never lowered."""
+    app = demo_app
+    long_ago = (LONG_AGO.date(), LONG_AGO.date())
+    other = (datetime(2001, 5, 1).date(), datetime(2001, 5, 31).date())
+    spanning = (datetime(2001, 1, 1).date(), datetime(2001, 12, 31).date())
+    with app.app_context():
+        service_id = db.session.execute(select(Service.id).where(Service.slug == "piscine")).scalar_one()
+
+        def versions():
+            return {r: results.range_versions([service_id], *r)[service_id] for r in (long_ago, other, spanning)}
+
+        before = versions()
+        storage.store_responses([answered(app, "range-1")])
+        after = versions()
+        assert after[long_ago] > before[long_ago] and after[spanning] > before[spanning]
+        assert after[other] == before[other] == 0
+        may = datetime(2001, 5, 2, 10, tzinfo=UTC)
+        storage.store_responses([valid_submission(app, "piscine", "range-2", dict(VALID), submitted_at=may)])
+        later = versions()
+        assert later[long_ago] == after[long_ago]
+        assert later[other] > 0 and later[spanning] > after[spanning]
+        with db.engine.begin() as connection:
+            results.rebuild_service(connection, service_id)
+        rebuilt = versions()
+        assert all(rebuilt[r] > later[r] for r in rebuilt)
+        # Other services' ranges are theirs alone.
+        assert results.range_versions([service_id + 1000], *spanning) == {service_id + 1000: 0}
+
+
 def test_rebuild_of_a_service_without_responses_empties_it(demo_app):
     app = demo_app
     with app.app_context():

@@ -6,11 +6,13 @@ from __future__ import annotations
 import io
 import json
 import re
+from html import unescape
 
+import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 from openpyxl import load_workbook
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from analysis.cells import complete_margins
 from analysis.estimates import proportion
@@ -19,10 +21,12 @@ from analysis.weighting import rake
 from barometer import demo
 from barometer.extensions import db
 from barometer.frames import responses_frame
-from barometer.models import Organisation, OrganisationKind, Role, Service, User
-from barometer.results import population_margins
+from barometer.models import Allocation, Answer, Organisation, OrganisationKind, Response, Role, Service, User
+from barometer.respond import services as respond_services
+from barometer.results import population_margins, rebuild_service
 from barometer.steering.services import clear_cache
 from tests.conftest import _make_app, empty_tables
+from tests.helpers import NEIGHBOUR, NEIGHBOUR_DIRECTOR, add_neighbour
 
 PASSWORD = "un mot de passe assez long"
 
@@ -404,3 +408,158 @@ def test_saved_scenarios_are_listed_compared_and_exported(clients, saved, steeri
     services = list(book["Services"].iter_rows(values_only=True))
     conservatoire = next(r for r in services if r[0] == "Conservatoire de musique et de danse")
     assert conservatoire[5] < conservatoire[3]  # the strategic cut takes from over-quality
+
+
+# ------------------------------------------------------------------ attributes
+
+
+def planted_target(kind: str) -> str:
+    return next(p.target for p in demo.PLANTED if p.kind == kind)
+
+
+def test_recommend_json_names_the_planted_attributes_and_none_elsewhere(steering_app, recommendations):
+    over = recommendations["conservatoire"]
+    assert over["evidence"]["effort_savings"] == [planted_target("over_quality_service")]
+    assert over["evidence"]["under_served_attributes"] == []
+    assert "Effort qui peut être allégé : les horaires et l'accessibilité, très bien noté" in over["reason"]
+    under = recommendations["urbanisme"]
+    assert under["evidence"]["under_served_attributes"] == [planted_target("under_served_service")]
+    assert under["evidence"]["effort_savings"] == []
+    assert "ce qui compte le plus et est mal noté : le délai ou le temps d'attente" in under["reason"]
+    neutral = neutral_services(steering_app)
+    named = {
+        s: recommendations[s]["evidence"]["effort_savings"] + recommendations[s]["evidence"]["under_served_attributes"]
+        for s in neutral
+    }
+    assert {s: keys for s, keys in named.items() if keys} == {}
+
+
+def attribute_rows(page) -> dict[str, list[str]]:
+    """The overview's table of attributes: service name -> its cells."""
+    html = page.get_data(as_text=True)
+    table = html[html.index('<caption id="attributes-caption">') :]
+    table = table[: table.index("</table>")]
+    rows = re.findall(r'<tr><th scope="row">(.*?)</th>(.*?)</tr>', table, flags=re.S)
+    return {unescape(name): [unescape(c) for c in re.findall(r"<td>(.*?)</td>", cells)] for name, cells in rows}
+
+
+def test_the_overview_names_where_effort_can_be_saved_and_what_is_under_served(steering_app, clients):
+    with steering_app.app_context():
+        names = dict(db.session.execute(select(Service.slug, Service.name)).all())
+    rows = attribute_rows(clients["director"].get("/pilotage/"))
+    assert rows[names["conservatoire"]] == ["Réduire (sur-qualité)", "Les horaires et l'accessibilité", "aucun"]
+    assert rows[names["urbanisme"]] == ["Renforcer (besoins mal couverts)", "aucun", "Le délai ou le temps d'attente"]
+    assert not set(rows) & {names[s] for s in neutral_services(steering_app)}
+    english = attribute_rows(clients["director"].get("/pilotage/?lang=en"))
+    assert english[names["conservatoire"]] == ["Reduce (over-quality)", "Opening hours and accessibility", "none"]
+
+
+# ------------------------------------------------------------------ several organisations
+
+
+@pytest.fixture
+def neighbour(steering_app):
+    """A second organisation beside the demo commune (`add_neighbour`), removed afterwards:
+    the year of its budgets."""
+    clear_cache()
+    year = add_neighbour(steering_app, PASSWORD)
+    yield year
+    with steering_app.app_context():
+        ids = db.session.execute(select(Service.id).join(Organisation).where(Organisation.slug == NEIGHBOUR))
+        ids = list(ids.scalars())
+        answered = select(Response.id).where(Response.service_id.in_(ids))
+        db.session.execute(delete(Answer).where(Answer.response_id.in_(answered)))
+        db.session.execute(delete(Response).where(Response.service_id.in_(ids)))
+        for service_id in ids:
+            rebuild_service(db.session.connection(), service_id)
+        db.session.execute(delete(Allocation).where(Allocation.service_id.in_(ids)))
+        db.session.execute(delete(User).where(User.email == NEIGHBOUR_DIRECTOR))
+        db.session.execute(delete(Service).where(Service.id.in_(ids)))
+        db.session.execute(delete(Organisation).where(Organisation.slug == NEIGHBOUR))
+        db.session.commit()
+    respond_services.clear_cache()
+    clear_cache()
+
+
+def across_rows(page) -> tuple[list[str], dict[str, list[str]]]:
+    """The table of the same policy in each organisation: its organisations (column
+    groups) and, by policy, the text of its cells."""
+    html = page.get_data(as_text=True)
+    table = html[html.index('<caption id="across-caption">') :]
+    table = table[: table.index("</table>")]
+    organisations = [unescape(o) for o in re.findall(r'<th scope="colgroup" colspan="2">(.*?)</th>', table)]
+    rows = re.findall(r'<tr><th scope="row">(.*?)</th>(.*?)</tr>', table, flags=re.S)
+    cells = {
+        unescape(name): [
+            re.sub(r"[ \t\r\n]+", " ", unescape(re.sub(r"<[^>]+>", " ", c))).strip()
+            for c in re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)
+        ]
+        for name, row in rows
+    }
+    return organisations, cells
+
+
+def test_a_scope_of_one_organisation_has_no_comparison_across_organisations(clients):
+    for role in ("director", "admin", "admin_everywhere"):
+        html = clients[role].get("/pilotage/").get_data(as_text=True)
+        assert "La même politique dans chaque collectivité" not in html, role
+
+
+def test_the_same_policy_is_compared_across_the_organisations_of_the_scope(steering_app, clients, neighbour):
+    with steering_app.app_context():
+        pool, library = (
+            db.session.execute(select(Service).where(Service.slug == slug)).scalar_one()
+            for slug in ("piscine", "mediatheque")
+        )
+        pool_policy, library_policy = pool.policy.name, library.policy.name
+        demo_name = pool.organisation.name
+        demo_pool = db.session.execute(
+            select(Allocation).where(Allocation.service_id == pool.id, Allocation.year == neighbour)
+        ).scalar_one()
+    page = clients["admin_everywhere"].get("/pilotage/")
+    text = text_of(page)
+    assert "La même politique dans chaque collectivité" in text
+    organisations, rows = across_rows(page)
+    assert organisations == sorted([demo_name, "Communauté voisine"])
+    # Only the policies both organisations carry out.
+    assert set(rows) == {pool_policy, library_policy}
+    ours = organisations.index("Communauté voisine")
+    theirs = 1 - ours
+    target, *cells = rows[pool_policy]
+    assert target == "51\xa0%"  # the policy's target, as the framework sets it
+    share, cost = cells[2 * ours : 2 * ours + 2]
+    expected = proportion(pd.DataFrame({"overall": [5, 4] * 20 + [2] * 20}), "overall", success=list(SATISFIED))
+    assert share == f"67\xa0% IC 95 % : {round(100 * expected.ci_low)}\xa0% à {round(100 * expected.ci_high)}\xa0%"
+    assert cost == "50\xa0€"
+    # The demo's pool: its own share (the policy's only service there) and budget per user.
+    demo_share, demo_cost = cells[2 * theirs : 2 * theirs + 2]
+    evidence = json.loads(invoke(steering_app, "recommend", "--format", "json").output)
+    satisfied = next(r for r in evidence if r["service"] == "piscine")["evidence"]["satisfied"]
+    assert demo_share.startswith(f"{round(100 * satisfied)}\xa0% IC 95")
+    assert demo_cost == f"{float(demo_pool.budget_eur) / demo_pool.volume:,.0f}".replace(",", "\u202f") + "\xa0€"
+    # 12 responses: the share is withheld, and the cell says why.
+    library_cells = rows[library_policy][1:]
+    assert library_cells[2 * ours] == "non publié : moins de 30 réponses"
+    assert library_cells[2 * ours + 1] == "30\xa0€"
+    html = page.get_data(as_text=True)
+    assert (
+        '<th scope="col" rowspan="2">Politique</th>' in html
+        and '<th scope="col" class="num">Budget par usager</th>' in html
+    )
+    # Beside another organisation's, a service is named with its own organisation's name.
+    assert f"Conservatoire de musique et de danse ({demo_name})" in attribute_rows(page)
+
+
+def test_a_director_sees_no_other_organisation_in_the_comparison(steering_app, clients, neighbour):
+    text = text_of(clients["director"].get("/pilotage/"))
+    assert "La même politique dans chaque collectivité" not in text
+    assert "Communauté voisine" not in text and "(voisine)" not in text
+    client = steering_app.test_client()
+    page = client.post(
+        "/connexion", data={"email": NEIGHBOUR_DIRECTOR, "password": PASSWORD, "csrf_token": csrf(client)}
+    )
+    assert page.status_code == 302
+    text = text_of(client.get("/pilotage/"))
+    assert "(voisine)" in text  # its own library, too few responses: to watch
+    assert "La même politique dans chaque collectivité" not in text
+    assert "Conservatoire" not in text and "Saint-Aubin" not in text

@@ -8,8 +8,9 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from barometer.extensions import db
-from barometer.models import User
+from barometer.models import Role, User
 from barometer.steering.services import clear_cache
+from tests.helpers import add_neighbour
 
 pytestmark = pytest.mark.e2e
 
@@ -17,8 +18,8 @@ PASSWORD = "un mot de passe assez long"
 
 
 @pytest.fixture
-def director(browser, live_server, surveys):
-    """A desktop browser signed in as the demo's director, on a short demo."""
+def short_demo(surveys):
+    """A short demo, its director's password set."""
     clear_cache()
     result = surveys.test_cli_runner().invoke(args=["barometer", "demo", "--months", "2", "--per-month", "1500"])
     assert result.exit_code == 0, result.output
@@ -27,18 +28,37 @@ def director(browser, live_server, surveys):
             PASSWORD
         )
         db.session.commit()
-    context = browser.new_context(
-        viewport={"width": 1280, "height": 900}, bypass_csp=True, locale="fr-FR", accept_downloads=True
-    )
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    page.goto(live_server + "/connexion?next=/pilotage/")
-    page.fill("#email", "direction@demo.invalid")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/pilotage/")
-    yield page
-    context.close()
+    return surveys
+
+
+@pytest.fixture
+def sign_in(browser, live_server):
+    """Open a desktop browser signed in as ``email`` on the overview."""
+    contexts = []
+
+    def open_(email: str):
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 900}, bypass_csp=True, locale="fr-FR", accept_downloads=True
+        )
+        contexts.append(context)
+        context.set_default_timeout(20_000)
+        page = context.new_page()
+        page.goto(live_server + "/connexion?next=/pilotage/")
+        page.fill("#email", email)
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/pilotage/")
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def director(short_demo, sign_in):
+    """A desktop browser signed in as the demo's director, on a short demo."""
+    return sign_in("direction@demo.invalid")
 
 
 @pytest.mark.parametrize("lang", ["fr", "en"])
@@ -83,3 +103,20 @@ def test_a_scenario_is_run_saved_and_exported(director, live_server, tmp_path):
     page.goto(live_server + "/pilotage/scenarios")
     expect(page.locator("#saved-caption")).to_be_visible()
     expect(page.get_by_role("link", name="Un million en moins", exact=True)).to_be_visible()
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_the_same_policy_across_organisations_has_no_axe_violations(
+    short_demo, sign_in, assert_no_axe_violations, live_server, lang
+):
+    add_neighbour(short_demo, PASSWORD)
+    with short_demo.app_context():
+        admin = User(email="admin@partout.invalid", role=Role.admin)
+        admin.set_password(PASSWORD)
+        db.session.add(admin)
+        db.session.commit()
+    page = sign_in("admin@partout.invalid")
+    page.goto(f"{live_server}/pilotage/?lang={lang}")
+    expect(page.locator("#across-caption")).to_be_visible()
+    expect(page.locator("#attributes-caption")).to_be_visible()
+    assert_no_axe_violations(page, f"the overview of two organisations ({lang})")

@@ -268,8 +268,7 @@ def urls_command(base):
 
 
 def _import_command(name: str, path: str, noun: str) -> None:
-    # Imported here, not at the top: the validation reads the priority levels from
-    # analysis/, whose statistics libraries every app start would otherwise load.
+    # The same validation and writing as the director's pages (`steering.imports`).
     from .steering import imports
 
     try:
@@ -292,7 +291,8 @@ def import_allocations_command(path):
 
     Le fichier est vérifié en entier avant toute écriture : une seule ligne en erreur
     et rien n'est importé ; chaque erreur donne sa ligne, sa colonne et sa raison. Un
-    nouvel import met à jour les lignes (service, année) déjà connues.
+    nouvel import met à jour les lignes (service, année) déjà connues. Une colonne name
+    (nom du service) est acceptée et ignorée ; une ligne sans aucun chiffre est passée.
     """
     _import_command("import_allocations", path, "allocation(s)")
 
@@ -311,7 +311,8 @@ def import_priorities_command(path):
 
     Le fichier est vérifié en entier avant toute écriture : une seule ligne en erreur
     et rien n'est importé ; chaque erreur donne sa ligne, sa colonne et sa raison. Un
-    nouvel import met à jour les politiques déjà connues.
+    nouvel import met à jour les politiques déjà connues. Une colonne name (nom de la
+    politique) est acceptée et ignorée.
     """
     _import_command("import_priorities", path, "priorité(s)")
 

@@ -5,4 +5,4 @@ from flask import Blueprint
 
 bp = Blueprint("steering", __name__, url_prefix="/pilotage", static_folder="static", static_url_path="/static")
 
-from . import views  # noqa: E402,F401
+from . import inputs, views  # noqa: E402,F401

@@ -1,4 +1,5 @@
-"""Spreadsheets of the director's pages: a saved scenario and the indicators board.
+"""Spreadsheets of the director's pages: a saved scenario, the indicators board, and the
+files of the director's inputs to fill and import.
 
 Every text cell that a spreadsheet would read as a formula (starting with ``=``, ``+``,
 ``-`` or ``@``, or a tab or carriage return before one) is written with a leading
@@ -8,8 +9,11 @@ it would run on the finance officer's computer (CSV/formula injection, OWASP).
 
 from __future__ import annotations
 
+import csv
 import io
 from collections.abc import Iterable, Sequence
+from datetime import date
+from decimal import Decimal
 
 #: What a spreadsheet reads as the start of a formula.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -43,3 +47,25 @@ def workbook(sheets: Iterable[tuple[str, Sequence[str], Iterable[Sequence]]]) ->
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
+
+
+def csv_bytes(header: Sequence[str], rows: Iterable[Sequence], lang: str = "fr") -> bytes:
+    """A CSV file (UTF-8 with BOM) as the reader's spreadsheet opens it: in French ";"
+    between fields and "," in numbers, else "," and "."; dates as AAAA-MM-JJ."""
+    delimiter, comma = (";", ",") if lang == "fr" else (",", ".")
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+    writer.writerow([neutralise(h) for h in header])
+    for row in rows:
+        writer.writerow([_csv_cell(v, comma) for v in row])
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def _csv_cell(value, comma: str):
+    if value is None:
+        return ""
+    if isinstance(value, (float, Decimal)) and not isinstance(value, bool):
+        return f"{Decimal(str(value)).normalize():f}".replace(".", comma)
+    if isinstance(value, date):
+        return value.isoformat()
+    return neutralise(value)

@@ -48,7 +48,8 @@ def only_directors():
 @bp.context_processor
 def steering_globals():
     return {
-        "logout_form": LogoutForm(),
+        # Never read from the request: its body may be the one refused (413).
+        "logout_form": LogoutForm(formdata=None),
         "note_text": lambda code, n: note_text(code, n, _),
         "labels": {"status": status_labels(), "trend": trend_labels(), "recommendation": recommendation_labels()},
     }

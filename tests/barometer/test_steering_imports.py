@@ -235,3 +235,34 @@ def test_import_commands_print_what_they_wrote(surveys, runner, tmp_path):
     result = runner.invoke(args=["barometer", "import-priorities", str(write(tmp_path, PRIORITIES))])
     assert result.exit_code == 0, result.output
     assert "2 priorité(s) créée(s), 0 mise(s) à jour." in result.output
+
+
+def test_a_name_column_is_ignored_and_a_row_without_figures_is_passed_over(surveys, tmp_path):
+    """The templates the director's pages give carry each service's name, and a line for
+    every service, figures or not."""
+    app = surveys
+    rows = [
+        ["service", "name", "year", "budget_eur", "fte", "volume"],
+        ["piscine", "=Piscine", 2026, "1000", "2", "30"],
+        ["mediatheque", "Médiathèque", 2026, "", "", ""],
+    ]
+    with app.app_context():
+        report = import_allocations(write(tmp_path, rows))
+    assert (report.created, report.updated, report.unchanged) == (1, 0, 0)
+    assert allocations(app) == [("piscine", 2026, Decimal("1000.00"), Decimal("2.00"), 30)]
+    with app.app_context():
+        report = import_allocations(write(tmp_path, rows, name="encore"))
+    assert (report.created, report.updated, report.unchanged) == (0, 0, 1)
+    assert report.summary("allocation(s)") == "0 allocation(s) créée(s), 0 mise(s) à jour. 1 inchangée(s)."
+
+
+def test_an_import_limited_to_some_services_refuses_the_others(surveys, tmp_path):
+    app = surveys
+    with app.app_context():
+        services = dict(db.session.execute(select(Service.slug, Service.id).where(Service.slug == "piscine")).all())
+        with pytest.raises(ImportRefused) as refused:
+            import_allocations(write(tmp_path, ALLOCATIONS), services=services)
+    assert [(e.row, e.column, e.reason) for e in refused.value.errors] == [
+        (4, "service", "service inconnu : « mediatheque »")
+    ]
+    assert allocations(app) == []

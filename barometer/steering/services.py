@@ -960,7 +960,7 @@ def run_scenario(
     allocations = scoped.scenario_frame().merge(frame[["service", "recommendation"]], on="service", how="left")
     if allocations.empty:
         raise ScenarioRefused("aucune allocation pour cette année : importez d'abord les budgets.")
-    eps = redeploy.elasticity(scoped.history)
+    eps = _elasticity(scoped.history)
     try:
         result = redeploy.scenarios(allocations, saving=saving, reinvest=reinvest, elasticity=eps)
     except redeploy.UnreachableSaving as exc:
@@ -968,6 +968,18 @@ def run_scenario(
     return scenario_document(
         result, frame, year=inputs.year, organisation_id=organisation_id, saving=saving, reinvest=reinvest
     )
+
+
+def _elasticity(history: pd.DataFrame):
+    """`analysis.redeploy.elasticity` of a history, cached by the history's figures: a
+    panel of some hundreds of service-years is a fixed-effects fit worth keeping between
+    scenarios, and it changes only with the budgets or the yearly satisfaction."""
+    from analysis import redeploy
+
+    frame = history.sort_values(["service", "year"]).reset_index(drop=True)
+    figures = frame.astype(object).where(frame.notna(), None)  # NaN is never equal to itself
+    key = ("elasticity", tuple(frame.columns), tuple(map(tuple, figures.to_numpy().tolist())))
+    return _POOLED.get_or_compute(key, lambda: redeploy.elasticity(frame))
 
 
 def scenario_document(result, services: pd.DataFrame, *, year: int, organisation_id: int, saving, reinvest) -> dict:

@@ -212,9 +212,14 @@ def timed(make) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
+def spaced(x: float) -> str:
+    """A whole number with its thousands apart: 1 234 567."""
+    return f"{x:,.0f}".replace(",", " ")
+
+
 def shown(times: list[tuple[float, float]]) -> str:
     wall, cpu = min(times)
-    return f"{wall * 1e3:,.0f} ms (CPU {cpu * 1e3:,.0f} ms)".replace(",", " ")
+    return f"{spaced(wall * 1e3)} ms (CPU {spaced(cpu * 1e3)} ms)"
 
 
 def count(model) -> int:
@@ -239,12 +244,16 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--database", help="a database's URL, emptied first (default: a temporary SQLite file)")
     parser.add_argument(
-        "--reuse", action="store_true", help="keep the organisation and responses the --database already holds"
+        "--reuse",
+        action="store_true",
+        help="keep the organisation and responses the --database holds (the sizes are ignored)",
     )
     parser.add_argument(
         "--profile", action="store_true", help="also profile one cold computation of the recommendations"
     )
     args = parser.parse_args()
+    if args.reuse and not args.database:
+        parser.error("--reuse needs --database")
     os.environ.setdefault("SECRET_KEY", "bench")
     folder = tempfile.TemporaryDirectory()
     url = args.database or f"sqlite:///{Path(folder.name) / 'bench.sqlite3'}"
@@ -273,9 +282,7 @@ def main() -> None:
             "moment rows": count(ResultMoments),
         }
         db.session.remove()
-    print(
-        f"database: {url.split(':')[0]}; " + ", ".join(f"{n:,} {label}".replace(",", " ") for label, n in sizes.items())
-    )
+    print(f"database: {url.split(':')[0]}; " + ", ".join(f"{spaced(n)} {label}" for label, n in sizes.items()))
 
     figures: dict[str, list[tuple[float, float]]] = {}
     found: dict = {}
@@ -328,23 +335,18 @@ def main() -> None:
     doc = found["scenario"]
     if isinstance(doc, dict):
         print(
-            f"scenario: saving {doc['saving']:,.0f} € of {doc['total_before']:,.0f} €, "
-            f"{doc['reinvested']:,.0f} € reinvested".replace(",", " ")
+            f"scenario: saving {spaced(doc['saving'])} € of {spaced(doc['total_before'])} €, "
+            f"{spaced(doc['reinvested'])} € reinvested"
         )
     else:
         print(f"scenario refused: {doc}")
-    print(
-        f"recommendations (steering_inputs + recommend_by_organisation): cold {shown(figures['recommendations cold'])}, warm {shown(figures['recommendations warm'])}"
-    )
-    print(
-        f"one scenario (saving 8 %, 25 % reinvested): cold {shown(figures['scenario cold'])}, warm {shown(figures['scenario warm'])}"
-    )
-    print(
-        f"overview page (GET /pilotage/, {found['overview'] / 1024:.0f} KiB): cold {shown(figures['overview cold'])}, warm {shown(figures['overview warm'])}"
-    )
-    print(
-        f"indicators board (GET /pilotage/tableau, {found['board'] / 1024:.0f} KiB): cold {shown(figures['board cold'])}, warm {shown(figures['board warm'])}"
-    )
+    for key, label in (
+        ("recommendations", "recommendations (steering_inputs + recommend_by_organisation)"),
+        ("scenario", "one scenario (saving 8 %, 25 % reinvested)"),
+        ("overview", f"overview page (GET /pilotage/, {found['overview'] / 1024:.0f} KiB)"),
+        ("board", f"indicators board (GET /pilotage/tableau, {found['board'] / 1024:.0f} KiB)"),
+    ):
+        print(f"{label}: cold {shown(figures[f'{key} cold'])}, warm {shown(figures[f'{key} warm'])}")
     print(f"peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if args.profile:
         print("\ncold recommendations, by cumulative time:")

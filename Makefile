@@ -83,6 +83,7 @@ bench: install-dev translations
 	$(BIN)/python bench/bench_results.py
 	$(BIN)/python bench/bench_import.py
 	$(BIN)/python bench/bench_reports.py
+	$(BIN)/python bench/bench_steering.py
 
 lint: install-dev
 	$(BIN)/ruff check .

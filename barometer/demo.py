@@ -179,14 +179,19 @@ def generate(
     per_month: int = 3000,
     end: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
+    organisation: str = DEMO_ORGANISATION,
 ) -> int:
-    """Fill the demo commune with responses over the `months` full months before the
-    month of `end` (default: now); returns how many were stored."""
+    """Fill the demo commune (or another loaded `organisation`, by slug: its services get
+    the same design, without planted effects unless they bear a planted service's slug)
+    with responses over the `months` full months before the month of `end` (default:
+    now); returns how many were stored."""
     rng = np.random.default_rng(seed)
-    org = db.session.execute(select(Organisation).where(Organisation.slug == DEMO_ORGANISATION)).scalar_one_or_none()
+    org = db.session.execute(select(Organisation).where(Organisation.slug == organisation)).scalar_one_or_none()
     if org is None:
         raise ValueError(
             "la commune de démonstration n'est pas chargée : lancez d'abord `flask barometer load-surveys`"
+            if organisation == DEMO_ORGANISATION
+            else f"la collectivité {organisation} n'est pas chargée"
         )
     services = [
         s

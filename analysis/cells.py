@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Literal
 
 import numpy as np
@@ -83,7 +83,7 @@ def with_period(cells: pd.DataFrame, grain: Literal["month", "quarter", "year"])
     (month, quarter or year); ``period`` must be a monthly Period column."""
     if grain not in GRAINS:
         raise ValueError(f"grain must be one of {', '.join(GRAINS)}, got {grain!r}")
-    return cells.assign(period=cells["period"].dt.asfreq(GRAINS[grain]))
+    return cells.assign(period=cells["period"].array.asfreq(GRAINS[grain]))
 
 
 # ------------------------------------------------------------------------- raking
@@ -253,25 +253,33 @@ class CellRaking:
         return [self._positions(column, *coded[column]) for column in self.margins]
 
     def _weights(self, coded) -> np.ndarray:
-        weights = self._grid[np.ravel_multi_index(self._cells(coded), self._sizes)]
+        return self._cell_weights(self._cells(coded))
+
+    def _cell_weights(self, cells: list[np.ndarray]) -> np.ndarray:
+        """The unit weights of rows from their positions in the margins (`_cells`)."""
+        weights = self._grid[np.ravel_multi_index(cells, self._sizes)]
         if np.isnan(weights).any():
             raise ValueError("rows outside the raked scope: rake the cells that hold them")
         return weights
 
-    def _gram(self, cells: list[np.ndarray], v: np.ndarray) -> np.ndarray:
+    def _grams(self, cells: list[np.ndarray], *weights: np.ndarray) -> list[np.ndarray]:
         r""":math:`X^\top \operatorname{diag}(v) X` for the raking dummies :math:`X` of
-        rows (``cells``: their positions in the margins, as `_cells` gives them), summed by
-        category pair without forming :math:`X`."""
+        rows (``cells``: their positions in the margins, as `_cells` gives them) and each
+        :math:`v` of ``weights``, summed by category pair without forming :math:`X`."""
         sizes = self._sizes
         offsets = np.cumsum([0, *sizes])
-        out = np.zeros((offsets[-1], offsets[-1]))
+        out = [np.zeros((offsets[-1], offsets[-1])) for _ in weights]
         for i, (a, size_a) in enumerate(zip(cells, sizes, strict=True)):
             block = slice(offsets[i], offsets[i + 1])
-            out[block, block] = np.diag(np.bincount(a, weights=v, minlength=size_a))
+            for gram, v in zip(out, weights, strict=True):
+                gram[block, block] = np.diag(np.bincount(a, weights=v, minlength=size_a))
             for j in range(i + 1, len(cells)):
-                pair = np.bincount(a * sizes[j] + cells[j], weights=v, minlength=size_a * sizes[j])
-                out[block, offsets[j] : offsets[j + 1]] = pair.reshape(size_a, sizes[j])
-                out[offsets[j] : offsets[j + 1], block] = pair.reshape(size_a, sizes[j]).T
+                pairs = a * sizes[j] + cells[j]
+                other = slice(offsets[j], offsets[j + 1])
+                for gram, v in zip(out, weights, strict=True):
+                    pair = np.bincount(pairs, weights=v, minlength=size_a * sizes[j]).reshape(size_a, sizes[j])
+                    gram[block, other] = pair
+                    gram[other, block] = pair.T
         return out
 
     def weights_for(self, frame: pd.DataFrame) -> np.ndarray:
@@ -306,9 +314,13 @@ def rake_cells(cells: pd.DataFrame, margins: Mapping, **options) -> CellRaking:
     codes = [c[is_design] for c, _ in coded]
     # The responses' groups by the raking columns as they are (a missing value is one):
     # complete_margins takes their sums as weights, which must be positive.
-    groups = _dense_codes(np.ravel_multi_index([c + 1 for c in codes], [len(u) + 1 for _, u in coded]))[0]
-    if (np.bincount(groups, weights=base) <= 0).any():
-        raise ValueError("weights: column 'n' has weights that are zero or negative")
+    if not (base > 0).all():
+        groups = _dense_codes(np.ravel_multi_index([c + 1 for c in codes], [len(u) + 1 for _, u in coded]))[0]
+        sums = np.bincount(groups, weights=base)
+        if not np.isfinite(sums).all():
+            raise ValueError("weights: column 'n' has missing or infinite values")
+        if (sums <= 0).any():
+            raise ValueError("weights: column 'n' has weights that are zero or negative")
     total = base.sum()
     completed, labels, recoded = {}, [], []
     for column, shares, (_, uniques), at in zip(dims, margins.values(), coded, codes, strict=True):
@@ -349,7 +361,9 @@ def rake_cells(cells: pd.DataFrame, margins: Mapping, **options) -> CellRaking:
         }
     )
     raking = _rake_codes(d, positions, completed, totals, index=pd.RangeIndex(d.size), variables=variables, **options)
-    index = pd.MultiIndex(levels=[pd.Index(present) for present in labels], codes=list(level_codes), names=dims)
+    index = pd.MultiIndex(
+        levels=[pd.Index(present) for present in labels], codes=list(level_codes), names=dims, verify_integrity=False
+    )
     unit = pd.Series(raking.weights.to_numpy() / d, index=index, name="weight")
     return CellRaking(raking=raking, margins=completed, unit_weights=unit)
 
@@ -419,10 +433,21 @@ def _rows(cells: pd.DataFrame, key: str, by: list[str], statistic: Statistic) ->
     return _Rows(N=N, n=n, s=s, q=q, coded={c: (codes[i] - 1, coded[c][1]) for i, c in enumerate(level)})
 
 
+def _pinv_times(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``np.linalg.pinv(gram, hermitian=True) @ rhs`` for a symmetric positive
+    semi-definite ``gram`` (the same cut-off of small eigenvalues), from its
+    eigendecomposition without forming the pseudo-inverse."""
+    values, vectors = np.linalg.eigh(gram)
+    size = np.abs(values)
+    inverse = np.divide(1.0, values, out=np.zeros_like(values), where=size > 1e-15 * size.max(initial=0.0))
+    return vectors @ (inverse[:, None] * (vectors.T @ rhs))
+
+
 def _variances(
     rows: _Rows,
     w: np.ndarray,
     raking: CellRaking | None,
+    positions: list[np.ndarray] | None,
     row: np.ndarray,
     score: np.ndarray,
     u: np.ndarray,
@@ -436,7 +461,8 @@ def _variances(
     :math:`U_{rj} = c(S_r - m n_r)` and :math:`UU_{rj} = \sum u_i^2 = c^2(Q_r - 2mS_r
     + m^2 n_r)`, are given where they are not zero: entry :math:`e` is row ``row[e]``
     of score ``score[e]``, with :math:`U` ``u[e]`` and :math:`UU` ``uu[e]`` (a sparse
-    matrix: a group's score counts its own rows only). After raking, :math:`u` is
+    matrix: a group's score counts its own rows only). After raking (``positions``: the
+    rows' categories in the margins, from `CellRaking._cells`), :math:`u` is
     replaced by its residual :math:`u_i - a_{rj}`, :math:`a_{rj} = x_r^\top\beta_j`
     from the WLS fit on the raking dummies :math:`x_r` (constant within a row, hence
     solved on rows weighted by their size :math:`N_r`), whose sums are :math:`U - N a`
@@ -457,30 +483,35 @@ def _variances(
     sum_z = np.bincount(score, weights=w_e * u, minlength=size)
     sum_z2 = np.bincount(score, weights=w2_e * uu, minlength=size)
     if raking is not None:
-        cells, sizes = raking._cells(rows.coded), raking._sizes
+        cells, sizes = positions, raking._sizes
+        offsets = np.cumsum([0, *sizes[:-1]])
+        # Entry e's category k of each margin, as index k * size + score[e] (X'U's cell).
+        at = [p[row] * size + score for p in cells]
         xtu = np.vstack(
-            [
-                np.bincount(p[row] * size + score, weights=u, minlength=k * size).reshape(k, size)
-                for p, k in zip(cells, sizes, strict=True)
-            ]
+            [np.bincount(a, weights=u, minlength=k * size).reshape(k, size) for a, k in zip(at, sizes, strict=True)]
         )
+        gram_n, gram_w2n = raking._grams(cells, N, w**2 * N)
         # Normal equations on the rows: X'NX is small (one column per category), and its
         # pseudo-inverse gives the fitted values whatever the dummies' collinearity.
-        beta = np.linalg.pinv(raking._gram(cells, N), hermitian=True) @ xtu
-        offsets = np.cumsum([0, *sizes[:-1]])
-        fitted = sum(beta[offset + p[row], score] for offset, p in zip(offsets, cells, strict=True))
+        beta = _pinv_times(gram_n, xtu)
+        flat = beta.ravel()
+        fitted = sum(flat[offset * size + a] for offset, a in zip(offsets, at, strict=True))
         xtwn = np.concatenate([np.bincount(p, weights=w * N, minlength=k) for p, k in zip(cells, sizes, strict=True)])
         sum_z = sum_z - xtwn @ beta
         sum_z2 = (
             sum_z2
             - 2.0 * np.bincount(score, weights=w2_e * fitted * u, minlength=size)
-            + ((raking._gram(cells, w**2 * N) @ beta) * beta).sum(axis=0)
+            + ((gram_w2n @ beta) * beta).sum(axis=0)
         )
     return np.maximum(m / (m - 1) * (sum_z2 - sum_z**2 / m), 0.0)
 
 
-def _weights(rows: _Rows, raking: CellRaking | None) -> np.ndarray:
-    return np.ones(len(rows)) if raking is None else raking._weights(rows.coded)
+def _weights(rows: _Rows, raking: CellRaking | None) -> tuple[np.ndarray, list[np.ndarray] | None]:
+    """The rows' unit weights, and their positions in the margins (None: not raked)."""
+    if raking is None:
+        return np.ones(len(rows)), None
+    cells = raking._cells(rows.coded)
+    return raking._cell_weights(cells), cells
 
 
 # --------------------------------------------------------------------- estimates
@@ -577,7 +608,7 @@ def _estimates(
     """The groups' values and the columns of :func:`estimates`' table, as arrays."""
     check_level(level)
     rows = _rows(cells, key, by, statistic)
-    w = _weights(rows, raking)
+    w, positions = _weights(rows, raking)
     groups, size, values = _groups(rows, by)
     at = np.flatnonzero(groups >= 0)
     group = groups[at]
@@ -595,7 +626,7 @@ def _estimates(
         centre, coef = value[group], 1.0 / total_w[group]
         u = coef * (s_r - centre * n_r)
         uu = coef**2 * (q_r - 2 * centre * s_r + centre**2 * n_r)
-        var = _variances(rows, w, raking, at, group, u, uu, size)
+        var = _variances(rows, w, raking, positions, at, group, u, uu, size)
         var = np.where(n > 0, var, np.nan)
         se = np.sqrt(var)
         mean_sq = sums(w_r * q_r) / total_w
@@ -739,7 +770,7 @@ def segment_gaps(
         if column not in PROFILE:
             raise ValueError(f"segment column {column!r} is not a profile column ({', '.join(PROFILE)})")
     rows = _rows(cells, key, [], statistic)
-    w = _weights(rows, raking)
+    w, positions = _weights(rows, raking)
     n_r, s_r, q_r = rows.n, rows.s, rows.q
     # The domains' sums of w n, w s, n and w² n, one column per category (matrix products
     # with the segment's and the rest's indicators).
@@ -787,12 +818,18 @@ def segment_gaps(
         raise ValueError(f"no category to compare in {columns!r}")
     at, score, u, uu = (np.concatenate(part) for part in zip(*entries, strict=True))
     with np.errstate(divide="ignore", invalid="ignore"):
-        var = _variances(rows, w, raking, at, score, u, uu, 3 * len(records)).reshape(-1, 3)
+        var = _variances(rows, w, raking, positions, at, score, u, uu, 3 * len(records)).reshape(-1, 3)
     se = np.sqrt(np.maximum(var, 0.0))
     return gaps_table(records, se, ref=stats.norm, level=level, rules=rules, method=method, alpha=alpha)
 
 
 # ----------------------------------------------------------------------- drivers
+
+
+@lru_cache(maxsize=64)
+def _t_quantile(q: float, df: int) -> float:
+    """``scipy.stats.t.ppf(q, df)``, kept: the call costs more than the jackknife."""
+    return stats.t.ppf(q, df)
 
 
 def _full(vector: np.ndarray, size: int) -> np.ndarray:
@@ -992,13 +1029,26 @@ def share_intervals(
     table = _importance(total, n, outcome, drivers, "lmg")
     share = table["share"].to_numpy()
     mean = total[0, 2:] / total[0, 0]
-    out = pd.DataFrame({"share": share}, index=table.index)
-    out["share_low"] = out["share_high"] = np.nan
-    out["mean"] = mean
-    out["mean_low"] = out["mean_high"] = np.nan
-    out.attrs.update(table.attrs)
-    if len(rows) < groups:
+    missing = np.full(len(drivers), np.nan)
+    share_low = share_high = mean_low = mean_high = missing
+
+    def result() -> pd.DataFrame:
+        out = pd.DataFrame(
+            {
+                "share": share,
+                "share_low": share_low,
+                "share_high": share_high,
+                "mean": mean,
+                "mean_low": mean_low,
+                "mean_high": mean_high,
+            },
+            index=table.index,
+        )
+        out.attrs.update(table.attrs)
         return out
+
+    if len(rows) < groups:
+        return result()
     codes = np.arange(len(rows)) % groups
     per_group = np.zeros((groups, size, size))
     upper = np.triu_indices(size)
@@ -1006,8 +1056,13 @@ def share_intervals(
         weighted = stacked * rows.w[at][:, None]
         # Each group's sums, row after row (as np.add.at adds them).
         width = weighted.shape[1]
-        bins = (codes[at][:, None] * width + np.arange(width)).ravel()
-        sums = np.bincount(bins, weights=weighted.ravel(), minlength=groups * width).reshape(groups, width)
+        if at.size == len(rows):  # one variable order: group g holds rows g, g + groups ...
+            whole = len(rows) // groups * groups
+            sums = weighted[:whole].reshape(-1, groups, width).sum(axis=0)
+            sums[: len(rows) - whole] += weighted[whole:]
+        else:
+            bins = (codes[at][:, None] * width + np.arange(width)).ravel()
+            sums = np.bincount(bins, weights=weighted.ravel(), minlength=groups * width).reshape(groups, width)
         full = np.zeros((groups, size, size))
         full[:, upper[0], upper[1]] = sums
         full = full + np.triu(full, 1).transpose(0, 2, 1)
@@ -1015,9 +1070,8 @@ def share_intervals(
     replicates = per_group.sum(axis=0) - per_group
     means = replicates[:, 0, 2:] / replicates[:, 0, :1]
     mean_se = np.sqrt((groups - 1) / groups * ((means - means.mean(axis=0)) ** 2).sum(axis=0))
-    mean_half = stats.t.ppf(0.5 + level / 2, groups - 1) * mean_se
-    out["mean_low"] = mean - mean_half
-    out["mean_high"] = mean + mean_half
+    mean_half = _t_quantile(0.5 + level / 2, groups - 1) * mean_se
+    mean_low, mean_high = mean - mean_half, mean + mean_half
     sums = replicates[:, 0, 1:]
     cov = replicates[:, 1:, 1:] - sums[:, :, None] * sums[:, None, :] / replicates[:, 0, 0][:, None, None]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -1035,11 +1089,10 @@ def share_intervals(
                 continue
         imp = np.asarray(fitted).reshape(-1, len(drivers))
     if len(imp) < 2:
-        return out
+        return result()
     shares = imp / imp.sum(axis=1, keepdims=True)
     g = len(shares)
     se = np.sqrt((g - 1) / g * ((shares - shares.mean(axis=0)) ** 2).sum(axis=0))
-    half = stats.t.ppf(0.5 + level / 2, g - 1) * se
-    out["share_low"] = share - half
-    out["share_high"] = share + half
-    return out
+    half = _t_quantile(0.5 + level / 2, g - 1) * se
+    share_low, share_high = share - half, share + half
+    return result()

@@ -17,7 +17,15 @@ import pandas as pd
 from scipy import stats
 
 from analysis._design import check_level, make_design
-from analysis.estimates import DEFAULT_RULES, SuppressionRules, _rse, _success_hits, _success_set, _values
+from analysis.estimates import (
+    DEFAULT_RULES,
+    SuppressionRules,
+    _normal_quantile,
+    _rse,
+    _success_hits,
+    _success_set,
+    _values,
+)
 from analysis.scales import check_scale
 from analysis.trends import _adjusted
 
@@ -148,15 +156,17 @@ def gaps_table(records, se: np.ndarray, *, ref, level: float, rules, method: str
     Shared by `segment_gaps` and `analysis.cells.segment_gaps`, so both decide alike.
     """
     check_level(level)
-    out = pd.DataFrame(records, columns=["column", "category", "n", "n_eff", "estimate", "rest_estimate", "rest_n"])
+    names = ["column", "category", "n", "n_eff", "estimate", "rest_estimate", "rest_n"]
     # Computed on arrays, the frame built once: one Series per step cost more than the
     # statistics themselves (a report computes this table for every service).
-    n, n_eff, rest_n = (out[c].to_numpy() for c in ("n", "n_eff", "rest_n"))
-    estimate, rest_estimate = out["estimate"].to_numpy(dtype=float), out["rest_estimate"].to_numpy(dtype=float)
+    record = dict(zip(names, [list(values) for values in zip(*records, strict=True)] or [[]] * len(names), strict=True))
+    n, n_eff, rest_n = (np.asarray(record[c]) for c in ("n", "n_eff", "rest_n"))
+    estimate, rest_estimate = (np.asarray(record[c], dtype=float) for c in ("estimate", "rest_estimate"))
     se = np.asarray(se, dtype=float)
     gap = estimate - rest_estimate
     gap_se = se[:, 2]
-    crit = ref.ppf(0.5 + level / 2.0)
+    q = 0.5 + level / 2.0
+    crit = _normal_quantile(q) if ref is stats.norm else ref.ppf(q)
     with np.errstate(divide="ignore", invalid="ignore"):
         stat = np.abs(gap / gap_se)
     testable = (n >= 2) & (rest_n >= 2) & np.isfinite(stat)
@@ -167,14 +177,14 @@ def gaps_table(records, se: np.ndarray, *, ref, level: float, rules, method: str
         under_served = (gap < 0) & (p_adjusted < alpha) & (flag != "suppressed") & (flag != "hidden")
     return pd.DataFrame(
         {
-            "column": out["column"],
-            "category": out["category"],
-            "n": out["n"],
-            "n_eff": out["n_eff"],
-            "estimate": out["estimate"],
+            "column": record["column"],
+            "category": record["category"],
+            "n": record["n"],
+            "n_eff": record["n_eff"],
+            "estimate": record["estimate"],
             "se": se[:, 0],
             "flag": flag,
-            "rest_estimate": out["rest_estimate"],
+            "rest_estimate": record["rest_estimate"],
             "rest_se": se[:, 1],
             "gap": gap,
             "gap_se": gap_se,

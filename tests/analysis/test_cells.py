@@ -343,3 +343,48 @@ def test_dense_codes_are_the_inverse_and_the_values_of_numpy_unique(span):
     expected, inverse = np.unique(values, return_inverse=True)
     assert np.array_equal(distinct, expected) and np.array_equal(codes, inverse)
     assert ce._dense_codes(values[:0])[0].size == 0
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_estimates_by_a_column_of_many_values_equal_the_respondent_level_ones(weighted):
+    # A thousand sites: the design's combinations are too many for a table of them all.
+    frame = make_respondents(n=3000, seed=4)
+    frame["site_id"] = pd.array(np.random.default_rng(4).integers(0, 1000, len(frame)), dtype="Int64")
+    cells = cells_of(frame)
+    recoded, margins = ce.complete_margins(frame, MARGINS)
+    on_units = rake(recoded, margins) if weighted else None
+    on_cells = ce.rake_cells(cells, MARGINS) if weighted else None
+    result = ce.estimates(cells, "overall", by="site_id", raking=on_cells)
+    assert len(result.table) == frame["site_id"].nunique()
+    for site in frame["site_id"].value_counts().index[:3]:
+        domain = frame.assign(overall=frame["overall"].where((frame["site_id"] == site).to_numpy()))
+        assert_allclose(as_tuple(result.get(site)), as_tuple(mean(domain, "overall", weights=on_units)), rtol=RTOL)
+
+
+def permuted(moments, every=2):
+    """The same moments with every other row's variables stored in another order."""
+    out = moments.copy()
+    size = len(KEYS) + 1
+    upper = np.triu_indices(size)
+    order = [0, 1, *range(size - 1, 1, -1)]  # overall first, the drivers reversed
+    for i in range(0, len(out), every):
+        full = np.zeros((size, size))
+        full[upper] = out.at[i, "moments"]
+        full = full + np.triu(full, 1).T
+        out.at[i, "moments"] = full[np.ix_(order, order)][upper]
+        out.at[i, "variables"] = tuple(np.array(["", *KEYS], dtype=object)[order][1:])
+    return out
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_moments_stored_in_several_variable_orders_give_the_same_intervals(respondents, raked, weighted):
+    _, _, on_cells = raked
+    raking = on_cells if weighted else None
+    moments = moments_of(respondents)
+    mixed = permuted(moments)
+    assert mixed["variables"].nunique() == 2
+    got = ce.share_intervals(mixed, "overall", DRIVERS, raking=raking, groups=10)
+    expected = ce.share_intervals(moments, "overall", DRIVERS, raking=raking, groups=10)
+    assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=RTOL)
+    assert got.attrs["n"] == expected.attrs["n"]
+    assert got.attrs["r2"] == pytest.approx(expected.attrs["r2"], rel=RTOL)

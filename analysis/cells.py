@@ -154,6 +154,18 @@ def _dense_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rank[shifted], np.flatnonzero(present) + low
 
 
+def _combine(codes: Sequence[np.ndarray], sizes: Sequence[int], shift: int = 0) -> np.ndarray:
+    """The index of each row's tuple of codes (each code plus ``shift`` below its size):
+    ``np.ravel_multi_index`` without its checks, in place on one array."""
+    flat = codes[0] + shift if shift else codes[0].astype(np.intp, copy=True)
+    for more, size in zip(codes[1:], sizes[1:], strict=True):
+        flat *= size
+        flat += more
+        if shift:
+            flat += shift
+    return flat
+
+
 def _factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """Codes of a column's values, in sorted order, -1 for a missing value; read off the
     codes of a categorical column and the ordinals of a period column (no hashing)."""
@@ -249,38 +261,33 @@ class CellRaking:
             raise ValueError(f"rows outside the raked scope (column {column!r}): rake the cells that hold them")
         return positions
 
-    def _cells(self, coded: Mapping[str, tuple[np.ndarray, pd.Index]]) -> list[np.ndarray]:
-        return [self._positions(column, *coded[column]) for column in self.margins]
+    def _cells(self, coded: Mapping[str, tuple[np.ndarray, pd.Index]]) -> np.ndarray:
+        """Each row's raking cell: its position in `_grid`, from the rows' coded raking
+        columns."""
+        return _combine([self._positions(column, *coded[column]) for column in self.margins], self._sizes)
 
     def _weights(self, coded) -> np.ndarray:
         return self._cell_weights(self._cells(coded))
 
-    def _cell_weights(self, cells: list[np.ndarray]) -> np.ndarray:
-        """The unit weights of rows from their positions in the margins (`_cells`)."""
-        weights = self._grid[np.ravel_multi_index(cells, self._sizes)]
+    def _cell_weights(self, cells: np.ndarray) -> np.ndarray:
+        """The unit weight of rows in raking cells ``cells`` (see `_cells`)."""
+        weights = self._grid[cells]
         if np.isnan(weights).any():
             raise ValueError("rows outside the raked scope: rake the cells that hold them")
         return weights
 
-    def _grams(self, cells: list[np.ndarray], *weights: np.ndarray) -> list[np.ndarray]:
-        r""":math:`X^\top \operatorname{diag}(v) X` for the raking dummies :math:`X` of
-        rows (``cells``: their positions in the margins, as `_cells` gives them) and each
-        :math:`v` of ``weights``, summed by category pair without forming :math:`X`."""
+    @cached_property
+    def _dummies(self) -> np.ndarray:
+        """The raking dummies of every raking cell (one row per cell of `_grid`, one
+        column per category of each margin, as ``Raking.calibration_matrix``)."""
         sizes = self._sizes
-        offsets = np.cumsum([0, *sizes])
-        out = [np.zeros((offsets[-1], offsets[-1])) for _ in weights]
-        for i, (a, size_a) in enumerate(zip(cells, sizes, strict=True)):
-            block = slice(offsets[i], offsets[i + 1])
-            for gram, v in zip(out, weights, strict=True):
-                gram[block, block] = np.diag(np.bincount(a, weights=v, minlength=size_a))
-            for j in range(i + 1, len(cells)):
-                pairs = a * sizes[j] + cells[j]
-                other = slice(offsets[j], offsets[j + 1])
-                for gram, v in zip(out, weights, strict=True):
-                    pair = np.bincount(pairs, weights=v, minlength=size_a * sizes[j]).reshape(size_a, sizes[j])
-                    gram[block, other] = pair
-                    gram[other, block] = pair.T
-        return out
+        positions = np.unravel_index(np.arange(len(self._grid)), sizes)
+        x = np.zeros((len(self._grid), sum(sizes)))
+        offset = 0
+        for at, size in zip(positions, sizes, strict=True):
+            x[np.arange(len(self._grid)), offset + at] = 1.0
+            offset += size
+        return x
 
     def weights_for(self, frame: pd.DataFrame) -> np.ndarray:
         """The raked weight of one respondent of each row of ``frame`` (cells, moments
@@ -340,7 +347,7 @@ def rake_cells(cells: pd.DataFrame, margins: Mapping, **options) -> CellRaking:
         recoded.append(np.array([where.get(name, -1) for name in names], dtype=np.intp)[at])
     # The raking cells, sorted by their recoded values, and their response counts.
     sizes = [len(present) for present in labels]
-    cell, keys = _dense_codes(np.ravel_multi_index(recoded, sizes))
+    cell, keys = _dense_codes(_combine(recoded, sizes))
     d = np.bincount(cell, weights=base, minlength=keys.size)
     level_codes = np.unravel_index(keys, sizes)
     totals = _targets(completed, float(d.sum()))
@@ -398,7 +405,7 @@ def _rows(cells: pd.DataFrame, key: str, by: list[str], statistic: Statistic) ->
     level = list(dict.fromkeys([*by, *PROFILE]))
     coded = {column: _factorize(cells[column]) for column in level}
     sizes = [len(uniques) + 1 for _, uniques in coded.values()]
-    flat = np.ravel_multi_index([codes + 1 for codes, _ in coded.values()], sizes)
+    flat = _combine([codes for codes, _ in coded.values()], sizes, shift=1)
     question = cells["question_key"]
     is_design = _is(question, RESPONSES)
     if not is_design.any() and len(cells):
@@ -429,8 +436,10 @@ def _rows(cells: pd.DataFrame, key: str, by: list[str], statistic: Statistic) ->
         )
     else:  # the indicator of satisfaction is its own square
         s = q = np.bincount(at, weights=cells["satisfied"].to_numpy(dtype=float)[is_key], minlength=design.size)
-    codes = np.unravel_index(design, sizes)
-    return _Rows(N=N, n=n, s=s, q=q, coded={c: (codes[i] - 1, coded[c][1]) for i, c in enumerate(level)})
+    # Each design row's codes: those of one of its cells.
+    first = np.empty(design.size, dtype=np.intp)
+    first[inverse] = np.flatnonzero(is_design)
+    return _Rows(N=N, n=n, s=s, q=q, coded={c: (codes[first], uniques) for c, (codes, uniques) in coded.items()})
 
 
 def _pinv_times(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
@@ -447,7 +456,7 @@ def _variances(
     rows: _Rows,
     w: np.ndarray,
     raking: CellRaking | None,
-    positions: list[np.ndarray] | None,
+    cells: np.ndarray | None,
     row: np.ndarray,
     score: np.ndarray,
     u: np.ndarray,
@@ -461,18 +470,16 @@ def _variances(
     :math:`U_{rj} = c(S_r - m n_r)` and :math:`UU_{rj} = \sum u_i^2 = c^2(Q_r - 2mS_r
     + m^2 n_r)`, are given where they are not zero: entry :math:`e` is row ``row[e]``
     of score ``score[e]``, with :math:`U` ``u[e]`` and :math:`UU` ``uu[e]`` (a sparse
-    matrix: a group's score counts its own rows only). After raking (``positions``: the
-    rows' categories in the margins, from `CellRaking._cells`), :math:`u` is
+    matrix: a group's score counts its own rows only). After raking, :math:`u` is
     replaced by its residual :math:`u_i - a_{rj}`, :math:`a_{rj} = x_r^\top\beta_j`
     from the WLS fit on the raking dummies :math:`x_r` (constant within a row, hence
     solved on rows weighted by their size :math:`N_r`), whose sums are :math:`U - N a`
-    and :math:`UU - 2aU + N a^2`; with :math:`X^\top\operatorname{diag}(v)X` summed by
-    category pair, the sums over the rows need no dense matrix:
-    :math:`\sum_r w_r N_r a_{rj} = (X^\top wN)^\top\beta_j` and
-    :math:`\sum_r w_r^2 N_r a_{rj}^2 = \beta_j^\top X^\top\operatorname{diag}(w^2N)X
-    \beta_j`. Then :math:`\hat V_j = \frac{m}{m-1}\bigl(\sum_i (w_i e_i)^2 - (\sum_i
-    w_i e_i)^2/m\bigr)` over the :math:`m` respondents, as
-    :class:`analysis._design.Design` computes it respondent by respondent.
+    and :math:`UU - 2aU + N a^2`. The dummies, the fitted values and the weights are
+    those of the rows' raking cells (``cells``, from `CellRaking._cells`): the normal
+    equations and the sums over the rows are summed by raking cell first. Then
+    :math:`\hat V_j = \frac{m}{m-1}\bigl(\sum_i (w_i e_i)^2 - (\sum_i w_i e_i)^2/m\bigr)`
+    over the :math:`m` respondents, as :class:`analysis._design.Design` computes it
+    respondent by respondent.
     """
     N = rows.N
     m = float(N.sum())
@@ -483,31 +490,28 @@ def _variances(
     sum_z = np.bincount(score, weights=w_e * u, minlength=size)
     sum_z2 = np.bincount(score, weights=w2_e * uu, minlength=size)
     if raking is not None:
-        cells, sizes = positions, raking._sizes
-        offsets = np.cumsum([0, *sizes[:-1]])
-        # Entry e's category k of each margin, as index k * size + score[e] (X'U's cell).
-        at = [p[row] * size + score for p in cells]
-        xtu = np.vstack(
-            [np.bincount(a, weights=u, minlength=k * size).reshape(k, size) for a, k in zip(at, sizes, strict=True)]
-        )
-        gram_n, gram_w2n = raking._grams(cells, N, w**2 * N)
-        # Normal equations on the rows: X'NX is small (one column per category), and its
+        x = raking._dummies
+        count = len(x)
+        # Per raking cell: its respondents, its unit weight and the sums of U.
+        n_cell = np.bincount(cells, weights=N, minlength=count)
+        w_cell = np.where(n_cell > 0, raking._grid, 0.0)
+        entry = cells[row] * size + score
+        u_cell = np.bincount(entry, weights=u, minlength=count * size).reshape(count, size)
+        # Normal equations on the cells: X'NX is small (one column per category), and its
         # pseudo-inverse gives the fitted values whatever the dummies' collinearity.
-        beta = _pinv_times(gram_n, xtu)
-        flat = beta.ravel()
-        fitted = sum(flat[offset * size + a] for offset, a in zip(offsets, at, strict=True))
-        xtwn = np.concatenate([np.bincount(p, weights=w * N, minlength=k) for p, k in zip(cells, sizes, strict=True)])
-        sum_z = sum_z - xtwn @ beta
+        beta = _pinv_times(x.T @ (n_cell[:, None] * x), x.T @ u_cell)
+        fitted = x @ beta
+        sum_z = sum_z - (w_cell * n_cell) @ fitted
         sum_z2 = (
             sum_z2
-            - 2.0 * np.bincount(score, weights=w2_e * fitted * u, minlength=size)
-            + ((gram_w2n @ beta) * beta).sum(axis=0)
+            - 2.0 * np.bincount(score, weights=w2_e * fitted.ravel()[entry] * u, minlength=size)
+            + (w_cell**2 * n_cell) @ (fitted * fitted)
         )
     return np.maximum(m / (m - 1) * (sum_z2 - sum_z**2 / m), 0.0)
 
 
-def _weights(rows: _Rows, raking: CellRaking | None) -> tuple[np.ndarray, list[np.ndarray] | None]:
-    """The rows' unit weights, and their positions in the margins (None: not raked)."""
+def _weights(rows: _Rows, raking: CellRaking | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows' unit weights, and their raking cells (None: not raked)."""
     if raking is None:
         return np.ones(len(rows)), None
     cells = raking._cells(rows.coded)
@@ -587,9 +591,9 @@ def _groups(rows: _Rows, by: list[str]) -> tuple[np.ndarray, int, dict[str, pd.I
         return np.zeros(len(rows), dtype=np.intp), 1, {}
     codes = [rows.coded[column][0] for column in by]
     sizes = [max(len(rows.coded[column][1]), 1) for column in by]  # a column all missing: no group
-    known = np.all([c >= 0 for c in codes], axis=0)
-    flat = np.ravel_multi_index([np.where(known, c, 0) for c in codes], sizes)
-    inverse, keys = _dense_codes(flat[known])
+    known = np.all([c >= 0 for c in codes], axis=0) if len(by) > 1 else codes[0] >= 0
+    flat = _combine([c[known] for c in codes], sizes)
+    inverse, keys = _dense_codes(flat)
     groups = np.full(len(rows), -1, dtype=np.intp)
     groups[known] = inverse
     at = np.unravel_index(keys, sizes)
@@ -608,7 +612,7 @@ def _estimates(
     """The groups' values and the columns of :func:`estimates`' table, as arrays."""
     check_level(level)
     rows = _rows(cells, key, by, statistic)
-    w, positions = _weights(rows, raking)
+    w, raking_cells = _weights(rows, raking)
     groups, size, values = _groups(rows, by)
     at = np.flatnonzero(groups >= 0)
     group = groups[at]
@@ -626,7 +630,7 @@ def _estimates(
         centre, coef = value[group], 1.0 / total_w[group]
         u = coef * (s_r - centre * n_r)
         uu = coef**2 * (q_r - 2 * centre * s_r + centre**2 * n_r)
-        var = _variances(rows, w, raking, positions, at, group, u, uu, size)
+        var = _variances(rows, w, raking, raking_cells, at, group, u, uu, size)
         var = np.where(n > 0, var, np.nan)
         se = np.sqrt(var)
         mean_sq = sums(w_r * q_r) / total_w
@@ -770,7 +774,7 @@ def segment_gaps(
         if column not in PROFILE:
             raise ValueError(f"segment column {column!r} is not a profile column ({', '.join(PROFILE)})")
     rows = _rows(cells, key, [], statistic)
-    w, positions = _weights(rows, raking)
+    w, raking_cells = _weights(rows, raking)
     n_r, s_r, q_r = rows.n, rows.s, rows.q
     # The domains' sums of w n, w s, n and w² n, one column per category (matrix products
     # with the segment's and the rest's indicators).
@@ -818,7 +822,7 @@ def segment_gaps(
         raise ValueError(f"no category to compare in {columns!r}")
     at, score, u, uu = (np.concatenate(part) for part in zip(*entries, strict=True))
     with np.errstate(divide="ignore", invalid="ignore"):
-        var = _variances(rows, w, raking, positions, at, score, u, uu, 3 * len(records)).reshape(-1, 3)
+        var = _variances(rows, w, raking, raking_cells, at, score, u, uu, 3 * len(records)).reshape(-1, 3)
     se = np.sqrt(np.maximum(var, 0.0))
     return gaps_table(records, se, ref=stats.norm, level=level, rules=rules, method=method, alpha=alpha)
 

@@ -27,6 +27,7 @@ Lumley, T. (2010). *Complex Surveys: A Guide to Analysis Using R*. Wiley, 2.4, 7
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -144,7 +145,7 @@ def _dense_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.int64)
     low = int(values.min())
     span = int(values.max()) - low + 1
-    if span > max(8 * values.size, 1 << 16):
+    if span > max(2 * values.size, 1 << 16):
         distinct, inverse = np.unique(values, return_inverse=True)
         return inverse.reshape(-1).astype(np.intp, copy=False), distinct
     shifted = values - low
@@ -415,8 +416,8 @@ def _rows(cells: pd.DataFrame, key: str, by: list[str], statistic: Statistic) ->
     N = np.bincount(inverse, weights=counts[is_design], minlength=design.size)
     is_key = _is(question, key)
     keyed = flat[is_key]
-    space = int(np.prod(sizes))
-    if space <= max(8 * flat.size, 1 << 16):  # each combination's design row, from a table
+    space = math.prod(sizes)
+    if space <= max(2 * flat.size, 1 << 16):  # each combination's design row, from a table
         row = np.full(space, -1, dtype=np.intp)
         row[design] = np.arange(design.size)
         at = row[keyed]

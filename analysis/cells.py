@@ -27,9 +27,10 @@ Lumley, T. (2010). *Complex Surveys: A Guide to Analysis Using R*. Wiley, 2.4, 7
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Literal
 
 import numpy as np
@@ -38,9 +39,17 @@ from scipy import stats
 
 from analysis._design import check_level
 from analysis.drivers import MAX_EXACT_DRIVERS, _check_collinear, lmg_from_corr, relative_weights_from_corr
-from analysis.estimates import DEFAULT_RULES, Estimate, SuppressionRules, _rse, _wilson_n, wilson_interval
+from analysis.estimates import (
+    DEFAULT_RULES,
+    Estimate,
+    SuppressionRules,
+    _normal_quantile,
+    _rse,
+    _wilson_n,
+    wilson_interval,
+)
 from analysis.segments import gaps_table
-from analysis.weighting import Raking, rake, resolve_base_weights
+from analysis.weighting import Raking, _rake_codes, _targets, resolve_base_weights
 
 __all__ = [
     "CellEstimates",
@@ -75,7 +84,7 @@ def with_period(cells: pd.DataFrame, grain: Literal["month", "quarter", "year"])
     (month, quarter or year); ``period`` must be a monthly Period column."""
     if grain not in GRAINS:
         raise ValueError(f"grain must be one of {', '.join(GRAINS)}, got {grain!r}")
-    return cells.assign(period=cells["period"].dt.asfreq(GRAINS[grain]))
+    return cells.assign(period=cells["period"].array.asfreq(GRAINS[grain]))
 
 
 # ------------------------------------------------------------------------- raking
@@ -117,22 +126,72 @@ def complete_margins(frame: pd.DataFrame, margins: Mapping, *, weights=None) -> 
     return out, completed
 
 
-def _responses(cells: pd.DataFrame) -> pd.DataFrame:
-    rows = cells[(cells["question_key"] == RESPONSES).to_numpy(dtype=bool)]
-    if rows.empty:
-        raise ValueError(f"the cells hold no {RESPONSES!r} rows: the responses they describe are unknown")
-    return rows
+def _is(values: pd.Series, key) -> np.ndarray:
+    """Whether each value equals ``key``; a categorical column compares its codes."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.array.codes
+        try:
+            return codes == values.dtype.categories.get_loc(key)
+        except KeyError:
+            return np.zeros(codes.size, dtype=bool)
+    return (values == key).to_numpy(dtype=bool)
+
+
+def _dense_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's position among the sorted distinct values of an integer array, and
+    those values: ``np.unique``'s inverse and uniques, by a table over the values' range
+    when it is small (the codes of a few columns combined), without sorting."""
+    if values.size == 0:
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.int64)
+    low = int(values.min())
+    span = int(values.max()) - low + 1
+    if span > max(2 * values.size, 1 << 16):
+        distinct, inverse = np.unique(values, return_inverse=True)
+        return inverse.reshape(-1).astype(np.intp, copy=False), distinct
+    shifted = values - low
+    present = np.zeros(span, dtype=bool)
+    present[shifted] = True
+    rank = np.cumsum(present, dtype=np.intp) - 1
+    return rank[shifted], np.flatnonzero(present) + low
+
+
+def _combine(codes: Sequence[np.ndarray], sizes: Sequence[int], shift: int = 0) -> np.ndarray:
+    """The index of each row's tuple of codes (each code plus ``shift`` below its size):
+    ``np.ravel_multi_index`` without its checks, in place on one array."""
+    flat = codes[0] + shift if shift else codes[0].astype(np.intp, copy=True)
+    for more, size in zip(codes[1:], sizes[1:], strict=True):
+        flat *= size
+        flat += more
+        if shift:
+            flat += shift
+    return flat
 
 
 def _factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """Codes of a column's values, in sorted order, -1 for a missing value."""
-    if isinstance(values.dtype, pd.CategoricalDtype):  # the read model's frames: codes at hand
-        categories = values.cat.categories
-        codes = values.cat.codes.to_numpy()
-        if categories.is_monotonic_increasing:
-            return codes, categories
+    """Codes of a column's values, in sorted order, -1 for a missing value; read off the
+    codes of a categorical column and the ordinals of a period column (no hashing)."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.CategoricalDtype):  # the read model's frames: codes at hand
+        if dtype.categories.is_monotonic_increasing:
+            return values.array.codes.astype(np.intp), dtype.categories
+    elif isinstance(dtype, pd.PeriodDtype):
+        missing = values.array.isna()
+        if missing.any():
+            codes = np.full(len(values), -1, dtype=np.intp)
+            codes[~missing], ordinals = _dense_codes(values.array.asi8[~missing])
+        else:
+            codes, ordinals = _dense_codes(values.array.asi8)
+        return codes, pd.PeriodIndex.from_ordinals(ordinals, freq=dtype.freq)
     codes, uniques = pd.factorize(values, sort=True)
-    return codes, pd.Index(uniques)
+    return codes.astype(np.intp, copy=False), pd.Index(uniques)
+
+
+def _sorted(values) -> list:
+    """Values in the order pandas sorts group keys."""
+    try:
+        return sorted(values)
+    except TypeError:  # mixed types
+        return list(pd.factorize(np.array(list(values), dtype=object), sort=True)[1])
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,47 +220,75 @@ class CellRaking:
         return tuple(self.margins)
 
     @cached_property
+    def _sizes(self) -> list[int]:
+        return [len(t) for t in self.margins.values()]
+
+    @cached_property
     def _grid(self) -> np.ndarray:
         """Unit weights over every combination of the margins' categories (NaN: none)."""
-        sizes = [len(t) for t in self.margins.values()]
-        grid = np.full(int(np.prod(sizes)), np.nan)
-        positions = [
-            pd.Index(list(targets)).get_indexer(self.unit_weights.index.get_level_values(i))
-            for i, targets in enumerate(self.margins.values())
-        ]
-        grid[np.ravel_multi_index(positions, sizes)] = self.unit_weights.to_numpy()
+        grid = np.full(int(np.prod(self._sizes)), np.nan)
+        index = self.unit_weights.index
+        if isinstance(index, pd.MultiIndex):  # each level's values looked up once
+            positions = []
+            for values, codes, targets in zip(index.levels, index.codes, self.margins.values(), strict=True):
+                where = {category: i for i, category in enumerate(targets)}
+                positions.append(np.array([where.get(v, -1) for v in values], dtype=np.intp)[codes])
+        else:
+            positions = [
+                pd.Index(list(targets)).get_indexer(index.get_level_values(i))
+                for i, targets in enumerate(self.margins.values())
+            ]
+        grid[np.ravel_multi_index(positions, self._sizes)] = self.unit_weights.to_numpy()
         return grid
+
+    @cached_property
+    def _lookups(self) -> dict[str, tuple[dict, int]]:
+        """Per raking column, the position of each known category in the margin's
+        categories, and that of `UNKNOWN` (-1 when the margin has none)."""
+        out = {}
+        for column, targets in self.margins.items():
+            targets = list(targets)
+            unknown = targets.index(UNKNOWN) if UNKNOWN in targets else -1
+            out[column] = ({category: i for i, category in enumerate(targets) if category != UNKNOWN}, unknown)
+        return out
 
     def _positions(self, column: str, codes: np.ndarray, uniques: pd.Index) -> np.ndarray:
         """Position in the margin's categories of each coded value (`UNKNOWN` for a
         missing value or a category the margins lack)."""
-        targets = list(self.margins[column])
-        unknown = targets.index(UNKNOWN) if UNKNOWN in targets else -1
-        known = {category: i for i, category in enumerate(targets) if category != UNKNOWN}
+        known, unknown = self._lookups[column]
         lookup = np.array([known.get(value, unknown) for value in uniques] + [unknown], dtype=np.intp)
         positions = lookup[codes]
         if (positions < 0).any():
             raise ValueError(f"rows outside the raked scope (column {column!r}): rake the cells that hold them")
         return positions
 
-    def _cells(self, coded: Mapping[str, tuple[np.ndarray, pd.Index]]) -> list[np.ndarray]:
-        return [self._positions(column, *coded[column]) for column in self.margins]
+    def _cells(self, coded: Mapping[str, tuple[np.ndarray, pd.Index]]) -> np.ndarray:
+        """Each row's raking cell: its position in `_grid`, from the rows' coded raking
+        columns."""
+        return _combine([self._positions(column, *coded[column]) for column in self.margins], self._sizes)
 
     def _weights(self, coded) -> np.ndarray:
-        sizes = [len(t) for t in self.margins.values()]
-        weights = self._grid[np.ravel_multi_index(self._cells(coded), sizes)]
+        return self._cell_weights(self._cells(coded))
+
+    def _cell_weights(self, cells: np.ndarray) -> np.ndarray:
+        """The unit weight of rows in raking cells ``cells`` (see `_cells`)."""
+        weights = self._grid[cells]
         if np.isnan(weights).any():
             raise ValueError("rows outside the raked scope: rake the cells that hold them")
         return weights
 
-    def _calibration(self, coded) -> np.ndarray:
-        """The raking dummies of each row (as ``Raking.calibration_matrix``)."""
-        blocks = []
-        for positions, targets in zip(self._cells(coded), self.margins.values(), strict=True):
-            block = np.zeros((positions.size, len(targets)))
-            block[np.arange(positions.size), positions] = 1.0
-            blocks.append(block)
-        return np.hstack(blocks)
+    @cached_property
+    def _dummies(self) -> np.ndarray:
+        """The raking dummies of every raking cell (one row per cell of `_grid`, one
+        column per category of each margin, as ``Raking.calibration_matrix``)."""
+        sizes = self._sizes
+        positions = np.unravel_index(np.arange(len(self._grid)), sizes)
+        x = np.zeros((len(self._grid), sum(sizes)))
+        offset = 0
+        for at, size in zip(positions, sizes, strict=True):
+            x[np.arange(len(self._grid)), offset + at] = 1.0
+            offset += size
+        return x
 
     def weights_for(self, frame: pd.DataFrame) -> np.ndarray:
         """The raked weight of one respondent of each row of ``frame`` (cells, moments
@@ -219,22 +306,73 @@ def rake_cells(cells: pd.DataFrame, margins: Mapping, **options) -> CellRaking:
     respondents or the cells alike). ``options`` go to ``rake`` (``trim``,
     ``max_iter``, ``tol``). Raises ``ValueError`` as ``rake`` does (a margin category
     without a respondent in the scope ...).
+
+    The raking cells are summed from the columns' codes (what ``complete_margins`` and
+    a grouping of the responses by the recoded raking columns, sorted, give), then
+    raked as ``rake`` does.
     """
     if not margins:
         raise ValueError("margins: at least one raking variable is needed")
     dims = list(margins)
-    responses = _responses(cells)
-    counts = (
-        responses.assign(**{d: responses[d].astype(object) for d in dims})
-        .groupby(dims, dropna=False, sort=True)["n"]
-        .sum()
-        .reset_index()
+    is_design = _is(cells["question_key"], RESPONSES)
+    if not is_design.any():
+        raise ValueError(f"the cells hold no {RESPONSES!r} rows: the responses they describe are unknown")
+    base = cells["n"].to_numpy()[is_design].astype(float)
+    coded = [_factorize(cells[d]) for d in dims]
+    codes = [c[is_design] for c, _ in coded]
+    # The responses' groups by the raking columns as they are (a missing value is one):
+    # complete_margins takes their sums as weights, which must be positive.
+    if not (base > 0).all():
+        groups = _dense_codes(np.ravel_multi_index([c + 1 for c in codes], [len(u) + 1 for _, u in coded]))[0]
+        sums = np.bincount(groups, weights=base)
+        if not np.isfinite(sums).all():
+            raise ValueError("weights: column 'n' has missing or infinite values")
+        if (sums <= 0).any():
+            raise ValueError("weights: column 'n' has weights that are zero or negative")
+    total = base.sum()
+    completed, labels, recoded = {}, [], []
+    for column, shares, (_, uniques), at in zip(dims, margins.values(), coded, codes, strict=True):
+        is_known = [value in shares for value in uniques] + [False]  # the last code: missing
+        names = [value if ok else UNKNOWN for value, ok in zip(uniques, is_known, strict=False)] + [UNKNOWN]
+        known = np.array(is_known)[at]
+        unknown = float(base[~known].sum() / total) if total > 0 else 0.0
+        scale = (1.0 - unknown) / float(sum(shares.values()))
+        completed[column] = {category: share * scale for category, share in shares.items()}
+        if unknown > 0:
+            completed[column][UNKNOWN] = unknown
+        used = np.zeros(len(names), dtype=bool)
+        used[at] = True
+        present = _sorted({names[i] for i in np.flatnonzero(used)})
+        where = {name: i for i, name in enumerate(present)}
+        labels.append(present)
+        recoded.append(np.array([where.get(name, -1) for name in names], dtype=np.intp)[at])
+    # The raking cells, sorted by their recoded values, and their response counts.
+    sizes = [len(present) for present in labels]
+    cell, keys = _dense_codes(_combine(recoded, sizes))
+    d = np.bincount(cell, weights=base, minlength=keys.size)
+    level_codes = np.unravel_index(keys, sizes)
+    totals = _targets(completed, float(d.sum()))
+    positions = []
+    for column, present, at in zip(dims, labels, level_codes, strict=True):
+        for category in completed[column]:
+            if category not in present:
+                raise ValueError(
+                    f"raking column {column!r}: margin category {category!r} has a target but no "
+                    "respondent in the sample; collapse it with a neighbouring category"
+                )
+        order = list(completed[column])
+        positions.append(np.array([order.index(name) for name in present], dtype=np.intp)[at])
+    variables = pd.DataFrame(
+        {
+            column: np.array(present, dtype=object)[at]
+            for column, present, at in zip(dims, labels, level_codes, strict=True)
+        }
     )
-    recoded, completed = complete_margins(counts, margins, weights=counts["n"].astype(float))
-    counts = recoded.groupby(dims, sort=True)["n"].sum().reset_index()
-    raking = rake(counts, completed, base_weights=counts["n"].astype(float), **options)
-    index = pd.MultiIndex.from_frame(counts[dims])
-    unit = pd.Series(raking.weights.to_numpy() / counts["n"].to_numpy(), index=index, name="weight")
+    raking = _rake_codes(d, positions, completed, totals, index=pd.RangeIndex(d.size), variables=variables, **options)
+    index = pd.MultiIndex(
+        levels=[pd.Index(present) for present in labels], codes=list(level_codes), names=dims, verify_integrity=False
+    )
+    unit = pd.Series(raking.weights.to_numpy() / d, index=index, name="weight")
     return CellRaking(raking=raking, margins=completed, unit_weights=unit)
 
 
@@ -258,7 +396,8 @@ class _Rows:
 
 
 def _rows(cells: pd.DataFrame, key: str, by: list[str], statistic: Statistic) -> _Rows:
-    """Sum the cells of ``key`` (and of `RESPONSES`) at the level of ``by`` and the profile."""
+    """Sum the cells of ``key`` (and of `RESPONSES`) at the level of ``by`` and the
+    profile: every column coded once, the rows' sums by ``np.bincount`` on the codes."""
     if statistic not in ("mean", "satisfied"):
         raise ValueError(f"statistic must be 'mean' or 'satisfied', got {statistic!r}")
     for column in by:
@@ -267,69 +406,117 @@ def _rows(cells: pd.DataFrame, key: str, by: list[str], statistic: Statistic) ->
     level = list(dict.fromkeys([*by, *PROFILE]))
     coded = {column: _factorize(cells[column]) for column in level}
     sizes = [len(uniques) + 1 for _, uniques in coded.values()]
-    flat = np.ravel_multi_index([codes + 1 for codes, _ in coded.values()], sizes)
+    flat = _combine([codes for codes, _ in coded.values()], sizes, shift=1)
     question = cells["question_key"]
-    is_design = (question == RESPONSES).to_numpy(dtype=bool)
+    is_design = _is(question, RESPONSES)
     if not is_design.any() and len(cells):
         raise ValueError(f"the cells hold no {RESPONSES!r} rows: the responses they describe are unknown")
-    design, inverse = np.unique(flat[is_design], return_inverse=True)
-    N = np.bincount(inverse, weights=cells["n"].to_numpy(dtype=float)[is_design], minlength=design.size)
-    is_key = (question == key).to_numpy(dtype=bool)
-    at = np.searchsorted(design, flat[is_key])
-    if at.size and ((at >= design.size) | (design[np.minimum(at, design.size - 1)] != flat[is_key])).any():
+    counts = cells["n"].to_numpy(dtype=float)
+    inverse, design = _dense_codes(flat[is_design])
+    N = np.bincount(inverse, weights=counts[is_design], minlength=design.size)
+    is_key = _is(question, key)
+    keyed = flat[is_key]
+    space = math.prod(sizes)
+    if space <= max(2 * flat.size, 1 << 16):  # each combination's design row, from a table
+        row = np.full(space, -1, dtype=np.intp)
+        row[design] = np.arange(design.size)
+        at = row[keyed]
+        missing = (at < 0).any()
+    else:
+        at = np.searchsorted(design, keyed)
+        missing = at.size and ((at >= design.size) | (design[np.minimum(at, design.size - 1)] != keyed)).any()
+    if missing:
         raise ValueError(f"the cells of {key!r} hold answers of no response")
-    value, square = ("total", "total_sq") if statistic == "mean" else ("satisfied", "satisfied")
-    sums = [
-        np.bincount(at, weights=cells[column].to_numpy(dtype=float)[is_key], minlength=design.size)
-        for column in ("n", value, square)
-    ]
-    if (sums[0] > N).any():
+    n = np.bincount(at, weights=counts[is_key], minlength=design.size)
+    if (n > N).any():
         raise ValueError(f"the cells of {key!r} count more answers than responses")
-    codes = np.unravel_index(design, sizes)
-    return _Rows(
-        N=N,
-        n=sums[0],
-        s=sums[1],
-        q=sums[2],
-        coded={c: (codes[i] - 1, coded[c][1]) for i, c in enumerate(level)},
-    )
+    if statistic == "mean":
+        s, q = (
+            np.bincount(at, weights=cells[column].to_numpy(dtype=float)[is_key], minlength=design.size)
+            for column in ("total", "total_sq")
+        )
+    else:  # the indicator of satisfaction is its own square
+        s = q = np.bincount(at, weights=cells["satisfied"].to_numpy(dtype=float)[is_key], minlength=design.size)
+    # Each design row's codes: those of one of its cells.
+    first = np.empty(design.size, dtype=np.intp)
+    first[inverse] = np.flatnonzero(is_design)
+    return _Rows(N=N, n=n, s=s, q=q, coded={c: (codes[first], uniques) for c, (codes, uniques) in coded.items()})
 
 
-def _variances(rows: _Rows, w: np.ndarray, raking: CellRaking | None, centre, coef, member) -> np.ndarray:
-    r"""Linearised variances of linear statistics of the design rows (vectorised).
+def _pinv_times(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``np.linalg.pinv(gram, hermitian=True) @ rhs`` for a symmetric positive
+    semi-definite ``gram`` (the same cut-off of small eigenvalues), from its
+    eigendecomposition without forming the pseudo-inverse."""
+    values, vectors = np.linalg.eigh(gram)
+    size = np.abs(values)
+    inverse = np.divide(1.0, values, out=np.zeros_like(values), where=size > 1e-15 * size.max(initial=0.0))
+    return vectors @ (inverse[:, None] * (vectors.T @ rhs))
+
+
+def _variances(
+    rows: _Rows,
+    w: np.ndarray,
+    raking: CellRaking | None,
+    cells: np.ndarray | None,
+    row: np.ndarray,
+    score: np.ndarray,
+    u: np.ndarray,
+    uu: np.ndarray,
+    size: int,
+) -> np.ndarray:
+    r"""Linearised variances of ``size`` linear statistics of the design rows.
 
     Score :math:`j` is :math:`u_i = c_{rj}(y_i - m_{rj})` for the respondents with a
-    value in row :math:`r` where ``member[r, j]``, zero elsewhere; its sums over a row
-    are :math:`U_{rj} = c(S_r - m n_r)` and :math:`\sum u_i^2 = c^2(Q_r - 2mS_r + m^2
-    n_r)`. After raking, :math:`u` is replaced by its residual :math:`e_i = u_i -
-    x_r^\top\beta_j` from the WLS fit on the raking dummies (constant within a row,
-    hence solved on rows weighted by their size :math:`N_r`), and
+    value in row :math:`r` that it counts, zero elsewhere. Its sums over a row,
+    :math:`U_{rj} = c(S_r - m n_r)` and :math:`UU_{rj} = \sum u_i^2 = c^2(Q_r - 2mS_r
+    + m^2 n_r)`, are given where they are not zero: entry :math:`e` is row ``row[e]``
+    of score ``score[e]``, with :math:`U` ``u[e]`` and :math:`UU` ``uu[e]`` (a sparse
+    matrix: a group's score counts its own rows only). After raking, :math:`u` is
+    replaced by its residual :math:`u_i - a_{rj}`, :math:`a_{rj} = x_r^\top\beta_j`
+    from the WLS fit on the raking dummies :math:`x_r` (constant within a row, hence
+    solved on rows weighted by their size :math:`N_r`), whose sums are :math:`U - N a`
+    and :math:`UU - 2aU + N a^2`. The dummies, the fitted values and the weights are
+    those of the rows' raking cells (``cells``, from `CellRaking._cells`): the normal
+    equations and the sums over the rows are summed by raking cell first. Then
     :math:`\hat V_j = \frac{m}{m-1}\bigl(\sum_i (w_i e_i)^2 - (\sum_i w_i e_i)^2/m\bigr)`
     over the :math:`m` respondents, as :class:`analysis._design.Design` computes it
     respondent by respondent.
     """
-    N, n, s, q = (a[:, None] for a in (rows.N, rows.n, rows.s, rows.q))
-    U = np.where(member, coef * (s - centre * n), 0.0)
-    UU = np.where(member, coef**2 * (q - 2 * centre * s + centre**2 * n), 0.0)
-    if raking is not None:
-        x = raking._calibration(rows.coded)
-        # Normal equations on the rows: X'NX is small (one column per category), and its
-        # pseudo-inverse gives the fitted values whatever the dummies' collinearity.
-        beta = np.linalg.pinv(x.T @ (N * x), hermitian=True) @ (x.T @ U)
-        a = x @ beta
-        UU = UU - 2 * a * U + N * a**2
-        U = U - N * a
-    w = w[:, None]
+    N = rows.N
     m = float(N.sum())
     if m < 2:
-        return np.full(U.shape[1], np.nan)
-    sum_z = (w * U).sum(axis=0)
-    sum_z2 = (w**2 * UU).sum(axis=0)
+        return np.full(size, np.nan)
+    w_e = w[row]
+    w2_e = w_e**2
+    sum_z = np.bincount(score, weights=w_e * u, minlength=size)
+    sum_z2 = np.bincount(score, weights=w2_e * uu, minlength=size)
+    if raking is not None:
+        x = raking._dummies
+        count = len(x)
+        # Per raking cell: its respondents, its unit weight and the sums of U.
+        n_cell = np.bincount(cells, weights=N, minlength=count)
+        w_cell = np.where(n_cell > 0, raking._grid, 0.0)
+        entry = cells[row] * size + score
+        u_cell = np.bincount(entry, weights=u, minlength=count * size).reshape(count, size)
+        # Normal equations on the cells: X'NX is small (one column per category), and its
+        # pseudo-inverse gives the fitted values whatever the dummies' collinearity.
+        beta = _pinv_times(x.T @ (n_cell[:, None] * x), x.T @ u_cell)
+        fitted = x @ beta
+        sum_z = sum_z - (w_cell * n_cell) @ fitted
+        sum_z2 = (
+            sum_z2
+            - 2.0 * np.bincount(score, weights=w2_e * fitted.ravel()[entry] * u, minlength=size)
+            + (w_cell**2 * n_cell) @ (fitted * fitted)
+        )
     return np.maximum(m / (m - 1) * (sum_z2 - sum_z**2 / m), 0.0)
 
 
-def _weights(rows: _Rows, raking: CellRaking | None) -> np.ndarray:
-    return np.ones(len(rows)) if raking is None else raking._weights(rows.coded)
+def _weights(rows: _Rows, raking: CellRaking | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows' unit weights, and their raking cells (None: not raked)."""
+    if raking is None:
+        return np.ones(len(rows)), None
+    cells = raking._cells(rows.coded)
+    return raking._cell_weights(cells), cells
 
 
 # --------------------------------------------------------------------- estimates
@@ -398,20 +585,76 @@ class CellEstimates:
         return {name: self.table[name].to_numpy() for name in names}
 
 
-def _groups(rows: _Rows, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
-    """Each row's group (-1 when a ``by`` value is missing) and the groups' values, sorted."""
+def _groups(rows: _Rows, by: list[str]) -> tuple[np.ndarray, int, dict[str, pd.Index]]:
+    """Each row's group (-1 when a ``by`` value is missing), the number of groups and
+    their values (one Index per ``by`` column), sorted."""
     if not by:
-        return np.zeros(len(rows), dtype=np.intp), pd.DataFrame(index=pd.RangeIndex(1))
+        return np.zeros(len(rows), dtype=np.intp), 1, {}
     codes = [rows.coded[column][0] for column in by]
     sizes = [max(len(rows.coded[column][1]), 1) for column in by]  # a column all missing: no group
-    known = np.all([c >= 0 for c in codes], axis=0)
-    flat = np.ravel_multi_index([np.where(known, c, 0) for c in codes], sizes)
-    keys, inverse = np.unique(flat[known], return_inverse=True)
+    known = np.all([c >= 0 for c in codes], axis=0) if len(by) > 1 else codes[0] >= 0
+    flat = _combine([c[known] for c in codes], sizes)
+    inverse, keys = _dense_codes(flat)
     groups = np.full(len(rows), -1, dtype=np.intp)
     groups[known] = inverse
     at = np.unravel_index(keys, sizes)
-    table = pd.DataFrame({column: rows.coded[column][1].take(at[i]) for i, column in enumerate(by)})
-    return groups, table
+    return groups, keys.size, {column: rows.coded[column][1].take(at[i]) for i, column in enumerate(by)}
+
+
+def _estimates(
+    cells: pd.DataFrame,
+    key: str,
+    by: list[str],
+    statistic: Statistic,
+    raking: CellRaking | None,
+    rules: SuppressionRules | None,
+    level: float,
+) -> tuple[dict[str, pd.Index], dict[str, np.ndarray]]:
+    """The groups' values and the columns of :func:`estimates`' table, as arrays."""
+    check_level(level)
+    rows = _rows(cells, key, by, statistic)
+    w, raking_cells = _weights(rows, raking)
+    groups, size, values = _groups(rows, by)
+    at = np.flatnonzero(groups >= 0)
+    group = groups[at]
+    n_r, s_r, q_r, w_r = rows.n[at], rows.s[at], rows.q[at], w[at]
+
+    def sums(x: np.ndarray) -> np.ndarray:
+        return np.bincount(group, weights=x, minlength=size)
+
+    total_w = sums(w_r * n_r)
+    n = sums(n_r)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = sums(w_r * s_r) / total_w
+        n_eff = np.where(n > 0, total_w**2 / sums(w_r**2 * n_r), 0.0)
+        # Each row counts in its group's score only.
+        centre, coef = value[group], 1.0 / total_w[group]
+        u = coef * (s_r - centre * n_r)
+        uu = coef**2 * (q_r - 2 * centre * s_r + centre**2 * n_r)
+        var = _variances(rows, w, raking, raking_cells, at, group, u, uu, size)
+        var = np.where(n > 0, var, np.nan)
+        se = np.sqrt(var)
+        mean_sq = sums(w_r * q_r) / total_w
+        s2 = np.maximum(mean_sq - value**2, 0.0) * np.where(n > 1, n / (n - 1), np.nan)
+        var_srs = s2 / n
+        deff = np.where(var_srs > 0, var / var_srs, np.nan)
+    if statistic == "satisfied":
+        low, high = wilson_interval(value, _wilson_n(value, se, n_eff), level)
+    else:
+        z = _normal_quantile(0.5 + level / 2.0)
+        low, high = value - z * se, value + z * se
+    rse = _rse(value, se)
+    return values, dict(
+        value=value,
+        se=se,
+        ci_low=low,
+        ci_high=high,
+        n=n.astype(np.int64),
+        n_eff=n_eff,
+        deff=deff,
+        rse=rse,
+        flag=(rules or DEFAULT_RULES).flags(n, n_eff, rse),
+    )
 
 
 def estimates(
@@ -467,46 +710,9 @@ def estimates(
     Hájek (1971); Wolter (2007), ch. 6; Deville & Särndal (1992); Wilson (1927);
     Kish (1965); Lumley (2010), 2.4, 7.4.
     """
-    check_level(level)
     by = [by] if isinstance(by, str) else list(by)
-    rows = _rows(cells, key, by, statistic)
-    w = _weights(rows, raking)
-    groups, table = _groups(rows, by)
-    member = groups[:, None] == np.arange(len(table))[None, :]
-    n_r = rows.n
-    wn = (w * n_r)[:, None] * member
-    total_w = wn.sum(axis=0)
-    n = (n_r[:, None] * member).sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        value = ((w * rows.s)[:, None] * member).sum(axis=0) / total_w
-        n_eff = np.where(n > 0, total_w**2 / ((w**2 * n_r)[:, None] * member).sum(axis=0), 0.0)
-        var = _variances(rows, w, raking, value[None, :], 1.0 / total_w[None, :], member)
-        var = np.where(n > 0, var, np.nan)
-        se = np.sqrt(var)
-        mean_sq = ((w * rows.q)[:, None] * member).sum(axis=0) / total_w
-        s2 = np.maximum(mean_sq - value**2, 0.0) * np.where(n > 1, n / (n - 1), np.nan)
-        var_srs = s2 / n
-        deff = np.where(var_srs > 0, var / var_srs, np.nan)
-    if statistic == "satisfied":
-        low, high = wilson_interval(value, _wilson_n(value, se, n_eff), level)
-    else:
-        z = stats.norm.ppf(0.5 + level / 2.0)
-        low, high = value - z * se, value + z * se
-    rse = _rse(value, se)
-    table = pd.DataFrame(
-        {column: table[column].array for column in by}
-        | dict(
-            value=value,
-            se=se,
-            ci_low=low,
-            ci_high=high,
-            n=n.astype(np.int64),
-            n_eff=n_eff,
-            deff=deff,
-            rse=rse,
-            flag=(rules or DEFAULT_RULES).flags(n, n_eff, rse),
-        )
-    )
+    values, columns = _estimates(cells, key, by, statistic, raking, rules, level)
+    table = pd.DataFrame({column: values[column].array for column in by} | columns)
     return CellEstimates(table=table, by=tuple(by), statistic=statistic, weighted=raking is not None, level=level)
 
 
@@ -520,7 +726,19 @@ def estimate(
     level: float = 0.95,
 ) -> Estimate:
     """The estimate over the whole scope of ``cells`` (see :func:`estimates`)."""
-    return estimates(cells, key, statistic=statistic, raking=raking, rules=rules, level=level).get()
+    _, c = _estimates(cells, key, [], statistic, raking, rules, level)
+    return Estimate(
+        value=float(c["value"][0]),
+        se=float(c["se"][0]),
+        ci_low=float(c["ci_low"][0]),
+        ci_high=float(c["ci_high"][0]),
+        n=int(c["n"][0]),
+        n_eff=float(c["n_eff"][0]),
+        deff=float(c["deff"][0]),
+        flag=str(c["flag"][0]),
+        rse=float(c["rse"][0]),
+        level=level,
+    )
 
 
 # ---------------------------------------------------------------------- segments
@@ -557,49 +775,66 @@ def segment_gaps(
         if column not in PROFILE:
             raise ValueError(f"segment column {column!r} is not a profile column ({', '.join(PROFILE)})")
     rows = _rows(cells, key, [], statistic)
-    w = _weights(rows, raking)
-    n_r, s_r = rows.n, rows.s
-    records, centres, coefs, members = [], [], [], []
+    w, raking_cells = _weights(rows, raking)
+    n_r, s_r, q_r = rows.n, rows.s, rows.q
+    # The domains' sums of w n, w s, n and w² n, one column per category (matrix products
+    # with the segment's and the rest's indicators).
+    parts = np.stack([w * n_r, w * s_r, n_r, w**2 * n_r])
+    records, entries = [], []
     for column in columns:
         codes, categories = rows.coded[column]
-        known = codes >= 0
-        present = np.unique(codes[known])  # a category may have no respondent in the scope
-        for code in sorted(present, key=lambda i: (str(type(categories[i])), categories[i])):
-            category = categories[code]
-            seg = codes == code
-            rest = known & ~seg
-            parts = []
-            for dom in (seg, rest):
-                total = float((w * n_r)[dom].sum())
-                est = float((w * s_r)[dom].sum() / total) if total > 0 else np.nan
-                parts.append(
-                    (est, total, int(n_r[dom].sum()), total**2 / float((w**2 * n_r)[dom].sum()) if total > 0 else 0.0)
+        present = np.unique(codes[codes >= 0])  # a category may have no respondent in the scope
+        if not present.size:
+            continue
+        order = np.array(sorted(present, key=lambda i: (str(type(categories[i])), categories[i])), dtype=np.intp)
+        seg = codes[:, None] == order[None, :]
+        rest = (codes >= 0)[:, None] & ~seg
+        (w_s, sum_s, n_s, w2_s), (w_r, sum_r, n_rest, _) = parts @ seg, parts @ rest
+        with np.errstate(divide="ignore", invalid="ignore"):
+            est_s = np.where(w_s > 0, sum_s / w_s, np.nan)
+            est_r = np.where(w_r > 0, sum_r / w_r, np.nan)
+            neff_s = np.where(w_s > 0, w_s**2 / w2_s, 0.0)
+            coef_s = np.where(w_s != 0, 1.0 / w_s, 0.0)
+            coef_r = np.where(w_r != 0, 1.0 / w_r, 0.0)
+        # Scores 3k, 3k + 1 and 3k + 2 of comparison k: the segment's, the rest's and the
+        # gap's (the first minus the second), on the rows each counts.
+        first = 3 * len(records)
+        for member, est, coef, kind in ((seg, est_s, coef_s, 0), (rest, est_r, coef_r, 1)):
+            at, j = np.nonzero(member)
+            c, centre = coef[j], est[j]
+            with np.errstate(invalid="ignore"):
+                u = c * (s_r[at] - centre * n_r[at])
+                uu = c**2 * (q_r[at] - 2 * centre * s_r[at] + centre**2 * n_r[at])
+            entries.append((at, first + 3 * j + kind, u, uu))
+            entries.append((at, first + 3 * j + 2, u if kind == 0 else -u, uu))
+        for k, code in enumerate(order):
+            records.append(
+                (
+                    column,
+                    categories[code],
+                    int(n_s[k]),
+                    float(neff_s[k]),
+                    float(est_s[k]),
+                    float(est_r[k]),
+                    int(n_rest[k]),
                 )
-            (est_s, w_s, n_s, neff_s), (est_r, w_r, n_rest, _) = parts
-            records.append((column, category, n_s, neff_s, est_s, est_r, n_rest))
-            for score in ("segment", "rest", "gap"):
-                centre = np.where(seg, est_s, est_r)
-                coef = np.where(seg, 1.0 / w_s if w_s else 0.0, -1.0 / w_r if w_r else 0.0)
-                if score == "segment":
-                    member = seg
-                elif score == "rest":
-                    member, coef = rest, -coef
-                else:
-                    member = seg | rest
-                centres.append(centre)
-                coefs.append(coef)
-                members.append(member)
+            )
     if not records:
         raise ValueError(f"no category to compare in {columns!r}")
+    at, score, u, uu = (np.concatenate(part) for part in zip(*entries, strict=True))
     with np.errstate(divide="ignore", invalid="ignore"):
-        var = _variances(
-            rows, w, raking, np.column_stack(centres), np.column_stack(coefs), np.column_stack(members)
-        ).reshape(-1, 3)
+        var = _variances(rows, w, raking, raking_cells, at, score, u, uu, 3 * len(records)).reshape(-1, 3)
     se = np.sqrt(np.maximum(var, 0.0))
     return gaps_table(records, se, ref=stats.norm, level=level, rules=rules, method=method, alpha=alpha)
 
 
 # ----------------------------------------------------------------------- drivers
+
+
+@lru_cache(maxsize=64)
+def _t_quantile(q: float, df: int) -> float:
+    """``scipy.stats.t.ppf(q, df)``, kept: the call costs more than the jackknife."""
+    return stats.t.ppf(q, df)
 
 
 def _full(vector: np.ndarray, size: int) -> np.ndarray:
@@ -609,26 +844,63 @@ def _full(vector: np.ndarray, size: int) -> np.ndarray:
     return out + np.triu(out, 1).T
 
 
-def _moment_sums(moments: pd.DataFrame, wanted: list[str], raking: CellRaking | None) -> tuple[np.ndarray, int]:
-    """The weighted cross-products of ``[1, *wanted]`` and the complete rows' number."""
+@dataclass(frozen=True, eq=False)
+class _Moments:
+    """The moments rows whose variables are exactly the ones wanted (in any order):
+    their number of complete rows ``n``, their weights ``w`` and, per variable order,
+    the rows' positions among them, their moments stacked, and the order that puts
+    ``[1, *wanted]`` in place."""
+
+    n: int
+    w: np.ndarray
+    orders: list[tuple[np.ndarray, np.ndarray, list[int]]]
+
+    def __len__(self) -> int:
+        return self.w.size
+
+
+def _moments(moments: pd.DataFrame, wanted: list[str], raking: CellRaking | None) -> _Moments:
     if len(set(wanted)) != len(wanted):
         raise ValueError(f"variables are repeated: {wanted!r}")
-    rows = moments[[set(v) == set(wanted) for v in moments["variables"]]]
-    size = len(wanted) + 1
+    values = moments["variables"].to_numpy()
+    try:
+        codes, distinct = pd.factorize(values)
+        distinct = [tuple(v) for v in distinct]
+    except TypeError:  # lists: unhashable
+        index: dict[tuple, int] = {}
+        codes = np.array([index.setdefault(tuple(v), len(index)) for v in values], dtype=np.intp)
+        distinct = list(index)
+    matches = np.array([set(v) == set(wanted) for v in distinct] + [False], dtype=bool)
+    keep = matches[codes]
+    if not keep.any():
+        return _Moments(n=0, w=np.zeros(0), orders=[])
+    if raking is None:
+        w = np.ones(int(keep.sum()))
+    else:
+        coded = {column: _factorize(moments[column]) for column in raking.margins}
+        w = raking._weights({column: (c[keep], uniques) for column, (c, uniques) in coded.items()})
+    kept = codes[keep]
+    vectors = moments["moments"].to_numpy()[keep]
+    orders = []
+    # Rows of one variable order are stacked at once, in the order of their first row.
+    for code in pd.unique(kept):
+        at = np.flatnonzero(kept == code)
+        stacked = np.concatenate(vectors[at]).astype(float, copy=False).reshape(at.size, -1)
+        variables = distinct[code]
+        orders.append((at, stacked, [0, *(1 + variables.index(v) for v in wanted)]))
+    return _Moments(n=int(moments["n"].to_numpy()[keep].sum()), w=w, orders=orders)
+
+
+def _moment_sums(moments: pd.DataFrame, wanted: list[str], raking: CellRaking | None) -> tuple[np.ndarray, int]:
+    """The weighted cross-products of ``[1, *wanted]`` and the complete rows' number."""
+    return _sums(_moments(moments, wanted, raking), len(wanted) + 1)
+
+
+def _sums(rows: _Moments, size: int) -> tuple[np.ndarray, int]:
     total = np.zeros((size, size))
-    if not len(rows):
-        return total, 0
-    w = np.ones(len(rows)) if raking is None else raking.weights_for(rows)
-    # Rows of one variable order are summed at once, then put in the order wanted.
-    orders: dict[tuple, list[int]] = {}
-    for i, variables in enumerate(rows["variables"]):
-        orders.setdefault(tuple(variables), []).append(i)
-    vectors = rows["moments"].to_numpy()
-    for variables, at in orders.items():
-        stacked = np.stack([np.asarray(vectors[i], dtype=float) for i in at])
-        order = [0, *(1 + variables.index(v) for v in wanted)]
-        total += _full(w[at] @ stacked, size)[np.ix_(order, order)]
-    return total, int(rows["n"].sum())
+    for at, stacked, order in rows.orders:
+        total += _full(rows.w[at] @ stacked, size)[np.ix_(order, order)]
+    return total, rows.n
 
 
 def _covariance(total: np.ndarray) -> np.ndarray:
@@ -657,6 +929,19 @@ def weighted_corr(
         return cov / np.outer(sd, sd), n
 
 
+def _check_drivers(drivers: Sequence[str], method: str) -> list[str]:
+    if method not in ("lmg", "relative_weights"):
+        raise ValueError(f"method must be 'lmg' or 'relative_weights', got {method!r}")
+    drivers = list(drivers)
+    if not drivers:
+        raise ValueError("at least one driver is needed")
+    if method == "lmg" and len(drivers) > MAX_EXACT_DRIVERS:
+        raise ValueError(
+            f"exact LMG is limited to {MAX_EXACT_DRIVERS} drivers ({len(drivers)} given); use method='relative_weights'"
+        )
+    return drivers
+
+
 def relative_importance(
     moments: pd.DataFrame,
     outcome: str,
@@ -672,16 +957,13 @@ def relative_importance(
     Raises ``ValueError`` as that function does: fewer complete rows than drivers + 2,
     a constant variable, collinear drivers, more than 15 drivers for LMG.
     """
-    if method not in ("lmg", "relative_weights"):
-        raise ValueError(f"method must be 'lmg' or 'relative_weights', got {method!r}")
-    drivers = list(drivers)
-    if not drivers:
-        raise ValueError("at least one driver is needed")
-    if method == "lmg" and len(drivers) > MAX_EXACT_DRIVERS:
-        raise ValueError(
-            f"exact LMG is limited to {MAX_EXACT_DRIVERS} drivers ({len(drivers)} given); use method='relative_weights'"
-        )
+    drivers = _check_drivers(drivers, method)
     total, n = _moment_sums(moments, [outcome, *drivers], raking)
+    return _importance(total, n, outcome, drivers, method)
+
+
+def _importance(total: np.ndarray, n: int, outcome: str, drivers: list[str], method: str) -> pd.DataFrame:
+    """:func:`relative_importance` from the cross-products and the complete rows' number."""
     if n < len(drivers) + 2:
         raise ValueError(
             f"only {n} complete rows for outcome {outcome!r} and {len(drivers)} drivers; "
@@ -744,34 +1026,48 @@ def share_intervals(
     Statistics*, 17(4), 521-526.
     """
     check_level(level)
-    drivers = list(drivers)
+    drivers = _check_drivers(drivers, "lmg")
     wanted = [outcome, *drivers]
-    table = relative_importance(moments, outcome, drivers, raking=raking)
-    rows = moments[[set(v) == set(wanted) for v in moments["variables"]]].reset_index(drop=True)
-    share = table["share"].to_numpy()
-    total, _n = _moment_sums(rows, wanted, raking)
-    mean = total[0, 2:] / total[0, 0]
-    out = pd.DataFrame({"share": share}, index=table.index)
-    out["share_low"] = out["share_high"] = np.nan
-    out["mean"] = mean
-    out["mean_low"] = out["mean_high"] = np.nan
-    out.attrs.update(table.attrs)
-    if len(rows) < groups:
-        return out
     size = len(wanted) + 1
-    w = np.ones(len(rows)) if raking is None else raking.weights_for(rows)
+    rows = _moments(moments, wanted, raking)
+    total, n = _sums(rows, size)
+    table = _importance(total, n, outcome, drivers, "lmg")
+    share = table["share"].to_numpy()
+    mean = total[0, 2:] / total[0, 0]
+    missing = np.full(len(drivers), np.nan)
+    share_low = share_high = mean_low = mean_high = missing
+
+    def result() -> pd.DataFrame:
+        out = pd.DataFrame(
+            {
+                "share": share,
+                "share_low": share_low,
+                "share_high": share_high,
+                "mean": mean,
+                "mean_low": mean_low,
+                "mean_high": mean_high,
+            },
+            index=table.index,
+        )
+        out.attrs.update(table.attrs)
+        return out
+
+    if len(rows) < groups:
+        return result()
     codes = np.arange(len(rows)) % groups
     per_group = np.zeros((groups, size, size))
-    orders: dict[tuple, list[int]] = {}
-    for i, variables in enumerate(rows["variables"]):
-        orders.setdefault(tuple(variables), []).append(i)
-    vectors = rows["moments"].to_numpy()
     upper = np.triu_indices(size)
-    for variables, at in orders.items():
-        stacked = np.stack([np.asarray(vectors[i], dtype=float) for i in at]) * w[at][:, None]
-        sums = np.zeros((groups, stacked.shape[1]))
-        np.add.at(sums, codes[at], stacked)
-        order = [0, *(1 + variables.index(v) for v in wanted)]
+    for at, stacked, order in rows.orders:
+        weighted = stacked * rows.w[at][:, None]
+        # Each group's sums, row after row (as np.add.at adds them).
+        width = weighted.shape[1]
+        if at.size == len(rows):  # one variable order: group g holds rows g, g + groups ...
+            whole = len(rows) // groups * groups
+            sums = weighted[:whole].reshape(-1, groups, width).sum(axis=0)
+            sums[: len(rows) - whole] += weighted[whole:]
+        else:
+            bins = (codes[at][:, None] * width + np.arange(width)).ravel()
+            sums = np.bincount(bins, weights=weighted.ravel(), minlength=groups * width).reshape(groups, width)
         full = np.zeros((groups, size, size))
         full[:, upper[0], upper[1]] = sums
         full = full + np.triu(full, 1).transpose(0, 2, 1)
@@ -779,9 +1075,8 @@ def share_intervals(
     replicates = per_group.sum(axis=0) - per_group
     means = replicates[:, 0, 2:] / replicates[:, 0, :1]
     mean_se = np.sqrt((groups - 1) / groups * ((means - means.mean(axis=0)) ** 2).sum(axis=0))
-    mean_half = stats.t.ppf(0.5 + level / 2, groups - 1) * mean_se
-    out["mean_low"] = mean - mean_half
-    out["mean_high"] = mean + mean_half
+    mean_half = _t_quantile(0.5 + level / 2, groups - 1) * mean_se
+    mean_low, mean_high = mean - mean_half, mean + mean_half
     sums = replicates[:, 0, 1:]
     cov = replicates[:, 1:, 1:] - sums[:, :, None] * sums[:, None, :] / replicates[:, 0, 0][:, None, None]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -799,11 +1094,10 @@ def share_intervals(
                 continue
         imp = np.asarray(fitted).reshape(-1, len(drivers))
     if len(imp) < 2:
-        return out
+        return result()
     shares = imp / imp.sum(axis=1, keepdims=True)
     g = len(shares)
     se = np.sqrt((g - 1) / g * ((shares - shares.mean(axis=0)) ** 2).sum(axis=0))
-    half = stats.t.ppf(0.5 + level / 2, g - 1) * se
-    out["share_low"] = share - half
-    out["share_high"] = share + half
-    return out
+    half = _t_quantile(0.5 + level / 2, g - 1) * se
+    share_low, share_high = share - half, share + half
+    return result()

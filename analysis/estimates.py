@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from types import MappingProxyType
 
 import numpy as np
@@ -162,6 +163,13 @@ def _rse(value, se):
         return np.where(value != 0, se / np.abs(value), np.where(se > 0, np.inf, np.nan))
 
 
+@lru_cache(maxsize=32)
+def _normal_quantile(q: float) -> float:
+    """``scipy.stats.norm.ppf(q)``, kept per ``q``: the call costs more than a small
+    table's estimates, and the levels used are few."""
+    return stats.norm.ppf(q)
+
+
 def wilson_interval(p, n_eff, level: float = 0.95):
     r"""Wilson score interval on an effective sample size (vectorised).
 
@@ -175,7 +183,7 @@ def wilson_interval(p, n_eff, level: float = 0.95):
     check_level(level)
     p = np.asarray(p, dtype=float)
     n = np.asarray(n_eff, dtype=float)
-    z = stats.norm.ppf(0.5 + level / 2.0)
+    z = _normal_quantile(0.5 + level / 2.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         denom = 1.0 + z**2 / n
         centre = (p + z**2 / (2 * n)) / denom

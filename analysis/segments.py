@@ -17,9 +17,17 @@ import pandas as pd
 from scipy import stats
 
 from analysis._design import check_level, make_design
-from analysis.estimates import DEFAULT_RULES, SuppressionRules, _rse, _success_hits, _success_set, _values
+from analysis.estimates import (
+    DEFAULT_RULES,
+    SuppressionRules,
+    _normal_quantile,
+    _rse,
+    _success_hits,
+    _success_set,
+    _values,
+)
 from analysis.scales import check_scale
-from analysis.trends import adjust
+from analysis.trends import _adjusted
 
 __all__ = ["segment_gaps"]
 
@@ -148,40 +156,42 @@ def gaps_table(records, se: np.ndarray, *, ref, level: float, rules, method: str
     Shared by `segment_gaps` and `analysis.cells.segment_gaps`, so both decide alike.
     """
     check_level(level)
-    out = pd.DataFrame(records, columns=["column", "category", "n", "n_eff", "estimate", "rest_estimate", "rest_n"])
-    out["se"] = se[:, 0]
-    out["rest_se"] = se[:, 1]
-    out["gap"] = out["estimate"] - out["rest_estimate"]
-    out["gap_se"] = se[:, 2]
-    crit = ref.ppf(0.5 + level / 2.0)
-    out["ci_low"] = out["gap"] - crit * out["gap_se"]
-    out["ci_high"] = out["gap"] + crit * out["gap_se"]
+    names = ["column", "category", "n", "n_eff", "estimate", "rest_estimate", "rest_n"]
+    # Computed on arrays, the frame built once: one Series per step cost more than the
+    # statistics themselves (a report computes this table for every service).
+    record = dict(zip(names, [list(values) for values in zip(*records, strict=True)] or [[]] * len(names), strict=True))
+    n, n_eff, rest_n = (np.asarray(record[c]) for c in ("n", "n_eff", "rest_n"))
+    estimate, rest_estimate = (np.asarray(record[c], dtype=float) for c in ("estimate", "rest_estimate"))
+    se = np.asarray(se, dtype=float)
+    gap = estimate - rest_estimate
+    gap_se = se[:, 2]
+    q = 0.5 + level / 2.0
+    crit = _normal_quantile(q) if ref is stats.norm else ref.ppf(q)
     with np.errstate(divide="ignore", invalid="ignore"):
-        stat = np.abs(out["gap"] / out["gap_se"]).to_numpy()
-    testable = (out["n"] >= 2).to_numpy() & (out["rest_n"] >= 2).to_numpy() & np.isfinite(stat)
-    out["p"] = np.where(testable, 2 * ref.sf(np.where(testable, stat, 0.0)), np.nan)
-    out["p_adjusted"] = adjust(out["p"], method=method, alpha=alpha)["p_adjusted"].to_numpy()
-    out["flag"] = (rules or DEFAULT_RULES).flags(out["n"], out["n_eff"], _rse(out["estimate"], out["se"]))
-    out["under_served"] = (
-        (out["gap"] < 0) & (out["p_adjusted"] < alpha) & ~out["flag"].isin(["suppressed", "hidden"])
-    ).to_numpy()
-    return out[
-        [
-            "column",
-            "category",
-            "n",
-            "n_eff",
-            "estimate",
-            "se",
-            "flag",
-            "rest_estimate",
-            "rest_se",
-            "gap",
-            "gap_se",
-            "ci_low",
-            "ci_high",
-            "p",
-            "p_adjusted",
-            "under_served",
-        ]
-    ]
+        stat = np.abs(gap / gap_se)
+    testable = (n >= 2) & (rest_n >= 2) & np.isfinite(stat)
+    p = np.where(testable, 2 * ref.sf(np.where(testable, stat, 0.0)), np.nan)
+    p_adjusted = _adjusted(p, method=method, alpha=alpha)[0]
+    flag = (rules or DEFAULT_RULES).flags(n, n_eff, _rse(estimate, se[:, 0]))
+    with np.errstate(invalid="ignore"):
+        under_served = (gap < 0) & (p_adjusted < alpha) & (flag != "suppressed") & (flag != "hidden")
+    return pd.DataFrame(
+        {
+            "column": record["column"],
+            "category": record["category"],
+            "n": record["n"],
+            "n_eff": record["n_eff"],
+            "estimate": record["estimate"],
+            "se": se[:, 0],
+            "flag": flag,
+            "rest_estimate": record["rest_estimate"],
+            "rest_se": se[:, 1],
+            "gap": gap,
+            "gap_se": gap_se,
+            "ci_low": gap - crit * gap_se,
+            "ci_high": gap + crit * gap_se,
+            "p": p,
+            "p_adjusted": p_adjusted,
+            "under_served": under_served,
+        }
+    )

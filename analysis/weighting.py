@@ -294,6 +294,34 @@ def rake(
     d = base.to_numpy(dtype=float)
     totals = _targets(margins, float(d.sum()))
     codes = [_codes(frame, column, cats) for column, cats in margins.items()]
+    return _rake_codes(
+        d,
+        codes,
+        margins,
+        totals,
+        index=frame.index,
+        variables=frame[list(margins)].copy(),
+        max_iter=max_iter,
+        tol=tol,
+        trim=trim,
+    )
+
+
+def _rake_codes(
+    d: np.ndarray,
+    codes: list[np.ndarray],
+    margins: Mapping,
+    totals: Mapping,
+    *,
+    index: pd.Index,
+    variables: pd.DataFrame,
+    max_iter: int = 1000,
+    tol: float = 1e-10,
+    trim: tuple[float, float] | None = None,
+) -> Raking:
+    """The body of :func:`rake` once the frame is coded: base weights ``d``, each row's
+    category position in each margin (``codes``) and the totals of `_targets`; shared
+    with `analysis.cells.rake_cells`, which codes its cells without a frame per step."""
     targets = [np.fromiter(cats.values(), dtype=float) for cats in totals.values()]
 
     if trim is None:
@@ -323,12 +351,12 @@ def rake(
             "the sample (collapse sparse categories)"
         )
 
-    weights = pd.Series(w, index=frame.index, name="weight")
+    weights = pd.Series(w, index=index, name="weight")
     n_eff = kish_n_eff(w)
     return Raking(
         weights=weights,
-        base_weights=pd.Series(d, index=frame.index, name="base_weight"),
-        variables=frame[list(margins)].copy(),
+        base_weights=pd.Series(d, index=index, name="base_weight"),
+        variables=variables,
         targets=MappingProxyType({k: MappingProxyType(v) for k, v in totals.items()}),
         iterations=iterations,
         converged=converged,

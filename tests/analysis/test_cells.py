@@ -276,3 +276,115 @@ def test_share_intervals_need_as_many_rows_as_groups(respondents):
     got = ce.share_intervals(moments, "overall", DRIVERS, groups=20)
     assert got["share"].notna().all() and got["share_low"].isna().all() and got["share_high"].isna().all()
     assert got["mean"].notna().all() and got["mean_low"].isna().all() and got["mean_high"].isna().all()
+
+
+def as_read_model(cells, *, reverse=False):
+    """The cells as the read model gives them: text columns as categoricals (categories
+    sorted; ``reverse``: in another order, as a frame built elsewhere may have them)."""
+    out = cells.copy()
+    for column in [*ce.PROFILE, "question_key"]:
+        categories = sorted(out[column].dropna().unique(), reverse=reverse)
+        out[column] = pd.Categorical(out[column].astype(object), categories=categories)
+    return out
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_categorical_columns_give_the_same_results_as_text_ones(respondents, weighted, reverse):
+    cells = ce.with_period(cells_of(respondents), "quarter")
+    coded = as_read_model(cells, reverse=reverse)
+    raking = ce.rake_cells(cells, MARGINS) if weighted else None
+    coded_raking = ce.rake_cells(coded, MARGINS) if weighted else None
+    if weighted:
+        assert coded_raking.margins == raking.margins
+        assert coded_raking.unit_weights.index.equals(raking.unit_weights.index)
+        assert_allclose(coded_raking.unit_weights.to_numpy(), raking.unit_weights.to_numpy(), rtol=RTOL)
+        assert_allclose(coded_raking.weights_for(coded), raking.weights_for(cells), rtol=RTOL)
+    for statistic in ("mean", "satisfied"):
+        for by in ("period", "sex", ["period", "age_band"]):
+            columns = [by] if isinstance(by, str) else by
+            # Groups in the categories' order: compared by their values.
+            got, expected = (
+                table.astype({c: object for c in columns}).sort_values(columns, ignore_index=True)
+                for table in (
+                    ce.estimates(coded, "overall", by=by, statistic=statistic, raking=coded_raking).table,
+                    ce.estimates(cells, "overall", by=by, statistic=statistic, raking=raking).table,
+                )
+            )
+            assert got[columns].equals(expected[columns])
+            assert list(got["flag"]) == list(expected["flag"])
+            numbers = ["value", "se", "ci_low", "ci_high", "n", "n_eff", "deff"]
+            assert_allclose(got[numbers].to_numpy(float), expected[numbers].to_numpy(float), rtol=RTOL)
+        got = ce.segment_gaps(coded, "overall", list(ce.PROFILE), statistic=statistic, raking=coded_raking)
+        expected = ce.segment_gaps(cells, "overall", list(ce.PROFILE), statistic=statistic, raking=raking)
+        assert (
+            got[["column", "category", "flag", "under_served"]]
+            .astype(object)
+            .equals(expected[["column", "category", "flag", "under_served"]].astype(object))
+        )
+        numbers = ["n", "n_eff", "estimate", "se", "rest_estimate", "rest_se", "gap", "gap_se", "p", "p_adjusted"]
+        assert_allclose(got[numbers].to_numpy(float), expected[numbers].to_numpy(float), rtol=RTOL)
+
+
+def test_a_category_of_the_margins_recoded_to_unknown_keeps_the_respondents_of_both(respondents):
+    # "outside" is not among the area margins: with the missing areas it makes UNKNOWN.
+    raking = ce.rake_cells(cells_of(respondents), MARGINS)
+    outside = respondents["area"].isin(["outside"]).fillna(False) | respondents["area"].isna()
+    assert raking.margins["area"][ce.UNKNOWN] == pytest.approx(outside.mean())
+    areas = raking.unit_weights.index.get_level_values("area")
+    assert set(areas) == {"centre", "nord", "sud", ce.UNKNOWN}
+    assert raking.raking.base_weights.sum() == len(respondents)
+
+
+@pytest.mark.parametrize("span", [10, 10**9])
+def test_dense_codes_are_the_inverse_and_the_values_of_numpy_unique(span):
+    values = np.random.default_rng(3).integers(-span, span, 5000)
+    codes, distinct = ce._dense_codes(values)
+    expected, inverse = np.unique(values, return_inverse=True)
+    assert np.array_equal(distinct, expected) and np.array_equal(codes, inverse)
+    assert ce._dense_codes(values[:0])[0].size == 0
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_estimates_by_a_column_of_many_values_equal_the_respondent_level_ones(weighted):
+    # A thousand sites: the design's combinations are too many for a table of them all.
+    frame = make_respondents(n=3000, seed=4)
+    frame["site_id"] = pd.array(np.random.default_rng(4).integers(0, 1000, len(frame)), dtype="Int64")
+    cells = cells_of(frame)
+    recoded, margins = ce.complete_margins(frame, MARGINS)
+    on_units = rake(recoded, margins) if weighted else None
+    on_cells = ce.rake_cells(cells, MARGINS) if weighted else None
+    result = ce.estimates(cells, "overall", by="site_id", raking=on_cells)
+    assert len(result.table) == frame["site_id"].nunique()
+    for site in frame["site_id"].value_counts().index[:3]:
+        domain = frame.assign(overall=frame["overall"].where((frame["site_id"] == site).to_numpy()))
+        assert_allclose(as_tuple(result.get(site)), as_tuple(mean(domain, "overall", weights=on_units)), rtol=RTOL)
+
+
+def permuted(moments, every=2):
+    """The same moments with every other row's variables stored in another order."""
+    out = moments.copy()
+    size = len(KEYS) + 1
+    upper = np.triu_indices(size)
+    order = [0, 1, *range(size - 1, 1, -1)]  # overall first, the drivers reversed
+    for i in range(0, len(out), every):
+        full = np.zeros((size, size))
+        full[upper] = out.at[i, "moments"]
+        full = full + np.triu(full, 1).T
+        out.at[i, "moments"] = full[np.ix_(order, order)][upper]
+        out.at[i, "variables"] = tuple(np.array(["", *KEYS], dtype=object)[order][1:])
+    return out
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_moments_stored_in_several_variable_orders_give_the_same_intervals(respondents, raked, weighted):
+    _, _, on_cells = raked
+    raking = on_cells if weighted else None
+    moments = moments_of(respondents)
+    mixed = permuted(moments)
+    assert mixed["variables"].nunique() == 2
+    got = ce.share_intervals(mixed, "overall", DRIVERS, raking=raking, groups=10)
+    expected = ce.share_intervals(moments, "overall", DRIVERS, raking=raking, groups=10)
+    assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=RTOL)
+    assert got.attrs["n"] == expected.attrs["n"]
+    assert got.attrs["r2"] == pytest.approx(expected.attrs["r2"], rel=RTOL)

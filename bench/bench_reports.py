@@ -31,14 +31,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import func, select, text  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
 from barometer import demo, storage  # noqa: E402
 from barometer.extensions import db  # noqa: E402
 from barometer.loader import load_surveys  # noqa: E402
 from barometer.models import Response, Role, Service, User  # noqa: E402
 from barometer.reports import services as reports  # noqa: E402
-from bench.bench_results import make_app  # noqa: E402
+from bench.bench_results import make_app, migrate  # noqa: E402
 from surveys.schema import DEFAULT_ROOT  # noqa: E402
 
 SERVICE = "piscine"
@@ -134,15 +134,8 @@ def main() -> None:
     url = args.database or f"sqlite:///{Path(folder.name) / 'bench.sqlite3'}"
     app = make_app(url)
     with app.app_context():
-        from flask_migrate import upgrade
-
-        if args.reuse and args.database:
-            upgrade()
-        else:
-            with db.engine.begin() as connection:
-                db.metadata.drop_all(connection)
-                connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-            upgrade()
+        migrate(reuse=bool(args.reuse and args.database))
+        if not (args.reuse and args.database):
             load_surveys(DEFAULT_ROOT)
             start = time.perf_counter()
             demo.generate(seed=1, months=args.months, per_month=args.per_month)

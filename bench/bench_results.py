@@ -62,6 +62,18 @@ def make_app(url: str):
     return create_app(config)
 
 
+def migrate(*, reuse: bool) -> None:
+    """Bring the app's database to the last migration: as it is (``reuse``: its
+    responses kept), or emptied first (every table dropped)."""
+    from flask_migrate import upgrade
+
+    if not reuse:
+        with db.engine.begin() as connection:
+            db.metadata.drop_all(connection)
+            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    upgrade()
+
+
 def report(cells, moments, margins) -> dict:
     """What a service's report computes: raking, headline, trend by month and quarter,
     attributes, sites, publics and drivers."""
@@ -167,16 +179,10 @@ def main() -> None:
     app = make_app(url)
     t: dict = {}
     with app.app_context():
-        from flask_migrate import upgrade
-
+        migrate(reuse=bool(args.reuse and args.database))
         if args.reuse and args.database:
-            upgrade()
             stored = db.session.execute(select(func.count()).select_from(Response)).scalar_one()
         else:
-            with db.engine.begin() as connection:
-                db.metadata.drop_all(connection)
-                connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-            upgrade()
             load_surveys(DEFAULT_ROOT)
             with timer("demo", t):
                 stored = demo.generate(seed=1, months=args.months, per_month=args.per_month)

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
-from sqlalchemy import func, select, text  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
 from barometer import demo  # noqa: E402
 from barometer.extensions import db  # noqa: E402
@@ -63,7 +63,7 @@ from barometer.models import (  # noqa: E402
 )
 from barometer.reports import services as reports  # noqa: E402
 from barometer.steering import services as steering  # noqa: E402
-from bench.bench_results import make_app  # noqa: E402
+from bench.bench_results import make_app, migrate  # noqa: E402
 from surveys.schema import DEFAULT_ROOT  # noqa: E402
 
 ORGANISATION = "agglomeration-de-mesure"
@@ -259,15 +259,8 @@ def main() -> None:
     url = args.database or f"sqlite:///{Path(folder.name) / 'bench.sqlite3'}"
     app = make_app(url)
     with app.app_context():
-        from flask_migrate import upgrade
-
-        if args.reuse and args.database:
-            upgrade()
-        else:
-            with db.engine.begin() as connection:
-                db.metadata.drop_all(connection)
-                connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-            upgrade()
+        migrate(reuse=bool(args.reuse and args.database))
+        if not (args.reuse and args.database):
             fill(args.months, args.responses, args.services)
         organisation = db.session.execute(
             select(Organisation).where(Organisation.slug == ORGANISATION)

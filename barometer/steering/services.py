@@ -252,12 +252,11 @@ def _estimates(services, by_org, margins_of, first_year: int, year: int, alpha, 
             policies: dict[str, list[int]] = {}
             for s in members:
                 policies.setdefault(s.policy.slug, []).append(s.id)
+            shared = {policy: tuple(sids) for policy, sids in policies.items() if len(sids) > 1}
             for policy, sids in policies.items():
-                if len(sids) == 1:
-                    if (sids[0], y) in estimates:
-                        pooled[(org_id, policy, y)] = estimates[(sids[0], y)]
-                    continue
-                found = _pooled_policy(tuple(sids), margins, start, end)
+                if len(sids) == 1 and (sids[0], y) in estimates:
+                    pooled[(org_id, policy, y)] = estimates[(sids[0], y)]
+            for policy, found in _pooled_policies(shared, margins, start, end).items():
                 if found is not None:
                     pooled[(org_id, policy, y)] = found
     notes: list[tuple[str, int]] = []
@@ -270,23 +269,34 @@ def _estimates(services, by_org, margins_of, first_year: int, year: int, alpha, 
     return estimates, pooled, under_served, tuple(notes)
 
 
-def _pooled_policy(ids: tuple[int, ...], margins, start: date, end: date) -> dict | None:
-    """The share satisfied of the users of several services pooled over a year, raked
-    together; cached by the data versions of that year of those services."""
+def _pooled_policies(policies: dict[str, tuple[int, ...]], margins, start: date, end: date) -> dict:
+    """The share satisfied of the users of each policy's services pooled over a year,
+    raked together, by policy; each cached by the data versions of that year of its
+    services, those not cached computed from one read of the read model."""
     from analysis import cells as cellstats
 
-    versions = results.range_versions(list(ids), start, end)
+    versions = results.range_versions(sorted({i for ids in policies.values() for i in ids}), start, end)
     margins_key = tuple((d, tuple(sorted(c.items()))) for d, c in sorted(margins.items()))
-    key = ("policy", ids, start, end, tuple(versions[i] for i in ids), margins_key)
-
-    def compute():
-        cells = results.cells_frame(list(ids), start=start, end=end, keys=["overall"])
-        if cells.empty:
-            return None
-        raking = _rake(cells, margins)
-        return _fields(cellstats.estimate(cells, "overall", statistic="satisfied", raking=raking), raking)
-
-    return _POOLED.get_or_compute(key, compute)
+    keys = {
+        policy: ("policy", ids, start, end, tuple(versions[i] for i in ids), margins_key)
+        for policy, ids in policies.items()
+    }
+    out = {policy: _POOLED.peek(key, _MISSING) for policy, key in keys.items()}
+    missing = [policy for policy, found in out.items() if found is _MISSING]
+    if not missing:
+        return out
+    ids = sorted({i for policy in missing for i in policies[policy]})
+    cells = results.cells_frame(ids, start=start, end=end, keys=["overall"])
+    for policy in missing:
+        scope = cells[cells["service_id"].isin(list(policies[policy])).to_numpy()] if len(cells) else cells
+        if scope.empty:
+            found = None
+        else:
+            raking = _rake(scope, margins)
+            found = _fields(cellstats.estimate(scope, "overall", statistic="satisfied", raking=raking), raking)
+        out[policy] = found
+        _POOLED.put(keys[policy], found)
+    return out
 
 
 def _attributes(services: list[Service], year: int) -> tuple[dict, dict, dict]:
@@ -334,6 +344,20 @@ class _Cache:
                 self._items.popitem(last=False)
         return value
 
+    def peek(self, key, default=None):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        return default
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
@@ -341,6 +365,8 @@ class _Cache:
 
 #: The estimates of recent scopes and years, per process.
 _ESTIMATES = _Cache()
+#: A value a cache may hold (None: a policy without answers) told from no value.
+_MISSING = object()
 #: Policies' pooled estimates by year, per process.
 _POOLED = _Cache(4096)
 

@@ -65,13 +65,19 @@ def app_factory(_schema):
 
 
 def empty_tables(app) -> None:
-    """Delete every row, children first, and close the app's connections."""
+    """Delete every row, children first, and close the app's connections; forget what
+    this process cached of them (surveys by slug, results by data version: the next
+    test's database reuses the slugs and starts its versions again)."""
+    from barometer.steering.services import clear_cache as clear_steering_caches
+
     with app.app_context():
         db.session.remove()
         with db.engine.begin() as conn:
             for table in reversed(db.metadata.sorted_tables):
                 conn.execute(table.delete())
         db.engine.dispose()
+    respond_services.clear_cache()
+    clear_steering_caches()
 
 
 @pytest.fixture
@@ -98,6 +104,7 @@ def surveys(app):
 
     with app.app_context():
         load_surveys(DEFAULT_ROOT)
+    respond_services.clear_cache()  # surveys another test's database cached under the same slugs
     return app
 
 

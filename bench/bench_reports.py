@@ -38,6 +38,7 @@ from barometer.extensions import db  # noqa: E402
 from barometer.loader import load_surveys  # noqa: E402
 from barometer.models import Response, Role, Service, User  # noqa: E402
 from barometer.reports import services as reports  # noqa: E402
+from barometer.steering import services as steering  # noqa: E402
 from bench.bench_results import make_app, migrate  # noqa: E402
 from surveys.schema import DEFAULT_ROOT  # noqa: E402
 
@@ -55,7 +56,7 @@ def report_range(today: date) -> tuple[date, date]:
 
 def cold() -> None:
     """What a freshly started worker has: no cached result, no open connection."""
-    reports.clear_caches()
+    steering.clear_cache()  # the steering's estimates, and the reports' caches
     db.session.remove()
     db.engine.dispose()
 

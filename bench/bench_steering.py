@@ -61,8 +61,8 @@ from barometer.models import (  # noqa: E402
     Service,
     User,
 )
-from barometer.reports import services as reports  # noqa: E402
 from barometer.steering import services as steering  # noqa: E402
+from bench.bench_reports import cold, timed  # noqa: E402
 from bench.bench_results import make_app, migrate  # noqa: E402
 from surveys.schema import DEFAULT_ROOT  # noqa: E402
 
@@ -195,21 +195,6 @@ def director(organisation_id: int) -> User:
     user.set_password(PASSWORD)
     db.session.commit()
     return user
-
-
-def cold() -> None:
-    """What a freshly started worker has: no cached result, no open connection."""
-    reports.clear_caches()
-    steering.clear_cache()
-    db.session.remove()
-    db.engine.dispose()
-
-
-def timed(make) -> tuple[float, float]:
-    """Wall and CPU seconds of a call (on a shared machine the CPU time is the steadier)."""
-    start, cpu = time.perf_counter(), time.process_time()
-    make()
-    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def spaced(x: float) -> str:

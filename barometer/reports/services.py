@@ -8,9 +8,7 @@ into frozen objects that templates, charts and exports display as they are.
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -30,6 +28,7 @@ from analysis.trends import Change, adjust, compare_periods, trend
 from surveys.schema import choices_for
 
 from .. import results
+from ..caching import Lru
 from ..extensions import db
 from ..models import (
     Answer,
@@ -161,52 +160,12 @@ def report_periods(grain: str, start: date, end: date, lang: str) -> list[Period
 # ------------------------------------------------------------------ small LRU cache
 
 
-class _Lru:
-    """Results kept per worker, keyed by data version: a new response makes a new key."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._items: OrderedDict[Hashable, object] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_or_make(self, key: Hashable, make: Callable[[], object]):
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = make()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
-
-    def peek(self, key: Hashable, default=None):
-        """The value kept under ``key``, or ``default`` (no value is made)."""
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        return default
-
-    def put(self, key: Hashable, value) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-_reports = _Lru(64)
+_reports = Lru(64)
 #: Services' summaries (the home's rows and the steering's attributes): small, one per
 #: service, grain, range and language, for organisations of some hundreds of services.
-_summary_cache = _Lru(4096)
-_families = _Lru(2048)
-_family_tables = _Lru(64)
+_summary_cache = Lru(4096)
+_families = Lru(2048)
+_family_tables = Lru(64)
 
 
 def clear_caches() -> None:

@@ -10,8 +10,6 @@ start must not pay for.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -23,6 +21,7 @@ from sqlalchemy import func, select, true
 from sqlalchemy.orm import joinedload
 
 from .. import results
+from ..caching import Lru
 from ..extensions import db
 from ..models import Allocation, Organisation, Policy, Priority, Role, Service, User
 
@@ -324,51 +323,12 @@ def _in_sentence(label: str) -> str:
     return label if label[1:2].isupper() else label[:1].lower() + label[1:]
 
 
-class _Cache:
-    """A small thread-safe LRU of computed estimates, keyed by what they depend on."""
-
-    def __init__(self, size: int = 16):
-        self.size = size
-        self._items: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_or_compute(self, key, compute):
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = compute()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
-
-    def peek(self, key, default=None):
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        return default
-
-    def put(self, key, value) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
 #: The estimates of recent scopes and years, per process.
-_ESTIMATES = _Cache()
+_ESTIMATES = Lru(16)
 #: A value a cache may hold (None: a policy without answers) told from no value.
 _MISSING = object()
 #: Policies' pooled estimates by year, per process.
-_POOLED = _Cache(4096)
+_POOLED = Lru(4096)
 
 
 def clear_cache() -> None:
@@ -430,7 +390,7 @@ def steering_inputs(
         tuple((s.id, s.policy_id) for s in services),
         (alpha, min_gap, publics),
     )
-    estimates, pooled, under_served, notes, attributes = _ESTIMATES.get_or_compute(
+    estimates, pooled, under_served, notes, attributes = _ESTIMATES.get_or_make(
         key,
         lambda: (
             *_estimates(services, by_org, margins_of, min(years), year, alpha, min_gap, publics),
@@ -1005,7 +965,7 @@ def _elasticity(history: pd.DataFrame):
     frame = history.sort_values(["service", "year"]).reset_index(drop=True)
     figures = frame.astype(object).where(frame.notna(), None)  # NaN is never equal to itself
     key = ("elasticity", tuple(frame.columns), tuple(map(tuple, figures.to_numpy().tolist())))
-    return _POOLED.get_or_compute(key, lambda: redeploy.elasticity(frame))
+    return _POOLED.get_or_make(key, lambda: redeploy.elasticity(frame))
 
 
 def scenario_document(result, services: pd.DataFrame, *, year: int, organisation_id: int, saving, reinvest) -> dict:

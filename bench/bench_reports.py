@@ -21,10 +21,8 @@ The default size runs in a few minutes; see bench/README.md for larger ones.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import sys
-import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -39,7 +37,7 @@ from barometer.loader import load_surveys  # noqa: E402
 from barometer.models import Response, Role, Service, User  # noqa: E402
 from barometer.reports import services as reports  # noqa: E402
 from barometer.steering import services as steering  # noqa: E402
-from bench.bench_results import make_app, migrate  # noqa: E402
+from bench.bench_results import add_database_arguments, migrate, open_database  # noqa: E402
 from surveys.schema import DEFAULT_ROOT  # noqa: E402
 
 SERVICE = "piscine"
@@ -125,15 +123,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--per-month", type=int, default=1000)
-    parser.add_argument("--database", help="an empty database's URL (default: a temporary SQLite file)")
-    parser.add_argument(
-        "--reuse", action="store_true", help="keep the responses the --database already holds (no new demo)"
-    )
+    add_database_arguments(parser)
     args = parser.parse_args()
-    os.environ.setdefault("SECRET_KEY", "bench")
-    folder = tempfile.TemporaryDirectory()
-    url = args.database or f"sqlite:///{Path(folder.name) / 'bench.sqlite3'}"
-    app = make_app(url)
+    folder, url, app = open_database(args)
     with app.app_context():
         migrate(reuse=bool(args.reuse and args.database))
         if not (args.reuse and args.database):

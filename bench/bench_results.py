@@ -62,6 +62,23 @@ def make_app(url: str):
     return create_app(config)
 
 
+def add_database_arguments(parser) -> None:
+    """The options of a benchmark's database: --database URL and --reuse."""
+    parser.add_argument("--database", help="an empty database's URL (default: a temporary SQLite file)")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the responses the --database already holds (no new demo)"
+    )
+
+
+def open_database(args):
+    """The folder of a temporary database (removed with it), the database's URL (--database,
+    or a SQLite file in that folder) and an app on it."""
+    os.environ.setdefault("SECRET_KEY", "bench")
+    folder = tempfile.TemporaryDirectory()
+    url = args.database or f"sqlite:///{Path(folder.name) / 'bench.sqlite3'}"
+    return folder, url, make_app(url)
+
+
 def migrate(*, reuse: bool) -> None:
     """Bring the app's database to the last migration: as it is (``reuse``: its
     responses kept), or emptied first (every table dropped)."""
@@ -168,15 +185,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--per-month", type=int, default=4000)
-    parser.add_argument("--database", help="an empty database's URL (default: a temporary SQLite file)")
-    parser.add_argument(
-        "--reuse", action="store_true", help="keep the responses the --database already holds (no new demo)"
-    )
+    add_database_arguments(parser)
     args = parser.parse_args()
-    os.environ.setdefault("SECRET_KEY", "bench")
-    folder = tempfile.TemporaryDirectory()
-    url = args.database or f"sqlite:///{Path(folder.name) / 'bench.sqlite3'}"
-    app = make_app(url)
+    folder, url, app = open_database(args)
     t: dict = {}
     with app.app_context():
         migrate(reuse=bool(args.reuse and args.database))

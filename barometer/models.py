@@ -411,6 +411,28 @@ class ResultMonthVersion(db.Model):
     version: Mapped[int] = mapped_column(BigInteger)
 
 
+class ResultPack(db.Model):
+    """One month of a service's cells or moments, packed in one value: the read model's
+    rows of a past month, compacted for reading (`results.cells_frame` reads a packed month
+    as one value instead of its thousands of rows). Valid while `version` equals the
+    month's `ResultMonthVersion.version`; a stale or missing pack is rebuilt from the rows
+    by the next reader. Never the only copy of anything: the rows stay the truth."""
+
+    __tablename__ = "result_pack"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    #: The service.
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id", ondelete="CASCADE"), primary_key=True)
+    #: First day of the month (UTC), as in ResultCell.
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    #: "cells" (rows of ResultCell) or "moments" (rows of ResultMoments).
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    #: The month's version the rows were read at.
+    version: Mapped[int] = mapped_column(BigInteger)
+    #: The rows, packed by `results.pack_rows`.
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class ResultVersion(db.Model):
     """A service's data version: raised whenever its read model changes."""
 

@@ -28,6 +28,8 @@ functions here are, with `frames.py`, the only ones that turn rows into frames;
 
 from __future__ import annotations
 
+import json
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
@@ -40,6 +42,7 @@ from sqlalchemy import Date, String, bindparam, case, cast, delete, func, litera
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from analysis.scales import SATISFIED
 from surveys.schema import PREFER_NOT_TO_SAY, PROFILE_KEYS, questionnaire_from_dict
@@ -53,6 +56,7 @@ from .models import (
     ResultCell,
     ResultMoments,
     ResultMonthVersion,
+    ResultPack,
     ResultVersion,
 )
 
@@ -71,6 +75,8 @@ OUTCOME = "overall"
 #: (`storage._answer_values`: (question key, value, choice, text) tuples).
 ResponseRows = tuple[Mapping[str, Any], Sequence[tuple]]
 
+
+log = logging.getLogger(__name__)
 
 _CELLS = ResultCell.__table__
 _MOMENTS = ResultMoments.__table__
@@ -513,47 +519,308 @@ def _columns(table) -> list:
     return [cast(c, String).label("month") if c.name == "month" else c for c in table.columns]
 
 
-def _frame(connection: Connection, query) -> pd.DataFrame:
-    """A query's rows as a frame, a column at a time (much faster than row by row)."""
-    result = connection.execute(query)
-    names = list(result.keys())
-    # The driver's own tuples: the columns read need no conversion (the month is text).
-    rows = result.cursor.fetchall()
-    result.close()
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
-    data = {}
-    for name, values in zip(names, columns, strict=True):
-        data[name] = np.empty(len(values), dtype=object)  # lists (JSON) stay one value each
-        data[name][:] = values
-    return pd.DataFrame(data)
+# ----------------------------------------------------------------- packed months
+#
+# A year of 200 services is millions of cell rows, and reading rows one by one costs
+# far more than the statistics computed from them. So each past month of a service is
+# also kept packed in one value (`result_pack`): its rows as a few arrays, valid for the
+# version of the month they were read at. Readers take the packs that are current, read
+# the rows of the months without one, and pack those (the current month excepted: every
+# response changes it). The rows stay the truth; a pack only saves reading them.
 
 
-def _categories(values: np.ndarray) -> pd.Categorical:
-    """Text codes as a categorical column, `MISSING_CODE` as missing, categories sorted."""
-    codes, uniques = pd.factorize(values, sort=True)
-    categories = pd.Index(uniques, dtype=object)
-    missing = categories.get_indexer([MISSING_CODE])[0]
-    if missing >= 0:
-        codes = np.where(codes == missing, -1, codes - (codes > missing))
-        categories = categories.delete(missing)
-    return pd.Categorical.from_codes(codes, categories=categories)
+class _Kind:
+    """What one kind of pack holds: the rows of `table`, its text columns coded, its
+    numbers as arrays, and for moments the vectors."""
+
+    def __init__(self, name: str, table, text: Sequence[str], numbers: Sequence[tuple[str, str]], vectors: bool):
+        self.name = name
+        self.table = table
+        self.text = tuple(text)
+        self.numbers = tuple(numbers)
+        self.vectors = vectors
+        #: The columns read, in order: service_id, month, then those of the table.
+        self.columns = tuple(c.name for c in table.columns)
 
 
-def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
-    """Codes of the tables as the frames of `frames.py` have them: a month as a Period,
-    no site and a missing profile answer as NA; text columns as categories (a few
-    values repeated many times)."""
-    codes, months = pd.factorize(frame.pop("month").to_numpy(dtype=object))
+_KINDS = {
+    "cells": _Kind(
+        "cells",
+        _CELLS,
+        ("question_key", *PROFILE_KEYS),
+        (("site_id", "<i8"), ("n", "<i8"), ("total", "<f8"), ("total_sq", "<f8"), ("satisfied", "<i8")),
+        vectors=False,
+    ),
+    "moments": _Kind("moments", _MOMENTS, (*PROFILE_KEYS, "variables"), (("site_id", "<i8"), ("n", "<i8")), True),
+}
+_PACKS = ResultPack.__table__
+#: The first bytes of a pack, and its format's number.
+_PACK_MAGIC = b"BRP1"
+
+
+class _Part:
+    """The rows of one service-month: each text column as codes into its labels (-1
+    never occurs: the tables hold no NULL), numbers as arrays, moments vectors as their
+    lengths and stored bytes (8-byte big-endian floats, as `models.FloatVector`)."""
+
+    __slots__ = ("rows", "text", "numbers", "lengths", "vectors")
+
+    def __init__(self, rows, text, numbers, lengths=None, vectors=b""):
+        self.rows = rows
+        self.text = text  # column -> (codes, labels)
+        self.numbers = numbers  # column -> array
+        self.lengths = lengths
+        self.vectors = vectors
+
+    def select(self, kind: _Kind, keys: frozenset[str] | None) -> _Part:
+        """The rows of some question keys only (all when None; cells only)."""
+        if keys is None or kind.name != "cells":
+            return self
+        codes, labels = self.text["question_key"]
+        wanted = np.array([label in keys for label in labels] + [False], dtype=bool)
+        keep = wanted[codes]
+        if keep.all():
+            return self
+        return _Part(
+            int(keep.sum()),
+            {c: (codes_[keep], labels_) for c, (codes_, labels_) in self.text.items()},
+            {c: values[keep] for c, values in self.numbers.items()},
+        )
+
+
+def pack_rows(kind: str, part: _Part) -> bytes:
+    """One service-month's rows as the bytes of a pack: a JSON header (row count,
+    labels of the text columns), then each array in a fixed, little-endian layout."""
+    spec = _KINDS[kind]
+    header = json.dumps(
+        {"rows": part.rows, "labels": {c: list(part.text[c][1]) for c in spec.text}}, separators=(",", ":")
+    ).encode()
+    chunks = [_PACK_MAGIC, len(header).to_bytes(4, "big"), header]
+    chunks += [np.asarray(part.text[c][0], dtype="<i4").tobytes() for c in spec.text]
+    chunks += [np.asarray(part.numbers[c], dtype=dtype).tobytes() for c, dtype in spec.numbers]
+    if spec.vectors:
+        chunks += [np.asarray(part.lengths, dtype="<i4").tobytes(), part.vectors]
+    return b"".join(chunks)
+
+
+def _unpack(kind: _Kind, data: bytes) -> _Part:
+    """The inverse of `pack_rows` (arrays viewing the bytes, not copied)."""
+    data = bytes(data)
+    if data[:4] != _PACK_MAGIC:
+        raise ValueError("not a pack of the read model")
+    size = int.from_bytes(data[4:8], "big")
+    header = json.loads(data[8 : 8 + size])
+    rows, at = header["rows"], 8 + size
+    text = {}
+    for column in kind.text:
+        text[column] = (np.frombuffer(data, dtype="<i4", count=rows, offset=at), header["labels"][column])
+        at += 4 * rows
+    numbers = {}
+    for column, dtype in kind.numbers:
+        numbers[column] = np.frombuffer(data, dtype=dtype, count=rows, offset=at)
+        at += np.dtype(dtype).itemsize * rows
+    if not kind.vectors:
+        return _Part(rows, text, numbers)
+    lengths = np.frombuffer(data, dtype="<i4", count=rows, offset=at)
+    return _Part(rows, text, numbers, lengths, data[at + 4 * rows :])
+
+
+def _parts_from_rows(kind: _Kind, rows: list[tuple]) -> dict[tuple[int, str], _Part]:
+    """Rows read from the table (`_Kind.columns`, ordered by its primary key) cut in
+    service-months."""
+    if not rows:
+        return {}
+    columns = dict(zip(kind.columns, zip(*rows, strict=True), strict=True))
+    services = np.asarray(columns["service_id"], dtype=np.int64)
+    month_codes, months = pd.factorize(np.asarray(columns["month"], dtype=object))
+    change = np.flatnonzero((np.diff(services) != 0) | (np.diff(month_codes) != 0)) + 1
+    bounds = [0, *change.tolist(), len(rows)]
+    text = {}
+    for column in kind.text:
+        codes, labels = pd.factorize(np.asarray(columns[column], dtype=object), sort=True)
+        text[column] = (codes.astype(np.int32), [str(v) for v in labels])
+    numbers = {c: np.asarray(columns[c], dtype=dtype) for c, dtype in kind.numbers}
+    if kind.vectors:
+        stored = [bytes(b) for b in columns["moments"]]
+        lengths = np.array([len(b) // 8 for b in stored], dtype=np.int32)
+        offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64) * 8])
+        flat = b"".join(stored)
+    out = {}
+    for first, last in zip(bounds, bounds[1:], strict=False):
+        part_text = {}
+        for column, (codes, labels) in text.items():
+            own = codes[first:last]
+            used = np.unique(own)
+            lookup = np.full(len(labels), -1, dtype=np.int32)
+            lookup[used] = np.arange(used.size, dtype=np.int32)
+            part_text[column] = (lookup[own], [labels[i] for i in used])
+        part = _Part(last - first, part_text, {c: v[first:last] for c, v in numbers.items()})
+        if kind.vectors:
+            part.lengths = lengths[first:last]
+            part.vectors = flat[offsets[first] : offsets[last]]
+        out[(int(services[first]), str(months[month_codes[first]]))] = part
+    return out
+
+
+def _current_month() -> str:
+    today = datetime.now(UTC).date()
+    return date(today.year, today.month, 1).isoformat()
+
+
+def _read_parts(
+    kind: _Kind, service_ids: Sequence[int], start: date | None, end: date | None, keys: frozenset[str] | None
+) -> list[tuple[int, str, _Part]]:
+    """The service-months of some services over a range, in primary-key order: packed
+    months from their packs, the others from their rows (and packed for the next reader,
+    the current month excepted)."""
+    ids = sorted(set(int(i) for i in service_ids))
+    if not ids:
+        return []
+    month_text = cast(_MONTH_VERSIONS.c.month, String)
+    versions_query = _months(
+        select(_MONTH_VERSIONS.c.service_id, month_text, _MONTH_VERSIONS.c.version).where(
+            _MONTH_VERSIONS.c.service_id.in_(ids)
+        ),
+        _MONTH_VERSIONS,
+        start,
+        end,
+    )
+    packs_query = _months(
+        select(_PACKS.c.service_id, cast(_PACKS.c.month, String), _PACKS.c.data)
+        .join(
+            _MONTH_VERSIONS,
+            (_MONTH_VERSIONS.c.service_id == _PACKS.c.service_id)
+            & (_MONTH_VERSIONS.c.month == _PACKS.c.month)
+            & (_MONTH_VERSIONS.c.version == _PACKS.c.version),
+        )
+        .where(_PACKS.c.kind == kind.name, _PACKS.c.service_id.in_(ids)),
+        _PACKS,
+        start,
+        end,
+    )
+    current = _current_month()
+    parts: dict[tuple[int, str], _Part] = {}
+    to_pack: list[tuple[int, str, int, _Part]] = []
+    with db.engine.connect() as connection:
+        # The versions first: a pack is written with the version read before its rows,
+        # so a change meanwhile leaves it stale, never wrong.
+        versions = {(sid, str(month)): version for sid, month, version in connection.execute(versions_query)}
+        for sid, month, data in connection.execute(packs_query):
+            parts[(sid, str(month))] = _unpack(kind, data).select(kind, keys)
+        missing: dict[str, list[int]] = {}
+        for sid, month in sorted(versions):
+            if (sid, month) not in parts:
+                missing.setdefault(month, []).append(sid)
+        for month, sids in missing.items():
+            whole = month < current  # a past month: read whole, to be packed
+            query = select(*_columns(kind.table)).where(
+                kind.table.c.month == date.fromisoformat(month[:10]), kind.table.c.service_id.in_(sids)
+            )
+            if keys is not None and not whole and kind.name == "cells":
+                query = query.where(kind.table.c.question_key.in_(sorted(keys)))
+            result = connection.execute(query.order_by(*kind.table.primary_key.columns))
+            rows = result.cursor.fetchall()
+            result.close()
+            for (sid, _month), part in _parts_from_rows(kind, rows).items():
+                if whole:
+                    to_pack.append((sid, month, versions[(sid, month)], part))
+                parts[(sid, month)] = part.select(kind, keys)
+            if whole:  # a month without rows is packed empty: it is read as a pack too
+                found = {p[0] for p in to_pack if p[1] == month}
+                to_pack += [(sid, month, versions[(sid, month)], _empty_part(kind)) for sid in sids if sid not in found]
+    if to_pack:
+        _store_packs(kind, to_pack)
+    return [(sid, month, parts[(sid, month)]) for sid, month in sorted(parts)]
+
+
+def _empty_part(kind: _Kind) -> _Part:
+    empty = np.zeros(0, dtype=np.int32)
+    part = _Part(0, {c: (empty, []) for c in kind.text}, {c: np.zeros(0, dtype=d) for c, d in kind.numbers})
+    if kind.vectors:
+        part.lengths = empty
+    return part
+
+
+def _store_packs(kind: _Kind, packs: list[tuple[int, str, int, _Part]]) -> None:
+    """Write packs, each replacing an older one; on a database that refuses (read-only,
+    busy), leave it: the next reader packs again."""
+    insert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[db.engine.dialect.name]
+    statement = insert(_PACKS)
+    statement = statement.on_conflict_do_update(
+        index_elements=["service_id", "month", "kind"],
+        set_={"version": statement.excluded.version, "data": statement.excluded.data},
+        where=_PACKS.c.version < statement.excluded.version,
+    )
+    rows = [
+        {
+            "service_id": sid,
+            "month": date.fromisoformat(month[:10]),
+            "kind": kind.name,
+            "version": version,
+            "data": pack_rows(kind.name, part),
+        }
+        for sid, month, version, part in packs
+    ]
+    try:
+        with db.engine.begin() as connection:
+            connection.execute(statement, rows)
+    except SQLAlchemyError as exc:
+        log.warning("read model: %d packed months not stored (%s)", len(rows), exc.__class__.__name__)
+
+
+def _assemble(kind: _Kind, parts: list[tuple[int, str, _Part]]) -> pd.DataFrame:
+    """Service-months as the frame of `cells_frame` or `moments_frame`: the columns of
+    the table, the month as a Period, the text columns as categories of the values
+    present (sorted, `MISSING_CODE` as missing)."""
+    sizes = np.array([p.rows for _, _, p in parts], dtype=np.int64)
+    frame = {"service_id": np.repeat(np.array([sid for sid, _, _ in parts], dtype=np.int64), sizes)}
+    month_codes, months = pd.factorize(np.array([month for _, month, _ in parts], dtype=object))
     distinct = pd.PeriodIndex([pd.Period(str(m)[:7], freq="M") for m in months], freq="M")
-    frame.insert(1, "period", distinct.take(codes) if len(codes) else distinct[:0])
+    frame["period"] = distinct.take(np.repeat(month_codes, sizes)) if len(parts) else distinct[:0]
+    frame["site_id"] = _concat([p.numbers["site_id"] for _, _, p in parts], np.int64)
+    for column in kind.text:
+        frame[column] = _united([p.text[column] for _, _, p in parts], categorical=column != "variables")
+    for column, dtype in kind.numbers:
+        if column != "site_id":
+            frame[column] = _concat([p.numbers[column] for _, _, p in parts], np.dtype(dtype).newbyteorder("="))
+    if kind.vectors:
+        lengths = _concat([p.lengths for _, _, p in parts], np.int64)
+        flat = np.frombuffer(b"".join(p.vectors for _, _, p in parts), dtype=">f8").astype(float)
+        vectors = np.empty(len(lengths), dtype=object)
+        for i, vector in enumerate(np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []):
+            vectors[i] = vector
+        frame["moments"] = vectors
+    frame = pd.DataFrame(frame)
     sites = frame["site_id"].to_numpy(dtype=np.int64)
     frame["site_id"] = pd.array(sites, dtype="Int64")
     frame.loc[sites == NO_SITE, "site_id"] = pd.NA
-    for key in PROFILE_KEYS:
-        frame[key] = _categories(frame[key].to_numpy(dtype=object))
-    if "question_key" in frame:
-        frame["question_key"] = _categories(frame["question_key"].to_numpy(dtype=object))
     return frame
+
+
+def _concat(arrays: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype=dtype)
+
+
+def _united(coded: list[tuple[np.ndarray, list[str]]], *, categorical: bool):
+    """Text columns of several parts (codes into each part's labels) as one column: a
+    categorical of the values present, sorted, `MISSING_CODE` as missing; or (``variables``)
+    each value as the tuple of its space-separated words."""
+    labels = sorted({label for _, own in coded for label in own})
+    where = {label: i for i, label in enumerate(labels)}
+    codes = (
+        np.concatenate([np.array([where[x] for x in own], dtype=np.intp)[c] for c, own in coded if len(c)])
+        if any(len(c) for c, _ in coded)
+        else np.zeros(0, dtype=np.intp)
+    )
+    if not categorical:
+        values = np.empty(len(labels), dtype=object)
+        values[:] = [tuple(label.split(" ")) for label in labels]
+        return values[codes]
+    used = np.flatnonzero(np.bincount(codes, minlength=len(labels)) > 0)
+    present = [labels[i] for i in used if labels[i] != MISSING_CODE]
+    lookup = np.full(len(labels), -1, dtype=np.intp)
+    lookup[[where[x] for x in present]] = np.arange(len(present))
+    return pd.Categorical.from_codes(lookup[codes], categories=pd.Index(present, dtype=object))
 
 
 def cells_frame(
@@ -580,22 +847,16 @@ def cells_frame(
     pandas.DataFrame
         Columns ``service_id`` (int), ``period`` (Period[M]: the month in UTC, as
         `frames.responses_frame`), ``site_id`` (Int64, NA for no site),
-        ``question_key``, ``age_band, sex, area, frequency`` (string, NA for missing or
+        ``question_key``, ``age_band, sex, area, frequency`` (categories, NA for missing or
         "préfère ne pas dire"), ``n`` (answers, or responses for `RESPONSES_KEY`),
         ``total`` (sum of values), ``total_sq`` (sum of squares), ``satisfied`` (answers
         in `analysis.scales.SATISFIED`; meaningful on 1-5 scales only). Ordered by
-        service, then month. This is the input of `analysis.cells`.
+        service, month, site, question and profile (the table's key). This is the input
+        of `analysis.cells`. Past months are read from their packs when current.
     """
-    query = select(*_columns(_CELLS)).where(_CELLS.c.service_id.in_(list(service_ids)))
-    if keys is not None:
-        query = query.where(_CELLS.c.question_key.in_([RESPONSES_KEY, *keys]))
-    query = _months(query, _CELLS, start, end).order_by(*_CELLS.primary_key.columns)
-    with db.engine.connect() as connection:
-        frame = _frame(connection, query)
-    frame = frame.astype(
-        {"service_id": "int64", "n": "int64", "total": "float64", "total_sq": "float64", "satisfied": "int64"}
-    )
-    return _tidy(frame)
+    wanted = None if keys is None else frozenset([RESPONSES_KEY, *keys])
+    kind = _KINDS["cells"]
+    return _assemble(kind, _read_parts(kind, service_ids, start, end, wanted))
 
 
 def moments_frame(
@@ -617,23 +878,8 @@ def moments_frame(
         ``n`` and the next ones the sums). The input of
         `analysis.cells.relative_importance`.
     """
-    query = select(*_columns(_MOMENTS)).where(_MOMENTS.c.service_id.in_(list(service_ids)))
-    query = _months(query, _MOMENTS, start, end).order_by(*_MOMENTS.primary_key.columns)
-    with db.engine.connect() as connection:
-        frame = _frame(connection, query)
-    frame["service_id"] = frame["service_id"].astype("int64")
-    split = {v: tuple(v.split(" ")) for v in set(frame["variables"])}
-    frame["variables"] = [split[v] for v in frame["variables"]]
-    # The driver's bytes (`models.FloatVector`), all decoded at once, then cut in rows.
-    stored = [bytes(b) for b in frame["moments"]]
-    flat = np.frombuffer(b"".join(stored), dtype=">f8").astype(float)
-    ends = np.cumsum([len(b) // 8 for b in stored])
-    vectors = np.empty(len(stored), dtype=object)
-    for i, vector in enumerate(np.split(flat, ends[:-1]) if stored else []):
-        vectors[i] = vector
-    frame["moments"] = vectors
-    frame["n"] = frame["n"].astype("int64")
-    return _tidy(frame)
+    kind = _KINDS["moments"]
+    return _assemble(kind, _read_parts(kind, service_ids, start, end, None))
 
 
 def data_versions(service_ids: Sequence[int]) -> dict[int, int]:

@@ -19,7 +19,7 @@ from analysis.weighting import rake
 from barometer import results, storage
 from barometer.extensions import db
 from barometer.frames import responses_frame
-from barometer.models import Answer, Response, ResultCell, ResultMoments, ResultVersion, Service, Site
+from barometer.models import Answer, Response, ResultCell, ResultMoments, ResultPack, ResultVersion, Service, Site
 from barometer.respond.services import get_survey
 from surveys.schema import PROFILE_KEYS
 from tests.conftest import _make_app, empty_tables
@@ -138,6 +138,94 @@ def test_the_planted_public_shows_in_the_read_model(demo_app):
     raked = ce.segment_gaps(cells, "overall", "age_band", raking=ce.rake_cells(cells, margins)).set_index("category")
     assert raked.loc["a75_plus", "gap"] < -0.5 and raked.loc["a75_plus", "p_adjusted"] < 0.05
     assert raked.loc["a75_plus", "n_eff"] < plain.loc["a75_plus", "n_eff"]
+
+
+def rows_as_frame(app, model, service_ids, keys=None) -> pd.DataFrame:
+    """The frame `cells_frame` (or `moments_frame`) must give, made here from the
+    table's rows alone, with pandas."""
+    table = model.__table__
+    query = select(table).where(table.c.service_id.in_(service_ids)).order_by(*table.primary_key.columns)
+    if keys is not None:
+        query = query.where(table.c.question_key.in_([results.RESPONSES_KEY, *keys]))
+    with app.app_context(), db.engine.connect() as connection:
+        frame = pd.read_sql(query, connection)
+    month = frame.pop("month")
+    frame.insert(1, "period", pd.PeriodIndex([pd.Period(str(m)[:7], freq="M") for m in month], freq="M"))
+    frame["service_id"] = frame["service_id"].astype("int64")
+    frame["site_id"] = pd.array(frame["site_id"].where(frame["site_id"] != results.NO_SITE), dtype="Int64")
+    for column in ("question_key", *PROFILE_KEYS):
+        if column in frame:
+            values = frame[column].where(frame[column] != results.MISSING_CODE)
+            frame[column] = pd.Categorical(values, categories=pd.Index(sorted(values.dropna().unique()), dtype=object))
+    if "variables" in frame:
+        frame["variables"] = [tuple(v.split(" ")) for v in frame["variables"]]
+    return frame
+
+
+def assert_same_frames(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    vectors = [c for c in ("moments",) if c in expected]
+    pd.testing.assert_frame_equal(got.drop(columns=vectors), expected.drop(columns=vectors))
+    for column in vectors:
+        for x, y in zip(got[column], expected[column], strict=True):
+            np.testing.assert_array_equal(x, np.asarray(y, dtype=float))
+
+
+def test_packed_months_read_as_their_rows_and_never_stale(demo_app):
+    """Past months are read from their packs once a reader has packed them; the frames
+    are those of the rows, before and after packing, after a response to a packed month
+    (its pack is stale: the rows are read and packed again), for several services and
+    some keys; the current month is never packed."""
+    app = demo_app
+    with app.app_context():
+        answered_ = (
+            select(ResultVersion.service_id).where(ResultVersion.responses > 0).order_by(ResultVersion.service_id)
+        )
+        piscine = db.session.execute(select(Service.id).where(Service.slug == "piscine")).scalar_one()
+        ids = sorted({*list(db.session.execute(answered_).scalars())[:3], piscine})
+        assert len(ids) == 4
+        db.session.execute(delete(ResultPack))
+        db.session.commit()
+
+    def packs():
+        with app.app_context():
+            query = select(ResultPack.service_id, ResultPack.month, ResultPack.version)
+            return {
+                (sid, month): version
+                for sid, month, version in db.session.execute(query.where(ResultPack.kind == "cells"))
+            }
+
+    for round_ in ("rows", "packs"):
+        with app.app_context():
+            assert_same_frames(results.cells_frame(ids), rows_as_frame(app, ResultCell, ids))
+            assert_same_frames(
+                results.cells_frame(ids, keys=["overall"]), rows_as_frame(app, ResultCell, ids, ["overall"])
+            )
+            assert_same_frames(results.moments_frame(ids), rows_as_frame(app, ResultMoments, ids))
+        if round_ == "rows":
+            packed = packs()
+            with app.app_context():
+                months = set(
+                    db.session.execute(
+                        select(ResultCell.service_id, ResultCell.month).where(ResultCell.service_id.in_(ids))
+                    ).all()
+                )
+            assert set(packed) == months
+    # A response to a packed month: that month is read from its rows again, then repacked.
+    with app.app_context():
+        month = min(m for sid, m in packs() if sid == piscine)
+        when = datetime(month.year, month.month, 3, 12, tzinfo=UTC)
+        storage.store_responses([valid_submission(app, "piscine", "packed-1", dict(VALID), submitted_at=when)])
+        before = packs()[(piscine, month)]
+        assert_same_frames(results.cells_frame([piscine]), rows_as_frame(app, ResultCell, [piscine]))
+        assert_same_frames(results.moments_frame([piscine]), rows_as_frame(app, ResultMoments, [piscine]))
+        assert packs()[(piscine, month)] > before
+        # This month changes with every response: never packed.
+        now = datetime.now(UTC)
+        storage.store_responses([valid_submission(app, "piscine", "packed-2", dict(VALID), submitted_at=now)])
+        frame = results.cells_frame([piscine])
+        assert_same_frames(frame, rows_as_frame(app, ResultCell, [piscine]))
+        assert str(frame["period"].iloc[-1]) == now.strftime("%Y-%m")
+        assert (piscine, now.date().replace(day=1)) not in packs()
 
 
 def test_a_date_range_reads_only_its_months(demo_app):

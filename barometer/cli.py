@@ -179,6 +179,7 @@ def rebuild_results_command(slugs):
     for position, (service_id, slug) in enumerate(services, start=1):
         with db.engine.begin() as connection:
             read = results.rebuild_service(connection, service_id)
+        results.pack_services([service_id])
         total += read
         click.echo(f"[{position}/{len(services)}] {slug} : {read} réponse(s)")
     click.echo(f"Résultats recalculés : {len(services)} service(s), {total} réponse(s).")

@@ -30,7 +30,7 @@ from .models import (
     User,
 )
 from .respond.services import get_survey, new_token
-from .results import rebuild_service
+from .results import pack_services, rebuild_service
 from .storage import Submission, store_responses
 
 DEMO_ORGANISATION = "saint-aubin-des-pres"
@@ -184,7 +184,7 @@ def generate(
     """Fill the demo commune (or another loaded `organisation`, by slug: its services get
     the same design, without planted effects unless they bear a planted service's slug)
     with responses over the `months` full months before the month of `end` (default:
-    now); returns how many were stored."""
+    now), then packs those months of the read model; returns how many were stored."""
     rng = np.random.default_rng(seed)
     org = db.session.execute(select(Organisation).where(Organisation.slug == organisation)).scalar_one_or_none()
     if org is None:
@@ -239,6 +239,8 @@ def generate(
         stored += store_responses(subs)
         if progress:
             progress(m_index + 1, len(month_list))
+    # Its months are past: packed now for the pages' first reader.
+    pack_services([s.id for s in services])
     return stored
 
 

@@ -823,6 +823,15 @@ def _united(coded: list[tuple[np.ndarray, list[str]]], *, categorical: bool):
     return pd.Categorical.from_codes(lookup[codes], categories=pd.Index(present, dtype=object))
 
 
+def pack_services(service_ids: Sequence[int]) -> None:
+    """Pack every past month of some services whose pack is missing or stale, as their
+    next reader would: after a bulk load (the demo, a rebuild), so that the first page
+    read does not pay for it."""
+    for service_id in service_ids:
+        for kind in _KINDS.values():
+            _read_parts(kind, [service_id], None, None, None)
+
+
 def cells_frame(
     service_ids: Sequence[int],
     *,

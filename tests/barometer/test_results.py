@@ -219,6 +219,13 @@ def test_packed_months_read_as_their_rows_and_never_stale(demo_app):
         assert_same_frames(results.cells_frame([piscine]), rows_as_frame(app, ResultCell, [piscine]))
         assert_same_frames(results.moments_frame([piscine]), rows_as_frame(app, ResultMoments, [piscine]))
         assert packs()[(piscine, month)] > before
+        # After a bulk write, packing ahead of the readers (the demo, rebuild-results).
+        storage.store_responses([valid_submission(app, "piscine", "packed-3", dict(VALID), submitted_at=when)])
+        version = results.range_versions([piscine], month, month)[piscine]
+        assert packs()[(piscine, month)] < version
+        results.pack_services([piscine])
+        assert packs()[(piscine, month)] == version
+        assert_same_frames(results.cells_frame([piscine]), rows_as_frame(app, ResultCell, [piscine]))
         # This month changes with every response: never packed.
         now = datetime.now(UTC)
         storage.store_responses([valid_submission(app, "piscine", "packed-2", dict(VALID), submitted_at=now)])

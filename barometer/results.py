@@ -577,8 +577,7 @@ class _Part:
         if keys is None or kind.name != "cells":
             return self
         codes, labels = self.text["question_key"]
-        wanted = np.array([label in keys for label in labels] + [False], dtype=bool)
-        keep = wanted[codes]
+        keep = _wanted(tuple(labels), keys)[codes]
         if keep.all():
             return self
         return _Part(
@@ -586,6 +585,12 @@ class _Part:
             {c: (codes_[keep], labels_) for c, (codes_, labels_) in self.text.items()},
             {c: values[keep] for c, values in self.numbers.items()},
         )
+
+
+@lru_cache(maxsize=256)
+def _wanted(labels: tuple[str, ...], keys: frozenset[str]) -> np.ndarray:
+    """Which of a pack's question keys are among ``keys`` (a few lists of labels recur)."""
+    return np.array([label in keys for label in labels], dtype=bool)
 
 
 def pack_rows(kind: str, part: _Part) -> bytes:
@@ -605,7 +610,7 @@ def pack_rows(kind: str, part: _Part) -> bytes:
 
 def _unpack(kind: _Kind, data: bytes) -> _Part:
     """The inverse of `pack_rows` (arrays viewing the bytes, not copied)."""
-    data = bytes(data)
+    data = data if isinstance(data, bytes) else bytes(data)
     if data[:4] != _PACK_MAGIC:
         raise ValueError("not a pack of the read model")
     size = int.from_bytes(data[4:8], "big")
@@ -705,8 +710,10 @@ def _read_parts(
         # The versions first: a pack is written with the version read before its rows,
         # so a change meanwhile leaves it stale, never wrong.
         versions = {(sid, str(month)): version for sid, month, version in connection.execute(versions_query)}
-        for sid, month, data in connection.execute(packs_query):
+        result = connection.execute(packs_query)
+        for sid, month, data in result.cursor.fetchall():  # the driver's rows: no per-row wrapping
             parts[(sid, str(month))] = _unpack(kind, data).select(kind, keys)
+        result.close()
         missing: dict[str, list[int]] = {}
         for sid, month in sorted(versions):
             if (sid, month) not in parts:
@@ -805,10 +812,12 @@ def _united(coded: list[tuple[np.ndarray, list[str]]], *, categorical: bool):
     """Text columns of several parts (codes into each part's labels) as one column: a
     categorical of the values present, sorted, `MISSING_CODE` as missing; or (``variables``)
     each value as the tuple of its space-separated words."""
-    labels = sorted({label for _, own in coded for label in own})
+    lists = {tuple(own) for _, own in coded}  # parts mostly share their list of labels
+    labels = sorted({label for own in lists for label in own})
     where = {label: i for i, label in enumerate(labels)}
+    lookups = {own: np.array([where[x] for x in own], dtype=np.intp) for own in lists}
     codes = (
-        np.concatenate([np.array([where[x] for x in own], dtype=np.intp)[c] for c, own in coded if len(c)])
+        np.concatenate([lookups[tuple(own)][c] for c, own in coded if len(c)])
         if any(len(c) for c, _ in coded)
         else np.zeros(0, dtype=np.intp)
     )

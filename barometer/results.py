@@ -794,8 +794,11 @@ def _assemble(kind: _Kind, parts: list[tuple[int, str, _Part]]) -> pd.DataFrame:
         lengths = _concat([p.lengths for _, _, p in parts], np.int64)
         flat = np.frombuffer(b"".join(p.vectors for _, _, p in parts), dtype=">f8").astype(float)
         vectors = np.empty(len(lengths), dtype=object)
-        for i, vector in enumerate(np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []):
-            vectors[i] = vector
+        starts = np.cumsum(lengths) - lengths
+        for length in np.unique(lengths):  # the rows of one length as rows of one array
+            at = np.flatnonzero(lengths == length)
+            for i, vector in zip(at.tolist(), flat[starts[at, None] + np.arange(length)], strict=True):
+                vectors[i] = vector
         frame["moments"] = vectors
     frame = pd.DataFrame(frame)
     sites = frame["site_id"].to_numpy(dtype=np.int64)

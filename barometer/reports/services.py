@@ -166,10 +166,13 @@ _reports = Lru(64)
 _summary_cache = Lru(4096)
 _families = Lru(2048)
 _family_tables = Lru(64)
+#: Services' % satisfied and raking over a year without the rest of their family part
+#: (`year_satisfied`): one per service and year.
+_year_parts = Lru(4096)
 
 
 def clear_caches() -> None:
-    for cache in (_reports, _summary_cache, _families, _family_tables):
+    for cache in (_reports, _summary_cache, _families, _family_tables, _year_parts):
         cache.clear()
 
 
@@ -645,6 +648,33 @@ def org_family(organisation_id: int, grain: str, start: date, end: date) -> dict
     return _org_family(organisation_id, grain, start, end)
 
 
+def year_satisfied(organisation_id: int, year: int) -> dict:
+    """Each service's % satisfied over a calendar ``year`` and its raking, as
+    `org_family` at the year grain has them (``satisfied`` and ``raking``, by service id)
+    without the trends and gaps it also computes: what the steering reads of the past
+    years. A service's family part of that year is used when it is cached; otherwise its
+    figures are computed as that part computes them (`_satisfied_part`) and cached by
+    the same data version."""
+    start, end = date(year, 1, 1), date(year, 12, 31)
+    ids = _organisation_services(organisation_id)
+    versions = results.range_versions(ids, start, end)
+    parts = {}
+    for sid in ids:
+        key = (sid, "year", start, end, versions.get(sid, 0))
+        parts[sid] = _families.peek(key) or _year_parts.peek(key)
+    missing = [sid for sid in ids if parts[sid] is None]
+    if missing:
+        margins = results.population_margins(organisation_id)
+        cells = _cells_by_service(missing, start, end, ["overall"])
+        for sid in missing:
+            parts[sid] = _satisfied_part(margins, _overall_cells(cells.get(sid)))
+            _year_parts.put((sid, "year", start, end, versions.get(sid, 0)), parts[sid])
+    return {
+        "satisfied": {sid: p["satisfied"] for sid, p in parts.items()},
+        "raking": {sid: p["raking"] for sid, p in parts.items()},
+    }
+
+
 def _organisation_services(organisation_id: int) -> list[int]:
     return list(
         db.session.execute(select(Service.id).where(Service.organisation_id == organisation_id).order_by(Service.id))
@@ -663,22 +693,34 @@ def _slope(mean_table: pd.DataFrame, service_id: int) -> dict | None:
     return {"service_id": service_id, "slope": t.slope, "p": t.p, "trend": t}
 
 
+def _overall_cells(cells: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The cells of ``overall`` and the responses (other keys left out)."""
+    if cells is None:
+        return None
+    return cells[cells["question_key"].isin(["overall", results.RESPONSES_KEY]).to_numpy(dtype=bool)]
+
+
+def _satisfied_part(margins, cells: pd.DataFrame | None) -> dict:
+    """A service's raking (raking, note) and % satisfied over the scope of its cells
+    (those of `_overall_cells`)."""
+    if cells is None or cells.empty:
+        return {"raking": (None, None), "satisfied": empty_estimate()}
+    raking, note = _rake(cells, margins)
+    satisfied = cellstats.estimate(cells, "overall", statistic="satisfied", raking=raking)
+    return {"raking": (raking, note), "satisfied": satisfied}
+
+
 def _family_part(service_id: int, grain: str, start: date, end: date, margins, cells: pd.DataFrame | None) -> dict:
     """One service's trend slope and public gaps (unadjusted p-values), from its cells
-    (``overall`` and the responses; other keys are left out here)."""
-    if cells is not None:
-        cells = cells[cells["question_key"].isin(["overall", results.RESPONSES_KEY]).to_numpy(dtype=bool)]
+    (``overall`` and the responses; other keys are left out here), with its
+    `_satisfied_part`."""
+    cells = _overall_cells(cells)
     if cells is None or cells.empty:
-        return {
-            "slope": None,
-            "gaps": None,
-            "change": None,
-            "raking": (None, None),
-            "satisfied": empty_estimate(),
-            "by_period": None,
-        }
+        return {"slope": None, "gaps": None, "change": None, "by_period": None, **_satisfied_part(margins, cells)}
+    # The raking and the estimate over the whole scope do not depend on the periods.
+    whole = _satisfied_part(margins, cells)
+    raking, _note = whole["raking"]
     cells = cellstats.with_period(cells, grain)
-    raking, _note = _rake(cells, margins)
     sat = cellstats.estimates(cells, "overall", by="period", statistic="satisfied", raking=raking)
     mean = cellstats.estimates(cells, "overall", by="period", statistic="mean", raking=raking)
     slope = _slope(mean.table, service_id)
@@ -693,17 +735,9 @@ def _family_part(service_id: int, grain: str, start: date, end: date, margins, c
         gaps = gaps.assign(service_id=service_id)
     except ValueError:
         gaps = None
-    satisfied = cellstats.estimate(cells, "overall", statistic="satisfied", raking=raking)
     # The raking depends on the responses only: the service's report and summary reuse it,
     # and the % satisfied and mean score by period.
-    return {
-        "slope": slope,
-        "gaps": gaps,
-        "change": change,
-        "raking": (raking, _note),
-        "satisfied": satisfied,
-        "by_period": (sat, mean),
-    }
+    return {"slope": slope, "gaps": gaps, "change": change, "by_period": (sat, mean), **whole}
 
 
 # ----------------------------------------------------------------------- the report

@@ -179,15 +179,28 @@ def clear_caches() -> None:
 def _cells_by_service(
     ids: Sequence[int], start: date, end: date, keys: Sequence[str] | None
 ) -> dict[int, pd.DataFrame]:
-    """The read model's cells of several services in one query, split by service (each
-    part as `results.cells_frame` returns it for that service alone)."""
+    """The read model's cells of several services in one query, split by service (see
+    `_by_service`)."""
     if not ids:
         return {}
-    frame = results.cells_frame(list(ids), start=start, end=end, keys=keys)
+    return _by_service(results.cells_frame(list(ids), start=start, end=end, keys=keys), ids)
+
+
+def _by_service(frame: pd.DataFrame, ids: Sequence[int]) -> dict[int, pd.DataFrame]:
+    """Each service's rows of a frame of the read model read for ``ids``, by service id
+    (no rows: an empty frame). The rows come ordered by service: each part is a slice.
+    Its categorical columns keep the categories of the whole frame: `analysis.cells`
+    reads their codes, where a category no row uses counts in nothing."""
     if len(ids) == 1:
         return {ids[0]: frame}
-    parts = {int(sid): _own_categories(part) for sid, part in frame.groupby("service_id", sort=False)}
-    return {sid: parts.get(sid, frame.iloc[:0]) for sid in ids}
+    services = frame["service_id"].to_numpy()
+    if (np.diff(services) < 0).any():  # not the order of the read model: put it in place
+        order = np.argsort(services, kind="stable")
+        frame, services = frame.take(order), services[order]
+    found, first = np.unique(services, return_index=True)
+    last = np.append(first[1:], len(services))[: first.size]
+    bounds = {int(sid): slice(int(a), int(b)) for sid, a, b in zip(found, first, last, strict=True)}
+    return {sid: frame.iloc[bounds[sid]] if sid in bounds else frame.iloc[:0] for sid in ids}
 
 
 def _own_categories(part: pd.DataFrame) -> pd.DataFrame:
@@ -697,7 +710,11 @@ def _overall_cells(cells: pd.DataFrame | None) -> pd.DataFrame | None:
     """The cells of ``overall`` and the responses (other keys left out)."""
     if cells is None:
         return None
-    return cells[cells["question_key"].isin(["overall", results.RESPONSES_KEY]).to_numpy(dtype=bool)]
+    keys = cells["question_key"]
+    wanted = {"overall", results.RESPONSES_KEY}
+    if isinstance(keys.dtype, pd.CategoricalDtype) and set(keys.cat.categories) <= wanted:
+        return cells  # read for these keys alone
+    return cells[keys.isin(list(wanted)).to_numpy(dtype=bool)]
 
 
 def _satisfied_part(margins, cells: pd.DataFrame | None) -> dict:
@@ -1200,11 +1217,9 @@ def _summaries(services: Sequence[Service], *, grain: str, start: date, end: dat
 
 
 def _moments_by_service(ids: Sequence[int], start: date, end: date) -> dict[int, pd.DataFrame]:
-    frame = results.moments_frame(list(ids), start=start, end=end)
-    if len(ids) == 1:
-        return {ids[0]: frame}
-    parts = {int(sid): _own_categories(part) for sid, part in frame.groupby("service_id", sort=False)}
-    return {sid: parts.get(sid, frame.iloc[:0]) for sid in ids}
+    """The read model's moments of several services in one query, split by service (see
+    `_by_service`)."""
+    return _by_service(results.moments_frame(list(ids), start=start, end=end), ids)
 
 
 def _ipa_point(moments, drivers, raking) -> pd.DataFrame | None:

@@ -995,13 +995,16 @@ def _column_labels() -> dict[str, str]:
     }
 
 
-def _publics(service, site, cells, raking, context, lang, grain, start, end) -> PublicsSection:
+def _publics(service, site, cells, raking, context, lang, grain, start, end, family=None) -> PublicsSection:
     """``cells``: the scope's cells; None for a whole service that has answers (its gaps
-    come from the organisation's family, which read them)."""
+    come from the organisation's ``family`` of the range, which read them; looked up
+    when not given)."""
     if cells is not None and len(cells) == 0:
         return PublicsSection((), (), _("Aucune réponse sur la période."))
     if site is None:
-        family = _org_family(service.organisation_id, grain, start, end)["gaps"]
+        if family is None:
+            family = _org_family(service.organisation_id, grain, start, end)
+        family = family["gaps"]
         gaps = family[family["service_id"] == service.id] if len(family) else family
         p_column = "p_family"
     else:
@@ -1284,7 +1287,7 @@ def _summary(service: Service, grain, periods, lang, context, moments, family) -
                 tuple(labels[k] for k in quad.index[quad["quadrant"] == code])
                 for code in ("concentrate_here", "possible_overkill")
             )
-    publics = _publics(service, None, None if answered else (), raking, context, lang, grain, start, end)
+    publics = _publics(service, None, None if answered else (), raking, context, lang, grain, start, end, family)
     alerts = alerts_for(headline, trend_section, under, publics.less_satisfied)
     return Summary(headline, trend_section, alerts, over, quad, labels)
 

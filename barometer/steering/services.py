@@ -289,8 +289,9 @@ def _pooled_policies(policies: dict[str, tuple[int, ...]], margins, start: date,
         return out
     ids = sorted({i for policy in missing for i in policies[policy]})
     cells = results.cells_frame(ids, start=start, end=end, keys=["overall"])
+    services = cells["service_id"].to_numpy()
     for policy in missing:
-        scope = cells[cells["service_id"].isin(list(policies[policy])).to_numpy()] if len(cells) else cells
+        scope = cells[np.isin(services, policies[policy])] if len(cells) else cells
         if scope.empty:
             found = None
         else:

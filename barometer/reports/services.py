@@ -699,6 +699,8 @@ def _organisation_services(organisation_id: int) -> list[int]:
 def _slope(mean_table: pd.DataFrame, service_id: int) -> dict | None:
     """WLS slope of the mean score per period (the planted and the real declines show
     first in the mean), over the published periods; None under three of them."""
+    if len(mean_table) < 3:  # a range of one or two periods (the steering's years)
+        return None
     published = mean_table[mean_table["flag"].isin(["ok", "caution"]) & (mean_table["se"] > 0)]
     if len(published) < 3:
         return None

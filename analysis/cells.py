@@ -194,6 +194,15 @@ def _sorted(values) -> list:
         return list(pd.factorize(np.array(list(values), dtype=object), sort=True)[1])
 
 
+@lru_cache(maxsize=256)
+def _labels(values: tuple) -> tuple[pd.Index, pd.api.extensions.ExtensionArray]:
+    """A raking column's categories in the cells (sorted) as an index level, and as
+    the array of a frame's column of them (the dtype pandas infers for them: text or
+    objects), to take from. Made once per list of categories: services share them, and
+    converting a few labels to text costs more than the rest of a raking."""
+    return pd.Index(list(values)), pd.Series(np.array(values, dtype=object)).array
+
+
 @dataclass(frozen=True, eq=False)
 class CellRaking:
     """Raking of a scope of cells to population margins (see :func:`rake_cells`).
@@ -362,15 +371,13 @@ def rake_cells(cells: pd.DataFrame, margins: Mapping, **options) -> CellRaking:
                 )
         order = list(completed[column])
         positions.append(np.array([order.index(name) for name in present], dtype=np.intp)[at])
+    levels = [_labels(tuple(present)) for present in labels]
     variables = pd.DataFrame(
-        {
-            column: np.array(present, dtype=object)[at]
-            for column, present, at in zip(dims, labels, level_codes, strict=True)
-        }
+        {column: values.take(at) for column, (_, values), at in zip(dims, levels, level_codes, strict=True)}
     )
     raking = _rake_codes(d, positions, completed, totals, index=pd.RangeIndex(d.size), variables=variables, **options)
     index = pd.MultiIndex(
-        levels=[pd.Index(present) for present in labels], codes=list(level_codes), names=dims, verify_integrity=False
+        levels=[level for level, _ in levels], codes=list(level_codes), names=dims, verify_integrity=False
     )
     unit = pd.Series(raking.weights.to_numpy() / d, index=index, name="weight")
     return CellRaking(raking=raking, margins=completed, unit_weights=unit)

@@ -114,15 +114,18 @@ def quadrants(
     """
     perf = pd.Series(performance, dtype=float)
     imp = pd.Series(importance, dtype=float)
-    missing = perf.index.symmetric_difference(imp.index)
-    if len(missing):
-        raise ValueError(f"attribute {missing[0]!r} has a performance or an importance, not both")
-    imp = imp.reindex(perf.index)
+    # Checked on arrays: the home classifies every service's attributes at once.
+    if not (perf.index.equals(imp.index) and perf.index.is_unique):
+        missing = perf.index.symmetric_difference(imp.index)
+        if len(missing):
+            raise ValueError(f"attribute {missing[0]!r} has a performance or an importance, not both")
+        imp = imp.reindex(perf.index)
     for name, s in (("performance", perf), ("importance", imp)):
-        if s.isna().any():
-            raise ValueError(f"{name} of attribute {s.index[s.isna().to_numpy()][0]!r} is missing")
-        if not np.isfinite(s.to_numpy()).all():
-            raise ValueError(f"{name} of attribute {s.index[~np.isfinite(s.to_numpy())][0]!r} is not finite")
+        values = s.to_numpy()
+        if np.isnan(values).any():
+            raise ValueError(f"{name} of attribute {s.index[np.isnan(values)][0]!r} is missing")
+        if not np.isfinite(values).all():
+            raise ValueError(f"{name} of attribute {s.index[~np.isfinite(values)][0]!r} is not finite")
     x0, y0 = _crosshairs(perf, imp, centre, midpoint)
     high_x = perf.to_numpy() >= x0
     high_y = imp.to_numpy() >= y0
@@ -138,17 +141,17 @@ def quadrants(
         lacking = perf.index.difference(ci.index)
         if len(lacking):
             raise ValueError(f"ci has no row for attribute {lacking[0]!r}")
-        c = ci.reindex(perf.index).astype(float)
+        c = dict(zip(_CI_COLUMNS, ci.reindex(perf.index)[list(_CI_COLUMNS)].to_numpy(dtype=float).T, strict=True))
         # (A percentile bootstrap interval may leave out its own estimate, e.g. for an
         # importance near zero, so only inverted bounds are refused.)
         for low, high in (("perf_low", "perf_high"), ("imp_low", "imp_high")):
             bad = c[low] > c[high]
             if bad.any():
-                raise ValueError(f"ci of attribute {bad.index[bad.to_numpy()][0]!r} has {low} above {high}")
+                raise ValueError(f"ci of attribute {perf.index[bad][0]!r} has {low} above {high}")
         crosses = ((c["perf_low"] < x0) & (x0 <= c["perf_high"])) | ((c["imp_low"] < y0) & (y0 <= c["imp_high"]))
         # An interval that could not be computed is no evidence: never classify on it.
-        unknown = c[list(_CI_COLUMNS)].isna().any(axis=1)
-        quadrant[(crosses | unknown).to_numpy()] = "uncertain"
+        unknown = np.isnan(np.stack(list(c.values()))).any(axis=0)
+        quadrant[crosses | unknown] = "uncertain"
     out = pd.DataFrame({"performance": perf, "importance": imp, "quadrant": quadrant}, index=perf.index)
     out.attrs["crosshairs"] = (x0, y0)
     out.attrs["centre"] = centre

@@ -166,25 +166,41 @@ _reports = Lru(64)
 _summary_cache = Lru(4096)
 _families = Lru(2048)
 _family_tables = Lru(64)
+#: Services' % satisfied and raking over a year without the rest of their family part
+#: (`year_satisfied`): one per service and year.
+_year_parts = Lru(4096)
 
 
 def clear_caches() -> None:
-    for cache in (_reports, _summary_cache, _families, _family_tables):
+    for cache in (_reports, _summary_cache, _families, _family_tables, _year_parts):
         cache.clear()
 
 
 def _cells_by_service(
     ids: Sequence[int], start: date, end: date, keys: Sequence[str] | None
 ) -> dict[int, pd.DataFrame]:
-    """The read model's cells of several services in one query, split by service (each
-    part as `results.cells_frame` returns it for that service alone)."""
+    """The read model's cells of several services in one query, split by service (see
+    `_by_service`)."""
     if not ids:
         return {}
-    frame = results.cells_frame(list(ids), start=start, end=end, keys=keys)
+    return _by_service(results.cells_frame(list(ids), start=start, end=end, keys=keys), ids)
+
+
+def _by_service(frame: pd.DataFrame, ids: Sequence[int]) -> dict[int, pd.DataFrame]:
+    """Each service's rows of a frame of the read model read for ``ids``, by service id
+    (no rows: an empty frame). The rows come ordered by service: each part is a slice.
+    Its categorical columns keep the categories of the whole frame: `analysis.cells`
+    reads their codes, where a category no row uses counts in nothing."""
     if len(ids) == 1:
         return {ids[0]: frame}
-    parts = {int(sid): _own_categories(part) for sid, part in frame.groupby("service_id", sort=False)}
-    return {sid: parts.get(sid, frame.iloc[:0]) for sid in ids}
+    services = frame["service_id"].to_numpy()
+    if (np.diff(services) < 0).any():  # not the order of the read model: put it in place
+        order = np.argsort(services, kind="stable")
+        frame, services = frame.take(order), services[order]
+    found, first = np.unique(services, return_index=True)
+    last = np.append(first[1:], len(services))[: first.size]
+    bounds = {int(sid): slice(int(a), int(b)) for sid, a, b in zip(found, first, last, strict=True)}
+    return {sid: frame.iloc[bounds[sid]] if sid in bounds else frame.iloc[:0] for sid in ids}
 
 
 def _own_categories(part: pd.DataFrame) -> pd.DataFrame:
@@ -645,6 +661,33 @@ def org_family(organisation_id: int, grain: str, start: date, end: date) -> dict
     return _org_family(organisation_id, grain, start, end)
 
 
+def year_satisfied(organisation_id: int, year: int) -> dict:
+    """Each service's % satisfied over a calendar ``year`` and its raking, as
+    `org_family` at the year grain has them (``satisfied`` and ``raking``, by service id)
+    without the trends and gaps it also computes: what the steering reads of the past
+    years. A service's family part of that year is used when it is cached; otherwise its
+    figures are computed as that part computes them (`_satisfied_part`) and cached by
+    the same data version."""
+    start, end = date(year, 1, 1), date(year, 12, 31)
+    ids = _organisation_services(organisation_id)
+    versions = results.range_versions(ids, start, end)
+    parts = {}
+    for sid in ids:
+        key = (sid, "year", start, end, versions.get(sid, 0))
+        parts[sid] = _families.peek(key) or _year_parts.peek(key)
+    missing = [sid for sid in ids if parts[sid] is None]
+    if missing:
+        margins = results.population_margins(organisation_id)
+        cells = _cells_by_service(missing, start, end, ["overall"])
+        for sid in missing:
+            parts[sid] = _satisfied_part(margins, _overall_cells(cells.get(sid)))
+            _year_parts.put((sid, "year", start, end, versions.get(sid, 0)), parts[sid])
+    return {
+        "satisfied": {sid: p["satisfied"] for sid, p in parts.items()},
+        "raking": {sid: p["raking"] for sid, p in parts.items()},
+    }
+
+
 def _organisation_services(organisation_id: int) -> list[int]:
     return list(
         db.session.execute(select(Service.id).where(Service.organisation_id == organisation_id).order_by(Service.id))
@@ -656,6 +699,8 @@ def _organisation_services(organisation_id: int) -> list[int]:
 def _slope(mean_table: pd.DataFrame, service_id: int) -> dict | None:
     """WLS slope of the mean score per period (the planted and the real declines show
     first in the mean), over the published periods; None under three of them."""
+    if len(mean_table) < 3:  # a range of one or two periods (the steering's years)
+        return None
     published = mean_table[mean_table["flag"].isin(["ok", "caution"]) & (mean_table["se"] > 0)]
     if len(published) < 3:
         return None
@@ -663,22 +708,38 @@ def _slope(mean_table: pd.DataFrame, service_id: int) -> dict | None:
     return {"service_id": service_id, "slope": t.slope, "p": t.p, "trend": t}
 
 
+def _overall_cells(cells: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The cells of ``overall`` and the responses (other keys left out)."""
+    if cells is None:
+        return None
+    keys = cells["question_key"]
+    wanted = {"overall", results.RESPONSES_KEY}
+    if isinstance(keys.dtype, pd.CategoricalDtype) and set(keys.cat.categories) <= wanted:
+        return cells  # read for these keys alone
+    return cells[keys.isin(list(wanted)).to_numpy(dtype=bool)]
+
+
+def _satisfied_part(margins, cells: pd.DataFrame | None) -> dict:
+    """A service's raking (raking, note) and % satisfied over the scope of its cells
+    (those of `_overall_cells`)."""
+    if cells is None or cells.empty:
+        return {"raking": (None, None), "satisfied": empty_estimate()}
+    raking, note = _rake(cells, margins)
+    satisfied = cellstats.estimate(cells, "overall", statistic="satisfied", raking=raking)
+    return {"raking": (raking, note), "satisfied": satisfied}
+
+
 def _family_part(service_id: int, grain: str, start: date, end: date, margins, cells: pd.DataFrame | None) -> dict:
     """One service's trend slope and public gaps (unadjusted p-values), from its cells
-    (``overall`` and the responses; other keys are left out here)."""
-    if cells is not None:
-        cells = cells[cells["question_key"].isin(["overall", results.RESPONSES_KEY]).to_numpy(dtype=bool)]
+    (``overall`` and the responses; other keys are left out here), with its
+    `_satisfied_part`."""
+    cells = _overall_cells(cells)
     if cells is None or cells.empty:
-        return {
-            "slope": None,
-            "gaps": None,
-            "change": None,
-            "raking": (None, None),
-            "satisfied": empty_estimate(),
-            "by_period": None,
-        }
+        return {"slope": None, "gaps": None, "change": None, "by_period": None, **_satisfied_part(margins, cells)}
+    # The raking and the estimate over the whole scope do not depend on the periods.
+    whole = _satisfied_part(margins, cells)
+    raking, _note = whole["raking"]
     cells = cellstats.with_period(cells, grain)
-    raking, _note = _rake(cells, margins)
     sat = cellstats.estimates(cells, "overall", by="period", statistic="satisfied", raking=raking)
     mean = cellstats.estimates(cells, "overall", by="period", statistic="mean", raking=raking)
     slope = _slope(mean.table, service_id)
@@ -693,17 +754,9 @@ def _family_part(service_id: int, grain: str, start: date, end: date, margins, c
         gaps = gaps.assign(service_id=service_id)
     except ValueError:
         gaps = None
-    satisfied = cellstats.estimate(cells, "overall", statistic="satisfied", raking=raking)
     # The raking depends on the responses only: the service's report and summary reuse it,
     # and the % satisfied and mean score by period.
-    return {
-        "slope": slope,
-        "gaps": gaps,
-        "change": change,
-        "raking": (raking, _note),
-        "satisfied": satisfied,
-        "by_period": (sat, mean),
-    }
+    return {"slope": slope, "gaps": gaps, "change": change, "by_period": (sat, mean), **whole}
 
 
 # ----------------------------------------------------------------------- the report
@@ -944,13 +997,16 @@ def _column_labels() -> dict[str, str]:
     }
 
 
-def _publics(service, site, cells, raking, context, lang, grain, start, end) -> PublicsSection:
+def _publics(service, site, cells, raking, context, lang, grain, start, end, family=None) -> PublicsSection:
     """``cells``: the scope's cells; None for a whole service that has answers (its gaps
-    come from the organisation's family, which read them)."""
+    come from the organisation's ``family`` of the range, which read them; looked up
+    when not given)."""
     if cells is not None and len(cells) == 0:
         return PublicsSection((), (), _("Aucune réponse sur la période."))
     if site is None:
-        family = _org_family(service.organisation_id, grain, start, end)["gaps"]
+        if family is None:
+            family = _org_family(service.organisation_id, grain, start, end)
+        family = family["gaps"]
         gaps = family[family["service_id"] == service.id] if len(family) else family
         p_column = "p_family"
     else:
@@ -1166,11 +1222,9 @@ def _summaries(services: Sequence[Service], *, grain: str, start: date, end: dat
 
 
 def _moments_by_service(ids: Sequence[int], start: date, end: date) -> dict[int, pd.DataFrame]:
-    frame = results.moments_frame(list(ids), start=start, end=end)
-    if len(ids) == 1:
-        return {ids[0]: frame}
-    parts = {int(sid): _own_categories(part) for sid, part in frame.groupby("service_id", sort=False)}
-    return {sid: parts.get(sid, frame.iloc[:0]) for sid in ids}
+    """The read model's moments of several services in one query, split by service (see
+    `_by_service`)."""
+    return _by_service(results.moments_frame(list(ids), start=start, end=end), ids)
 
 
 def _ipa_point(moments, drivers, raking) -> pd.DataFrame | None:
@@ -1235,7 +1289,7 @@ def _summary(service: Service, grain, periods, lang, context, moments, family) -
                 tuple(labels[k] for k in quad.index[quad["quadrant"] == code])
                 for code in ("concentrate_here", "possible_overkill")
             )
-    publics = _publics(service, None, None if answered else (), raking, context, lang, grain, start, end)
+    publics = _publics(service, None, None if answered else (), raking, context, lang, grain, start, end, family)
     alerts = alerts_for(headline, trend_section, under, publics.less_satisfied)
     return Summary(headline, trend_section, alerts, over, quad, labels)
 

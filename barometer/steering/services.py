@@ -220,9 +220,9 @@ def _estimates(services, by_org, margins_of, first_year: int, year: int, alpha, 
     each raked to its organisation's margins; the publics left behind; the notes.
 
     A service's year is the reports' family part of that year (`reports.services.org_family`
-    at the year grain): computed once, cached by the data version of that year alone, and
-    shared with the reports; so a response to this year leaves the past years' parts as
-    they are. A policy of several services pools their users, raked together (cached the
+    at the year grain; for a past year its estimates alone, `year_satisfied`): computed
+    once, cached by the data version of that year alone, and shared with the reports; so
+    a response to this year leaves the past years' parts as they are. A policy of several services pools their users, raked together (cached the
     same way)."""
     from ..reports import services as reports
 
@@ -235,7 +235,10 @@ def _estimates(services, by_org, margins_of, first_year: int, year: int, alpha, 
         for org_id, members in by_org.items():
             margins = margins_of[org_id]
             with force_locale("fr"):  # its notes are sentences (unused here); also on the command line
-                family = reports.org_family(org_id, "year", start, end)
+                # The past years need the estimates only, the current one its gaps too.
+                family = (
+                    reports.org_family(org_id, "year", start, end) if y == year else reports.year_satisfied(org_id, y)
+                )
             for s in members:
                 est = family["satisfied"].get(s.id)
                 if est is None or est.n == 0:
@@ -286,8 +289,9 @@ def _pooled_policies(policies: dict[str, tuple[int, ...]], margins, start: date,
         return out
     ids = sorted({i for policy in missing for i in policies[policy]})
     cells = results.cells_frame(ids, start=start, end=end, keys=["overall"])
+    services = cells["service_id"].to_numpy()
     for policy in missing:
-        scope = cells[cells["service_id"].isin(list(policies[policy])).to_numpy()] if len(cells) else cells
+        scope = cells[np.isin(services, policies[policy])] if len(cells) else cells
         if scope.empty:
             found = None
         else:

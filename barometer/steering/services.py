@@ -10,6 +10,8 @@ start must not pay for.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -333,6 +335,9 @@ _ESTIMATES = Lru(16)
 _MISSING = object()
 #: Policies' pooled estimates by year, per process.
 _POOLED = Lru(4096)
+#: Recommendations and scenarios by the figures of their inputs, per process.
+_RECOMMENDED = Lru(16)
+_SCENARIOS = Lru(64)
 
 
 def clear_cache() -> None:
@@ -340,8 +345,8 @@ def clear_cache() -> None:
     empty the database: its data versions start again from zero)."""
     from ..reports.services import clear_caches
 
-    _ESTIMATES.clear()
-    _POOLED.clear()
+    for cache in (_ESTIMATES, _POOLED, _RECOMMENDED, _SCENARIOS):
+        cache.clear()
     clear_caches()
 
 
@@ -480,17 +485,32 @@ def note_text(code: str, count: int, translate=None) -> str:
 # ------------------------------------------------------------------ recommendations
 
 
+def _figures(*frames: pd.DataFrame, extra=()) -> str:
+    """A digest of some frames' figures (and of ``extra``), to key what is computed
+    from them alone: the steering's inputs are made anew by each call, the same
+    figures giving the same recommendations and scenarios."""
+    digest = hashlib.sha256(repr(extra).encode())
+    for frame in frames:
+        digest.update(frame.to_json(orient="split", date_format="iso", default_handler=str).encode())
+    return digest.hexdigest()
+
+
 def recommend_by_organisation(inputs: SteeringInputs) -> list:
     """`analysis.redeploy.recommend` run on each organisation's services: a service is
-    compared with its own organisation's (its peers, its costs), never another's."""
+    compared with its own organisation's (its peers, its costs), never another's.
+    Cached by the inputs' figures (the overview, the board and each scenario ask)."""
     from analysis import redeploy
 
     if inputs.services.empty:
         return []
-    return [
-        redeploy.recommend(frame.reset_index(drop=True), labels=inputs.attribute_labels)
-        for _, frame in inputs.services.groupby("organisation_id", sort=False)
-    ]
+    key = ("recommend", _figures(inputs.services, extra=(inputs.year, sorted(inputs.attribute_labels.items()))))
+    return _RECOMMENDED.get_or_make(
+        key,
+        lambda: [
+            redeploy.recommend(frame.reset_index(drop=True), labels=inputs.attribute_labels)
+            for _, frame in inputs.services.groupby("organisation_id", sort=False)
+        ],
+    )
 
 
 def recommendation_table(inputs: SteeringInputs) -> pd.DataFrame:
@@ -935,11 +955,26 @@ def run_scenario(
     and return the scenario document the page shows, saves and exports
     (`scenario_document`). Raises `ScenarioRefused` for an unreachable saving (its
     French reason) or when the scope holds several organisations and none is chosen."""
-    from analysis import redeploy
-
     inputs = steering_inputs(user, year=year)
     if inputs.empty:
         raise ScenarioRefused("aucune allocation pour cette année : importez d'abord les budgets.")
+    # The same scenario on the same figures (shown, then saved, then exported) is solved once.
+    key = (
+        "scenario",
+        _figures(inputs.services, inputs.history, extra=(inputs.year, sorted(inputs.attribute_labels.items()))),
+        float(saving),
+        float(reinvest),
+        organisation_id,
+    )
+    document = _SCENARIOS.get_or_make(
+        key, lambda: _scenario(inputs, saving=saving, reinvest=reinvest, organisation_id=organisation_id)
+    )
+    return copy.deepcopy(document)  # the caller's to change
+
+
+def _scenario(inputs: SteeringInputs, *, saving: float, reinvest: float, organisation_id: int | None) -> dict:
+    from analysis import redeploy
+
     frame = recommendation_table(inputs)
     orgs = frame.loc[frame["budget_eur"].fillna(0) > 0, "organisation_id"].unique()
     if organisation_id is None and len(orgs) > 1:

@@ -155,6 +155,36 @@ def test_scenario_json_has_both_solutions_and_saves_exactly_the_saving(steering_
     assert gained == pytest.approx(data["reinvested"], abs=0.01)
 
 
+def test_a_scenario_asked_again_follows_a_changed_budget(steering_app):
+    """Scenarios are kept by the figures they rest on: asked again after a budget
+    changed, the answer is the new budget's, and back again after it is restored."""
+
+    def total_before() -> float:
+        result = invoke(steering_app, "scenario", "--saving", "0.05", "--format", "json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)["total_before"]
+
+    first = total_before()
+    assert total_before() == first  # the same answer, asked twice
+    with steering_app.app_context():
+        year = db.session.execute(select(Allocation.year).order_by(Allocation.year.desc())).scalars().first()
+        allocation = (
+            db.session.execute(select(Allocation).where(Allocation.year == year).order_by(Allocation.service_id))
+            .scalars()
+            .first()
+        )
+        kept, allocation_id = allocation.budget_eur, allocation.id
+        allocation.budget_eur = kept + 1000
+        db.session.commit()
+    try:
+        assert total_before() == pytest.approx(first + 1000, abs=0.005)
+    finally:
+        with steering_app.app_context():
+            db.session.get(Allocation, allocation_id).budget_eur = kept
+            db.session.commit()
+    assert total_before() == first
+
+
 def test_an_unreachable_saving_exits_non_zero_with_its_reason(steering_app):
     result = invoke(steering_app, "scenario", "--saving", "0.5", "--format", "json")
     assert result.exit_code == 1

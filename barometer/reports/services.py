@@ -164,6 +164,8 @@ _reports = Lru(64)
 #: Services' summaries (the home's rows and the steering's attributes): small, one per
 #: service, grain, range and language, for organisations of some hundreds of services.
 _summary_cache = Lru(4096)
+#: Services' importance-performance quadrants over a year (the steering's).
+_quadrant_cache = Lru(4096)
 _families = Lru(2048)
 _family_tables = Lru(64)
 #: Services' % satisfied and raking over a year without the rest of their family part
@@ -172,7 +174,7 @@ _year_parts = Lru(4096)
 
 
 def clear_caches() -> None:
-    for cache in (_reports, _summary_cache, _families, _family_tables, _year_parts):
+    for cache in (_reports, _summary_cache, _quadrant_cache, _families, _family_tables, _year_parts):
         cache.clear()
 
 
@@ -1311,22 +1313,45 @@ def attribute_quadrants(
     services: Sequence[Service], *, start: date, end: date, lang: str
 ) -> dict[int, AttributeQuadrants]:
     """Each service's over-quality and under-served attributes from ``start`` to
-    ``end``, by service id: the home's summaries, computed and cached once for both.
-
-    The summaries are made in ``lang`` whatever the reader's language (they are cached
-    under it), which also lets the command line ask for them."""
+    ``end`` (whole years: the steering's), by service id: the home's importance-performance
+    analysis (`_ipa_point`, on the raking of the organisation's family), without the rest
+    of the home's summary. Cached by each service's data version over the range; those
+    not cached are computed from one read of the moments for all of them."""
+    periods = report_periods("year", start, end, lang)
+    start, end = periods[0].start, periods[-1].end
+    versions = results.range_versions([s.id for s in services], start, end)
+    keys = {s.id: ("quadrants", s.id, start, end, lang, versions.get(s.id, 0)) for s in services}
+    out = {s.id: _quadrant_cache.peek(keys[s.id]) for s in services}
+    missing = [s for s in services if out[s.id] is None]
+    if not missing:
+        return out
+    moments = _moments_by_service([s.id for s in missing], start, end)
+    by_organisation: dict[int, list[Service]] = {}
+    for s in missing:
+        by_organisation.setdefault(s.organisation_id, []).append(s)
     with force_locale(lang):
-        summaries = _summaries(services, grain="year", start=start, end=end, lang=lang)
-    out = {}
-    for s in services:
-        summary = summaries[s.id]
-        quad, labels = summary.ipa, summary.attribute_labels
-        pairs = {
-            code: tuple((k, labels.get(k, k)) for k in quad.index[quad["quadrant"] == code]) if quad is not None else ()
-            for code in ("possible_overkill", "concentrate_here")
-        }
-        out[s.id] = AttributeQuadrants(pairs["possible_overkill"], pairs["concentrate_here"], quad)
+        for organisation_id, members in by_organisation.items():
+            family = _org_family(organisation_id, "year", start, end)
+            for s in members:
+                out[s.id] = _attribute_quadrants(s, lang, moments[s.id], family)
+                _quadrant_cache.put(keys[s.id], out[s.id])
     return out
+
+
+def _attribute_quadrants(service: Service, lang: str, moments, family) -> AttributeQuadrants:
+    """One service's quadrants, as its home summary finds them (`_summary`)."""
+    questionnaire = get_survey(service.slug).questionnaire
+    drivers = list(questionnaire.drivers)
+    raking, _note = family["raking"].get(service.id, (None, None))
+    answered = family["satisfied"].get(service.id, empty_estimate()).n > 0
+    quad = _ipa_point(moments, drivers, raking) if drivers and answered else None
+    if quad is None:
+        return AttributeQuadrants((), (), None)
+    pairs = {
+        code: tuple((k, _question_label(questionnaire, k, lang)) for k in quad.index[quad["quadrant"] == code])
+        for code in ("possible_overkill", "concentrate_here")
+    }
+    return AttributeQuadrants(pairs["possible_overkill"], pairs["concentrate_here"], quad)
 
 
 @dataclass(frozen=True)

@@ -307,7 +307,7 @@ def _pooled_policies(policies: dict[str, tuple[int, ...]], margins, start: date,
 def _attributes(services: list[Service], year: int) -> tuple[dict, dict, dict]:
     """Each service's under-served attributes and those where effort can be saved over
     the year, as keys by service id, and their French labels: the importance-performance
-    quadrants of the reports' home (one computation, cached there by data version)."""
+    quadrants of the reports' home (`attribute_quadrants`, cached there by data version)."""
     from analysis.redeploy import effort_savings
 
     from ..reports.services import attribute_quadrants
@@ -318,7 +318,8 @@ def _attributes(services: list[Service], year: int) -> tuple[dict, dict, dict]:
     labels: dict[str, str] = {}
     for service_id, found in quadrants.items():
         under[service_id] = [key for key, _label in found.under_served]
-        savings[service_id] = [] if found.ipa is None else list(effort_savings(found.ipa).index)
+        # effort_savings ranks the "possible overkill" attributes: none, nothing to rank.
+        savings[service_id] = list(effort_savings(found.ipa).index) if found.over_quality else []
         labels.update((key, _in_sentence(label)) for key, label in found.under_served + found.over_quality)
     return under, savings, labels
 

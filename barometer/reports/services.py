@@ -42,7 +42,7 @@ from ..models import (
     Site,
     User,
 )
-from ..respond.services import get_survey
+from ..respond.services import current_questionnaires, get_survey
 
 #: Significance level of changes, trends and gaps, and the FDR of families of tests.
 ALPHA = 0.05
@@ -1329,18 +1329,18 @@ def attribute_quadrants(
     by_organisation: dict[int, list[Service]] = {}
     for s in missing:
         by_organisation.setdefault(s.organisation_id, []).append(s)
+    questionnaires = current_questionnaires([s.id for s in missing])
     with force_locale(lang):
         for organisation_id, members in by_organisation.items():
             family = _org_family(organisation_id, "year", start, end)
             for s in members:
-                out[s.id] = _attribute_quadrants(s, lang, moments[s.id], family)
+                out[s.id] = _attribute_quadrants(s, questionnaires[s.id], lang, moments[s.id], family)
                 _quadrant_cache.put(keys[s.id], out[s.id])
     return out
 
 
-def _attribute_quadrants(service: Service, lang: str, moments, family) -> AttributeQuadrants:
+def _attribute_quadrants(service: Service, questionnaire, lang: str, moments, family) -> AttributeQuadrants:
     """One service's quadrants, as its home summary finds them (`_summary`)."""
-    questionnaire = get_survey(service.slug).questionnaire
     drivers = list(questionnaire.drivers)
     raking, _note = family["raking"].get(service.id, (None, None))
     answered = family["satisfied"].get(service.id, empty_estimate()).n > 0

@@ -11,13 +11,13 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from surveys.schema import Choice, QuestionnaireDef, Text, questionnaire_from_dict
 
 from ..extensions import db
-from ..models import Questionnaire, Service, Site, web_channel
+from ..models import Questionnaire, QuestionnaireVersion, Service, Site, web_channel
 from ..storage import StorageUnavailable, Submission, store_response
 
 
@@ -113,6 +113,29 @@ def _questionnaire(version) -> QuestionnaireDef:
     if q is None:
         q = _questionnaires[key] = questionnaire_from_dict(version.definition)
     return q
+
+
+def current_questionnaires(service_ids: Collection[int]) -> dict[int, QuestionnaireDef]:
+    """The current questionnaire of each service, by id: two queries for any number of
+    services (pages of many services need their questions, not their whole survey)."""
+    services = dict(
+        db.session.execute(select(Service.id, Service.questionnaire_id).where(Service.id.in_(list(service_ids)))).all()
+    )
+    latest = (
+        select(QuestionnaireVersion.questionnaire_id, func.max(QuestionnaireVersion.number).label("number"))
+        .where(QuestionnaireVersion.questionnaire_id.in_(set(services.values())))
+        .group_by(QuestionnaireVersion.questionnaire_id)
+        .subquery()
+    )
+    versions = db.session.execute(
+        select(QuestionnaireVersion).join(
+            latest,
+            (QuestionnaireVersion.questionnaire_id == latest.c.questionnaire_id)
+            & (QuestionnaireVersion.number == latest.c.number),
+        )
+    ).scalars()
+    by_questionnaire = {v.questionnaire_id: _questionnaire(v) for v in versions}
+    return {sid: by_questionnaire[qid] for sid, qid in services.items() if qid in by_questionnaire}
 
 
 # ------------------------------------------------------------------------ tokens

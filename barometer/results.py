@@ -555,7 +555,7 @@ _KINDS = {
 }
 _PACKS = ResultPack.__table__
 #: The first bytes of a pack, and its format's number.
-_PACK_MAGIC = b"BRP1"
+_PACK_MAGIC = b"BRP2"
 
 
 class _Part:
@@ -572,19 +572,37 @@ class _Part:
         self.lengths = lengths
         self.vectors = vectors
 
+    def take(self, at: np.ndarray) -> _Part:
+        """Some rows, by position or mask (cells only: no vectors)."""
+        text = {c: (codes[at], labels) for c, (codes, labels) in self.text.items()}
+        numbers = {c: values[at] for c, values in self.numbers.items()}
+        rows = int(at.sum()) if at.dtype == bool else len(at)
+        return _Part(rows, text, numbers)
+
     def select(self, kind: _Kind, keys: frozenset[str] | None) -> _Part:
         """The rows of some question keys only (all when None; cells only)."""
         if keys is None or kind.name != "cells":
             return self
         codes, labels = self.text["question_key"]
         keep = _wanted(tuple(labels), keys)[codes]
-        if keep.all():
-            return self
-        return _Part(
-            int(keep.sum()),
-            {c: (codes_[keep], labels_) for c, (codes_, labels_) in self.text.items()},
-            {c: values[keep] for c, values in self.numbers.items()},
+        return self if keep.all() else self.take(keep)
+
+
+def _merge(kind: _Kind, parts: list[_Part]) -> _Part:
+    """Parts of one service-month (its packs of cells) as one part, in key order."""
+    text = {}
+    for column in kind.text:
+        labels = sorted({label for p in parts for label in p.text[column][1]})
+        where = {label: i for i, label in enumerate(labels)}
+        text[column] = (
+            np.concatenate(
+                [np.array([where[x] for x in p.text[column][1]], dtype=np.int16)[p.text[column][0]] for p in parts]
+            ),
+            labels,
         )
+    numbers = {c: np.concatenate([p.numbers[c] for p in parts]) for c in parts[0].numbers}
+    merged = _Part(sum(p.rows for p in parts), text, numbers)
+    return merged.take(np.lexsort([merged.text[c][0] for c in reversed(kind.text)] + [merged.numbers["site_id"]]))
 
 
 @lru_cache(maxsize=256)
@@ -601,25 +619,26 @@ def pack_rows(kind: str, part: _Part) -> bytes:
         {"rows": part.rows, "labels": {c: list(part.text[c][1]) for c in spec.text}}, separators=(",", ":")
     ).encode()
     chunks = [_PACK_MAGIC, len(header).to_bytes(4, "big"), header]
-    chunks += [np.asarray(part.text[c][0], dtype="<i4").tobytes() for c in spec.text]
+    chunks += [np.asarray(part.text[c][0], dtype="<i2").tobytes() for c in spec.text]
     chunks += [np.asarray(part.numbers[c], dtype=dtype).tobytes() for c, dtype in spec.numbers]
     if spec.vectors:
         chunks += [np.asarray(part.lengths, dtype="<i4").tobytes(), part.vectors]
     return b"".join(chunks)
 
 
-def _unpack(kind: _Kind, data: bytes) -> _Part:
-    """The inverse of `pack_rows` (arrays viewing the bytes, not copied)."""
+def _unpack(kind: _Kind, data: bytes) -> _Part | None:
+    """The inverse of `pack_rows` (arrays viewing the bytes, not copied); None for a pack
+    of another format (an earlier version's: read as stale)."""
     data = data if isinstance(data, bytes) else bytes(data)
     if data[:4] != _PACK_MAGIC:
-        raise ValueError("not a pack of the read model")
+        return None
     size = int.from_bytes(data[4:8], "big")
     header = json.loads(data[8 : 8 + size])
     rows, at = header["rows"], 8 + size
     text = {}
     for column in kind.text:
-        text[column] = (np.frombuffer(data, dtype="<i4", count=rows, offset=at), header["labels"][column])
-        at += 4 * rows
+        text[column] = (np.frombuffer(data, dtype="<i2", count=rows, offset=at), header["labels"][column])
+        at += 2 * rows
     numbers = {}
     for column, dtype in kind.numbers:
         numbers[column] = np.frombuffer(data, dtype=dtype, count=rows, offset=at)
@@ -631,20 +650,30 @@ def _unpack(kind: _Kind, data: bytes) -> _Part:
 
 
 def _parts_from_rows(kind: _Kind, rows: list[tuple]) -> dict[tuple[int, str], _Part]:
-    """Rows read from the table (`_Kind.columns`, ordered by its primary key) cut in
-    service-months."""
+    """Rows read from the table (`_Kind.columns`) in key order (text in code-point
+    order, whatever the database's collation), cut in service-months."""
     if not rows:
         return {}
-    columns = dict(zip(kind.columns, zip(*rows, strict=True), strict=True))
+    columns = {
+        name: np.asarray(values, dtype=object)
+        for name, values in zip(kind.columns, zip(*rows, strict=True), strict=True)
+    }
     services = np.asarray(columns["service_id"], dtype=np.int64)
-    month_codes, months = pd.factorize(np.asarray(columns["month"], dtype=object))
-    change = np.flatnonzero((np.diff(services) != 0) | (np.diff(month_codes) != 0)) + 1
-    bounds = [0, *change.tolist(), len(rows)]
+    month_codes, months = pd.factorize(columns["month"], sort=True)
     text = {}
     for column in kind.text:
-        codes, labels = pd.factorize(np.asarray(columns[column], dtype=object), sort=True)
-        text[column] = (codes.astype(np.int32), [str(v) for v in labels])
+        codes, labels = pd.factorize(columns[column], sort=True)
+        text[column] = (codes.astype(np.int16), [str(v) for v in labels])
     numbers = {c: np.asarray(columns[c], dtype=dtype) for c, dtype in kind.numbers}
+    # Rows in key order, text in code-point order whatever the database's collation.
+    order = np.lexsort([text[c][0] for c in reversed(kind.text)] + [numbers["site_id"], month_codes, services])
+    services, month_codes = services[order], month_codes[order]
+    text = {c: (codes[order], labels) for c, (codes, labels) in text.items()}
+    numbers = {c: values[order] for c, values in numbers.items()}
+    if kind.vectors:
+        columns["moments"] = columns["moments"][order]
+    change = np.flatnonzero((np.diff(services) != 0) | (np.diff(month_codes) != 0)) + 1
+    bounds = [0, *change.tolist(), len(rows)]
     if kind.vectors:
         stored = [bytes(b) for b in columns["moments"]]
         lengths = np.array([len(b) // 8 for b in stored], dtype=np.int32)
@@ -656,8 +685,8 @@ def _parts_from_rows(kind: _Kind, rows: list[tuple]) -> dict[tuple[int, str], _P
         for column, (codes, labels) in text.items():
             own = codes[first:last]
             used = np.unique(own)
-            lookup = np.full(len(labels), -1, dtype=np.int32)
-            lookup[used] = np.arange(used.size, dtype=np.int32)
+            lookup = np.full(len(labels), -1, dtype=np.int16)
+            lookup[used] = np.arange(used.size, dtype=np.int16)
             part_text[column] = (lookup[own], [labels[i] for i in used])
         part = _Part(last - first, part_text, {c: v[first:last] for c, v in numbers.items()})
         if kind.vectors:
@@ -672,15 +701,35 @@ def _current_month() -> str:
     return date(today.year, today.month, 1).isoformat()
 
 
+#: The packs of one month of each kind of rows: a month's cells are packed as the rows of
+#: the overall score and the responses (what the home, the family of tests and the
+#: steering read) and the rows of the other questions (the report's attributes).
+_PACK_KINDS = {"cells": ("overall", "cells"), "moments": ("moments",)}
+#: The question keys of the "overall" packs.
+_OVERALL_KEYS = frozenset({RESPONSES_KEY, OUTCOME})
+
+
+def _split(kind: _Kind, part: _Part) -> dict[str, _Part]:
+    """A whole month's part as its packs (see `_PACK_KINDS`)."""
+    if kind.name != "cells":
+        return {kind.name: part}
+    codes, labels = part.text["question_key"]
+    overall = _wanted(tuple(labels), _OVERALL_KEYS)[codes]
+    return {"overall": part.take(overall), "cells": part.take(~overall)}
+
+
 def _read_parts(
     kind: _Kind, service_ids: Sequence[int], start: date | None, end: date | None, keys: frozenset[str] | None
 ) -> list[tuple[int, str, _Part]]:
-    """The service-months of some services over a range, in primary-key order: packed
-    months from their packs, the others from their rows (and packed for the next reader,
-    the current month excepted)."""
+    """The service-months of some services over a range, in key order: packed months
+    from their packs, the others from their rows (and packed for the next reader, the
+    current month excepted)."""
     ids = sorted(set(int(i) for i in service_ids))
     if not ids:
         return []
+    needed = _PACK_KINDS[kind.name]
+    if kind.name == "cells" and keys is not None and keys <= _OVERALL_KEYS:
+        needed = ("overall",)
     month_text = cast(_MONTH_VERSIONS.c.month, String)
     versions_query = _months(
         select(_MONTH_VERSIONS.c.service_id, month_text, _MONTH_VERSIONS.c.version).where(
@@ -691,29 +740,36 @@ def _read_parts(
         end,
     )
     packs_query = _months(
-        select(_PACKS.c.service_id, cast(_PACKS.c.month, String), _PACKS.c.data)
+        select(_PACKS.c.service_id, cast(_PACKS.c.month, String), _PACKS.c.kind, _PACKS.c.data)
         .join(
             _MONTH_VERSIONS,
             (_MONTH_VERSIONS.c.service_id == _PACKS.c.service_id)
             & (_MONTH_VERSIONS.c.month == _PACKS.c.month)
             & (_MONTH_VERSIONS.c.version == _PACKS.c.version),
         )
-        .where(_PACKS.c.kind == kind.name, _PACKS.c.service_id.in_(ids)),
+        .where(_PACKS.c.kind.in_(needed), _PACKS.c.service_id.in_(ids)),
         _PACKS,
         start,
         end,
     )
     current = _current_month()
     parts: dict[tuple[int, str], _Part] = {}
-    to_pack: list[tuple[int, str, int, _Part]] = []
+    to_pack: list[tuple[int, str, int, str, _Part]] = []
     with db.engine.connect() as connection:
         # The versions first: a pack is written with the version read before its rows,
         # so a change meanwhile leaves it stale, never wrong.
         versions = {(sid, str(month)): version for sid, month, version in connection.execute(versions_query)}
         result = connection.execute(packs_query)
-        for sid, month, data in result.cursor.fetchall():  # the driver's rows: no per-row wrapping
-            parts[(sid, str(month))] = _unpack(kind, data).select(kind, keys)
+        found: dict[tuple[int, str], dict[str, _Part]] = {}
+        for sid, month, pack_kind, data in result.cursor.fetchall():  # the driver's rows: no per-row wrapping
+            part = _unpack(kind, data)
+            if part is not None:
+                found.setdefault((sid, str(month)), {})[pack_kind] = part
         result.close()
+        for key, packs in found.items():
+            if len(packs) == len(needed):
+                whole = packs[needed[0]] if len(needed) == 1 else _merge(kind, [packs[k] for k in needed])
+                parts[key] = whole.select(kind, keys)
         missing: dict[str, list[int]] = {}
         for sid, month in sorted(versions):
             if (sid, month) not in parts:
@@ -725,30 +781,32 @@ def _read_parts(
             )
             if keys is not None and not whole and kind.name == "cells":
                 query = query.where(kind.table.c.question_key.in_(sorted(keys)))
-            result = connection.execute(query.order_by(*kind.table.primary_key.columns))
+            result = connection.execute(query)
             rows = result.cursor.fetchall()
             result.close()
-            for (sid, _month), part in _parts_from_rows(kind, rows).items():
-                if whole:
-                    to_pack.append((sid, month, versions[(sid, month)], part))
-                parts[(sid, month)] = part.select(kind, keys)
-            if whole:  # a month without rows is packed empty: it is read as a pack too
-                found = {p[0] for p in to_pack if p[1] == month}
-                to_pack += [(sid, month, versions[(sid, month)], _empty_part(kind)) for sid in sids if sid not in found]
+            read = _parts_from_rows(kind, rows)
+            for sid in sids:
+                part = read.get((sid, month))
+                if whole:  # a month without rows is packed empty: it is read as a pack too
+                    version = versions[(sid, month)]
+                    for pack_kind, pack in _split(kind, part or _empty_part(kind)).items():
+                        to_pack.append((sid, month, version, pack_kind, pack))
+                if part is not None:
+                    parts[(sid, month)] = part.select(kind, keys)
     if to_pack:
         _store_packs(kind, to_pack)
     return [(sid, month, parts[(sid, month)]) for sid, month in sorted(parts)]
 
 
 def _empty_part(kind: _Kind) -> _Part:
-    empty = np.zeros(0, dtype=np.int32)
+    empty = np.zeros(0, dtype=np.int16)
     part = _Part(0, {c: (empty, []) for c in kind.text}, {c: np.zeros(0, dtype=d) for c, d in kind.numbers})
     if kind.vectors:
         part.lengths = empty
     return part
 
 
-def _store_packs(kind: _Kind, packs: list[tuple[int, str, int, _Part]]) -> None:
+def _store_packs(kind: _Kind, packs: list[tuple[int, str, int, str, _Part]]) -> None:
     """Write packs, each replacing an older one; on a database that refuses (read-only,
     busy), leave it: the next reader packs again."""
     insert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[db.engine.dialect.name]
@@ -762,11 +820,11 @@ def _store_packs(kind: _Kind, packs: list[tuple[int, str, int, _Part]]) -> None:
         {
             "service_id": sid,
             "month": date.fromisoformat(month[:10]),
-            "kind": kind.name,
+            "kind": pack_kind,
             "version": version,
             "data": pack_rows(kind.name, part),
         }
-        for sid, month, version, part in packs
+        for sid, month, version, pack_kind, part in packs
     ]
     try:
         with db.engine.begin() as connection:
@@ -872,8 +930,9 @@ def cells_frame(
         "préfère ne pas dire"), ``n`` (answers, or responses for `RESPONSES_KEY`),
         ``total`` (sum of values), ``total_sq`` (sum of squares), ``satisfied`` (answers
         in `analysis.scales.SATISFIED`; meaningful on 1-5 scales only). Ordered by
-        service, month, site, question and profile (the table's key). This is the input
-        of `analysis.cells`. Past months are read from their packs when current.
+        service, month, site, question and profile (the table's key; text in code-point
+        order). This is the input of `analysis.cells`. Past months are read from their
+        packs when current.
     """
     wanted = None if keys is None else frozenset([RESPONSES_KEY, *keys])
     kind = _KINDS["cells"]

@@ -149,6 +149,9 @@ def rows_as_frame(app, model, service_ids, keys=None) -> pd.DataFrame:
         query = query.where(table.c.question_key.in_([results.RESPONSES_KEY, *keys]))
     with app.app_context(), db.engine.connect() as connection:
         frame = pd.read_sql(query, connection)
+    # The key's order, text in code-point order (the database's collation may differ).
+    key = [c.name for c in table.primary_key.columns]
+    frame = frame.assign(month=frame["month"].astype(str)).sort_values(key, kind="mergesort", ignore_index=True)
     month = frame.pop("month")
     frame.insert(1, "period", pd.PeriodIndex([pd.Period(str(m)[:7], freq="M") for m in month], freq="M"))
     frame["service_id"] = frame["service_id"].astype("int64")

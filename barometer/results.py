@@ -807,14 +807,15 @@ def _empty_part(kind: _Kind) -> _Part:
 
 
 def _store_packs(kind: _Kind, packs: list[tuple[int, str, int, str, _Part]]) -> None:
-    """Write packs, each replacing an older one; on a database that refuses (read-only,
-    busy), leave it: the next reader packs again."""
+    """Write packs, each replacing one of an older version (or of the same version in
+    an older format); on a database that refuses (read-only, busy), leave it: the next
+    reader packs again."""
     insert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[db.engine.dialect.name]
     statement = insert(_PACKS)
     statement = statement.on_conflict_do_update(
         index_elements=["service_id", "month", "kind"],
         set_={"version": statement.excluded.version, "data": statement.excluded.data},
-        where=_PACKS.c.version < statement.excluded.version,
+        where=_PACKS.c.version <= statement.excluded.version,
     )
     rows = [
         {

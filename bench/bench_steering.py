@@ -21,8 +21,10 @@ Then times, in one process, each case twice (the best shown, wall and CPU):
   2. one scenario (saving 8 %, a quarter reinvested: `run_scenario`), cold and warm;
   3. the overview page (GET /pilotage/) and the indicators board (GET
      /pilotage/tableau) as the organisation's director, cold and warm.
---profile adds one cold computation of the recommendations under cProfile (the 25
-entries of most cumulative time).
+Then the recommendations once more after a response to this month of one service, and
+after one to each service (as during collection: the services answered are computed
+again, the others' data stay cached). --profile adds one cold computation of the
+recommendations under cProfile (the 25 entries of most cumulative time).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from barometer.models import (  # noqa: E402
     User,
 )
 from barometer.steering import services as steering  # noqa: E402
+from barometer.storage import Submission, store_responses  # noqa: E402
 from bench.bench_reports import cold, timed  # noqa: E402
 from bench.bench_results import make_app, migrate  # noqa: E402
 from surveys.schema import DEFAULT_ROOT  # noqa: E402
@@ -186,6 +189,25 @@ def fill(months: int, responses: int, services: int) -> None:
     print(f"filled: {stored} responses in {elapsed:.1f} s ({elapsed / stored * 1e6:.0f} µs/response)")
 
 
+def respond(slugs: list[str]) -> None:
+    """One resident's response, now, to each of the services ``slugs``."""
+    submissions = []
+    for slug in slugs:
+        context = demo.get_survey(slug)
+        answers, _ = context.questionnaire.clean({"overall": "4"})
+        submissions.append(
+            Submission(
+                service_id=context.service_id,
+                version_id=context.version_id,
+                token=secrets.token_urlsafe(16),
+                questionnaire=context.questionnaire,
+                answers=answers,
+                submitted_at=datetime.now(UTC),
+            )
+        )
+    store_responses(submissions)
+
+
 def director(organisation_id: int) -> User:
     """The organisation's director, with `PASSWORD` (created if needed)."""
     user = db.session.execute(select(User).where(User.email == DIRECTOR)).scalar_one_or_none()
@@ -286,6 +308,14 @@ def main() -> None:
                 cold()
                 figures.setdefault(f"{name} cold", []).append(timed(make))
                 figures.setdefault(f"{name} warm", []).append(timed(make))
+        # During collection: responses to this month change this year's data of the
+        # services they answer, which are computed again; the others stay cached.
+        recommendations()
+        slugs = [s.slug for s in db.session.execute(select(Service).order_by(Service.slug)).scalars()]
+        respond(slugs[:1])
+        figures["after one response"] = [timed(recommendations)]
+        respond(slugs)
+        figures["after a response to each service"] = [timed(recommendations)]
         if args.profile:
             cold()
             profile = cProfile.Profile()
@@ -325,6 +355,8 @@ def main() -> None:
         ("board", f"indicators board (GET /pilotage/tableau, {found['board'] / 1024:.0f} KiB)"),
     ):
         print(f"{label}: cold {shown(figures[f'{key} cold'])}, warm {shown(figures[f'{key} warm'])}")
+    for key in ("after one response", "after a response to each service"):
+        print(f"recommendations {key} this month (other data cached): {shown(figures[key])}")
     print(f"peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if args.profile:
         print("\ncold recommendations, by cumulative time:")

@@ -345,7 +345,11 @@ def import_responses_command(path, check_only):
     # Imported here, not at the top: see `_import_command`.
     from . import history
 
-    stages = {"checked": "vérification : {count} ligne(s) lue(s)", "stored": "import : {count} ligne(s) sur {total}"}
+    stages = {
+        "checked": "vérification : {count} ligne(s) lue(s)",
+        "stored": "import : {count} ligne(s) sur {total}",
+        "packed": "rangement des résultats : {count} service(s) sur {total}",
+    }
     shown = {"at": time.monotonic()}
 
     def progress(stage: str, count: int, total: int | None) -> None:

@@ -64,6 +64,7 @@ from surveys.schema import (
 
 from .extensions import db
 from .models import Channel, Questionnaire, Response, Service
+from .results import pack_services
 from .steering.imports import HEADER_ROW, MAX_LISTED, ImportRefused, RowError
 from .storage import Submission, store_responses
 
@@ -501,7 +502,8 @@ def import_responses(
     `HistoryInterrupted` when the database fails part way (the batches before stay;
     the same import run again completes it). ``progress(stage, count, total)`` is
     called every ``batch`` rows: stage "checked" with the rows read by pass 1 (total
-    None), then "stored" with the rows pass 2 has stored or found stored, of ``total``.
+    None), then "stored" with the rows pass 2 has stored or found stored, of ``total``,
+    then "packed" with the services whose months are packed (`results.pack_services`).
     """
     path = Path(source)
     if path.suffix.lower() not in _CSV_SUFFIXES + _XLSX_SUFFIXES:
@@ -545,6 +547,7 @@ def import_responses(
     # Pass 2: the same rows again, stored in batches; tokens already stored are skipped.
     digest = checksum.digest()
     imported = known = 0
+    touched: set[int] = set()
     if _stamp(path) != stamp:
         raise HistoryInterrupted(0, "le fichier a changé depuis sa vérification")
     pending: list[tuple[str, _Row]] = []
@@ -567,6 +570,7 @@ def import_responses(
             if token not in stored
         ]
         known += len(pending) - len(subs)
+        touched.update(sub.service_id for sub in subs)
         if subs:
             imported += store_responses(subs, batch=len(subs))
         pending.clear()
@@ -592,6 +596,10 @@ def import_responses(
     except HistoryRefused as exc:
         raise HistoryInterrupted(imported, f"le fichier a changé depuis sa vérification ({exc})") from exc
     db.session.rollback()  # a last batch found stored leaves its lookup's transaction open
+    # The months imported, packed for the pages' first reader (`results.pack_services`).
+    for done, service_id in enumerate(sorted(touched), start=1):
+        pack_services([service_id])
+        report("packed", done, len(touched))
     return HistoryReport(rows=rows, imported=imported, known=known)
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from barometer import history, results
 from barometer.extensions import db
 from barometer.history import HistoryInterrupted, HistoryRefused, import_responses
-from barometer.models import Answer, Channel, Response, Service, Site, web_channel
+from barometer.models import Answer, Channel, Response, ResultPack, Service, Site, web_channel
 from tests.helpers import count_rows
 
 HEADER = [
@@ -378,6 +378,18 @@ def test_imported_months_are_in_the_read_model(surveys, tmp_path):
     assert responses.to_dict() == {pd.Period("2019-03", "M"): 2, pd.Period("2019-04", "M"): 1}
     overall = cells[cells["question_key"] == "overall"].groupby("period")[["n", "total", "satisfied"]].sum()
     assert overall.loc[pd.Period("2019-03", "M")].tolist() == [2, 6.0, 1]
+    # The months imported are packed for the pages' first reader, at their current version.
+    with app.app_context():
+        packed = {
+            (str(month)[:7], kind): version
+            for month, kind, version in db.session.execute(
+                select(ResultPack.month, ResultPack.kind, ResultPack.version).where(ResultPack.service_id == pool)
+            )
+        }
+        for month in (date(2019, 3, 1), date(2019, 4, 1)):
+            version = results.range_versions([pool], month, month)[pool]
+            for kind in ("overall", "cells", "moments"):
+                assert packed[(month.isoformat()[:7], kind)] == version
     # As a rebuild from the stored answers would have them.
     with app.app_context(), db.engine.begin() as connection:
         results.rebuild_service(connection, pool)

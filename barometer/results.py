@@ -42,7 +42,7 @@ from sqlalchemy import Date, String, bindparam, case, cast, delete, func, litera
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InternalError, OperationalError
 
 from analysis.scales import SATISFIED
 from surveys.schema import PREFER_NOT_TO_SAY, PROFILE_KEYS, questionnaire_from_dict
@@ -635,6 +635,9 @@ def _unpack(kind: _Kind, data: bytes) -> _Part | None:
     size = int.from_bytes(data[4:8], "big")
     header = json.loads(data[8 : 8 + size])
     rows, at = header["rows"], 8 + size
+    width = 2 * len(kind.text) + sum(np.dtype(dtype).itemsize for _, dtype in kind.numbers)
+    if len(data) < at + rows * (width + 4 * kind.vectors):  # cut short: read as stale
+        return None
     text = {}
     for column in kind.text:
         text[column] = (np.frombuffer(data, dtype="<i2", count=rows, offset=at), header["labels"][column])
@@ -825,13 +828,13 @@ def _store_packs(kind: _Kind, packs: list[tuple[int, str, int, str, _Part]]) -> 
             "version": version,
             "data": pack_rows(kind.name, part),
         }
-        for sid, month, version, pack_kind, part in packs
-    ]
+        for sid, month, version, pack_kind, part in sorted(packs, key=lambda p: p[:4])
+    ]  # in key order: writers of overlapping packs lock them in the same order
     try:
         with db.engine.begin() as connection:
             connection.execute(statement, rows)
-    except SQLAlchemyError as exc:
-        log.warning("read model: %d packed months not stored (%s)", len(rows), exc.__class__.__name__)
+    except (OperationalError, InternalError) as exc:  # busy, locked, read-only, deadlock
+        log.warning("read model: %d packed months not stored: %s", len(rows), exc.orig or exc)
 
 
 def _assemble(kind: _Kind, parts: list[tuple[int, str, _Part]]) -> pd.DataFrame:

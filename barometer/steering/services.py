@@ -492,7 +492,9 @@ def _figures(*frames: pd.DataFrame, extra=()) -> str:
     figures giving the same recommendations and scenarios."""
     digest = hashlib.sha256(repr(extra).encode())
     for frame in frames:
-        digest.update(frame.to_json(orient="split", date_format="iso", default_handler=str).encode())
+        digest.update(
+            frame.to_json(orient="split", date_format="iso", double_precision=15, default_handler=str).encode()
+        )
     return digest.hexdigest()
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from analysis import cells as ce
@@ -229,6 +229,13 @@ def test_packed_months_read_as_their_rows_and_never_stale(demo_app):
         results.pack_services([piscine])
         assert packs()[(piscine, month)] == version
         assert_same_frames(results.cells_frame([piscine]), rows_as_frame(app, ResultCell, [piscine]))
+        # A pack cut short is read as stale: the rows are read, and it is written anew.
+        where = (ResultPack.service_id == piscine) & (ResultPack.month == month) & (ResultPack.kind == "cells")
+        whole = db.session.execute(select(ResultPack.data).where(where)).scalar_one()
+        db.session.execute(update(ResultPack).where(where).values(data=whole[: len(whole) // 2]))
+        db.session.commit()
+        assert_same_frames(results.cells_frame([piscine]), rows_as_frame(app, ResultCell, [piscine]))
+        assert db.session.execute(select(ResultPack.data).where(where)).scalar_one() == whole
         # This month changes with every response: never packed.
         now = datetime.now(UTC)
         storage.store_responses([valid_submission(app, "piscine", "packed-2", dict(VALID), submitted_at=now)])

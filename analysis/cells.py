@@ -40,13 +40,9 @@ from scipy import stats
 from analysis._design import check_level
 from analysis.drivers import MAX_EXACT_DRIVERS, _check_collinear, lmg_from_corr, relative_weights_from_corr
 from analysis.estimates import (
-    DEFAULT_RULES,
     Estimate,
     SuppressionRules,
-    _normal_quantile,
-    _rse,
-    _wilson_n,
-    wilson_interval,
+    table_columns,
 )
 from analysis.segments import gaps_table
 from analysis.weighting import Raking, _rake_codes, _targets, resolve_base_weights
@@ -645,23 +641,7 @@ def _estimates(
         s2 = np.maximum(mean_sq - value**2, 0.0) * np.where(n > 1, n / (n - 1), np.nan)
         var_srs = s2 / n
         deff = np.where(var_srs > 0, var / var_srs, np.nan)
-    if statistic == "satisfied":
-        low, high = wilson_interval(value, _wilson_n(value, se, n_eff), level)
-    else:
-        z = _normal_quantile(0.5 + level / 2.0)
-        low, high = value - z * se, value + z * se
-    rse = _rse(value, se)
-    return values, dict(
-        value=value,
-        se=se,
-        ci_low=low,
-        ci_high=high,
-        n=n.astype(np.int64),
-        n_eff=n_eff,
-        deff=deff,
-        rse=rse,
-        flag=(rules or DEFAULT_RULES).flags(n, n_eff, rse),
-    )
+    return values, table_columns(value, se, n, n_eff, deff, binary=statistic == "satisfied", level=level, rules=rules)
 
 
 def estimates(

@@ -495,25 +495,32 @@ def _grouped(frame, y, notna, by, weights, rules, level, binary):
         s2 = np.maximum(swy2 / sw - value**2, 0.0) * np.where(n > 1, n / (n - 1), np.nan)
         var_srs = s2 / n
         deff = np.where(var_srs > 0, var / var_srs, np.nan)
-    z = stats.norm.ppf(0.5 + level / 2.0)
-    if binary:
-        lo, hi = wilson_interval(value, _wilson_n(value, se, n_eff), level)
-    else:
-        lo, hi = value - z * se, value + z * se
-    rse = _rse(value, se)
     out = g.index.to_frame(index=False)
-    out = out.assign(
+    return out.assign(**table_columns(value, se, n, n_eff, deff, binary=binary, level=level, rules=rules))
+
+
+def table_columns(value, se, n, n_eff, deff, *, binary: bool, level: float, rules: SuppressionRules | None) -> dict:
+    """The columns of a table of estimates (``value, se, ci_low, ci_high, n, n_eff,
+    deff, rse, flag``) from each group's value, SE, counts and design effect: Wilson's
+    interval on the effective n for a proportion (``binary``), a normal one for a mean;
+    the relative SE and the suppression flag of ``rules`` (default `DEFAULT_RULES`)."""
+    if binary:
+        low, high = wilson_interval(value, _wilson_n(value, se, n_eff), level)
+    else:
+        z = _normal_quantile(0.5 + level / 2.0)
+        low, high = value - z * se, value + z * se
+    rse = _rse(value, se)
+    return dict(
         value=value,
         se=se,
-        ci_low=lo,
-        ci_high=hi,
+        ci_low=low,
+        ci_high=high,
         n=n.astype(np.int64),
         n_eff=n_eff,
         deff=deff,
         rse=rse,
         flag=(rules or DEFAULT_RULES).flags(n, n_eff, rse),
     )
-    return out
 
 
 def grouped_means(

@@ -352,6 +352,24 @@ def _extras(q, areas=()):
     return out
 
 
+def add_allocations(rng, service_id: int, base: float, fte: float, volume: int, *, years: int, last_year: int) -> float:
+    """A service's allocations for the `years` years up to `last_year`, drifting by about
+    1 % a year from `base` euros, `fte` staff and `volume` users; returns the last
+    year's budget."""
+    for k, year in enumerate(range(last_year - years + 1, last_year + 1)):
+        drift = (1 + rng.normal(0.01, 0.02)) ** k
+        db.session.add(
+            Allocation(
+                service_id=service_id,
+                year=year,
+                budget_eur=Decimal(f"{base * drift:.2f}"),
+                staff_fte=Decimal(f"{fte * drift:.2f}"),
+                volume=int(volume * drift),
+            )
+        )
+    return base * drift
+
+
 def add_budgets(*, seed: int = 1, years: int = 3, last_year: int | None = None) -> None:
     """Allocations (budget, staff, volume) for each demo service, and policy priorities."""
     rng = np.random.default_rng(seed + 1000)
@@ -373,19 +391,9 @@ def add_budgets(*, seed: int = 1, years: int = 3, last_year: int | None = None) 
         volume = int(rng.uniform(2_000, 60_000))
         if s.slug in over_quality:  # a costly service for few users: over 1,000 € each
             base, volume = max(base, 1_500_000.0), 1_200
-        for k, year in enumerate(range(last_year - years + 1, last_year + 1)):
-            drift = (1 + rng.normal(0.01, 0.02)) ** k
-            db.session.add(
-                Allocation(
-                    service_id=s.id,
-                    year=year,
-                    budget_eur=Decimal(f"{base * drift:.2f}"),
-                    staff_fte=Decimal(f"{fte * drift:.2f}"),
-                    volume=int(volume * drift),
-                )
-            )
-        # The loop ends on the last year: its budget sets the policy's floor.
-        last_budget[s.policy_id] = last_budget.get(s.policy_id, 0.0) + base * drift
+        # The last year's budget sets the policy's floor.
+        last = add_allocations(rng, s.id, base, fte, volume, years=years, last_year=last_year)
+        last_budget[s.policy_id] = last_budget.get(s.policy_id, 0.0) + last
     prioritised = set(db.session.execute(select(Priority.policy_id)).scalars())
     slugs = {s.policy_id: s.policy.slug for s in services}
     for pid in sorted({s.policy_id for s in services} - prioritised):

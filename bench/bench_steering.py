@@ -53,7 +53,6 @@ from barometer import demo  # noqa: E402
 from barometer.extensions import db  # noqa: E402
 from barometer.loader import load_surveys  # noqa: E402
 from barometer.models import (  # noqa: E402
-    Allocation,
     Organisation,
     Priority,
     Response,
@@ -139,18 +138,8 @@ def add_budgets(organisation_id: int, *, seed: int = 1, last_year: int) -> None:
     for s in services:
         base = float(rng.uniform(150_000, 2_500_000))
         fte, volume = base / 55_000, int(rng.uniform(2_000, 60_000))
-        for k, year in enumerate(range(last_year - YEARS + 1, last_year + 1)):
-            drift = (1 + rng.normal(0.01, 0.02)) ** k
-            db.session.add(
-                Allocation(
-                    service_id=s.id,
-                    year=year,
-                    budget_eur=Decimal(f"{base * drift:.2f}"),
-                    staff_fte=Decimal(f"{fte * drift:.2f}"),
-                    volume=int(volume * drift),
-                )
-            )
-        last_budget[s.policy_id] = last_budget.get(s.policy_id, 0.0) + base * drift
+        last = demo.add_allocations(rng, s.id, base, fte, volume, years=YEARS, last_year=last_year)
+        last_budget[s.policy_id] = last_budget.get(s.policy_id, 0.0) + last
     for policy_id in sorted(last_budget):
         level = int(rng.integers(1, 4))
         db.session.add(

@@ -668,7 +668,7 @@ def year_satisfied(organisation_id: int, year: int) -> dict:
     `org_family` at the year grain has them (``satisfied`` and ``raking``, by service id)
     without the trends and gaps it also computes: what the steering reads of the past
     years. A service's family part of that year is used when it is cached; otherwise its
-    figures are computed as that part computes them (`_satisfied_part`) and cached by
+    figures are computed as that part computes them (`satisfied_part`) and cached by
     the same data version."""
     start, end = date(year, 1, 1), date(year, 12, 31)
     ids = _organisation_services(organisation_id)
@@ -682,7 +682,7 @@ def year_satisfied(organisation_id: int, year: int) -> dict:
         margins = results.population_margins(organisation_id)
         cells = _cells_by_service(missing, start, end, ["overall"])
         for sid in missing:
-            parts[sid] = _satisfied_part(margins, _overall_cells(cells.get(sid)))
+            parts[sid] = satisfied_part(margins, _overall_cells(cells.get(sid)))
             _year_parts.put((sid, "year", start, end, versions.get(sid, 0)), parts[sid])
     return {
         "satisfied": {sid: p["satisfied"] for sid, p in parts.items()},
@@ -721,9 +721,9 @@ def _overall_cells(cells: pd.DataFrame | None) -> pd.DataFrame | None:
     return cells[keys.isin(list(wanted)).to_numpy(dtype=bool)]
 
 
-def _satisfied_part(margins, cells: pd.DataFrame | None) -> dict:
-    """A service's raking (raking, note) and % satisfied over the scope of its cells
-    (those of `_overall_cells`)."""
+def satisfied_part(margins, cells: pd.DataFrame | None) -> dict:
+    """The raking (raking, note) and % satisfied of a scope of cells (those of
+    `_overall_cells`: a service's, or the pooled services of a policy)."""
     if cells is None or cells.empty:
         return {"raking": (None, None), "satisfied": empty_estimate()}
     raking, note = _rake(cells, margins)
@@ -734,12 +734,12 @@ def _satisfied_part(margins, cells: pd.DataFrame | None) -> dict:
 def _family_part(service_id: int, grain: str, start: date, end: date, margins, cells: pd.DataFrame | None) -> dict:
     """One service's trend slope and public gaps (unadjusted p-values), from its cells
     (``overall`` and the responses; other keys are left out here), with its
-    `_satisfied_part`."""
+    `satisfied_part`."""
     cells = _overall_cells(cells)
     if cells is None or cells.empty:
-        return {"slope": None, "gaps": None, "change": None, "by_period": None, **_satisfied_part(margins, cells)}
+        return {"slope": None, "gaps": None, "change": None, "by_period": None, **satisfied_part(margins, cells)}
     # The raking and the estimate over the whole scope do not depend on the periods.
-    whole = _satisfied_part(margins, cells)
+    whole = satisfied_part(margins, cells)
     raking, _note = whole["raking"]
     cells = cellstats.with_period(cells, grain)
     sat = cellstats.estimates(cells, "overall", by="period", statistic="satisfied", raking=raking)

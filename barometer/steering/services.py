@@ -146,19 +146,6 @@ class SteeringInputs:
         return frame[["service", "policy", "budget_eur", "volume", "value", "priority", "floor_eur"]].copy()
 
 
-def _rake(cells: pd.DataFrame, margins):
-    """The raking of one service-year to the margins, or None when there are none or
-    the sample cannot be raked (a margin category without a respondent)."""
-    from analysis import cells as cellstats
-
-    if not margins or cells.empty:
-        return None
-    try:
-        return cellstats.rake_cells(cells, margins)
-    except ValueError:
-        return None
-
-
 def _publics(gaps: pd.DataFrame, labels: dict, alpha: float, min_gap: float) -> dict[int, list[str]]:
     """The publics left behind in each service, tested as one family (services ×
     categories) under Benjamini-Hochberg: each service's own family would, over many
@@ -276,8 +263,9 @@ def _estimates(services, by_org, margins_of, first_year: int, year: int, alpha, 
 def _pooled_policies(policies: dict[str, tuple[int, ...]], margins, start: date, end: date) -> dict:
     """The share satisfied of the users of each policy's services pooled over a year,
     raked together, by policy; each cached by the data versions of that year of its
-    services, those not cached computed from one read of the read model."""
-    from analysis import cells as cellstats
+    services, those not cached computed from one read of the read model, raked and
+    estimated as a service's year is (`reports.services.satisfied_part`)."""
+    from ..reports.services import satisfied_part
 
     versions = results.range_versions(sorted({i for ids in policies.values() for i in ids}), start, end)
     margins_key = tuple((d, tuple(sorted(c.items()))) for d, c in sorted(margins.items()))
@@ -297,8 +285,8 @@ def _pooled_policies(policies: dict[str, tuple[int, ...]], margins, start: date,
         if scope.empty:
             found = None
         else:
-            raking = _rake(scope, margins)
-            found = _fields(cellstats.estimate(scope, "overall", statistic="satisfied", raking=raking), raking)
+            part = satisfied_part(margins, scope)
+            found = _fields(part["satisfied"], part["raking"][0])
         out[policy] = found
         _POOLED.put(keys[policy], found)
     return out

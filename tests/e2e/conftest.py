@@ -108,6 +108,35 @@ def live_server(surveys):
         thread.join(timeout=10)
 
 
+#: A desktop screen.
+DESKTOP = {"viewport": {"width": 1280, "height": 900}}
+
+
+@pytest.fixture
+def signed_in(browser, live_server):
+    """Sign in through the sign-in form in a new browser context: ``open_(email,
+    password, landing, **options)`` returns the page of ``landing`` (a path), on a
+    desktop unless ``options`` (Playwright's context options, ``timeout`` in ms) say
+    otherwise."""
+    contexts = []
+
+    def open_(email: str, password: str, landing: str, *, timeout: int = 20_000, **options):
+        context = browser.new_context(**{**DESKTOP, **options}, bypass_csp=True, locale="fr-FR")
+        contexts.append(context)
+        context.set_default_timeout(timeout)
+        page = context.new_page()
+        page.goto(f"{live_server}/connexion?next={landing}")
+        page.fill("#email", email)
+        page.fill("#password", password)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"**{landing}")
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
 @pytest.fixture
 def open_phone(browser, live_server):
     """Open a page of the live server on a phone; returns the Playwright page.

@@ -33,7 +33,7 @@ SCROLLED_BOXES = """() => [...document.querySelectorAll('body *')]
 
 
 @pytest.fixture
-def phone_as(browser, live_server, surveys):
+def phone_as(signed_in, surveys):
     """Sign in on a phone as one of the short demo's accounts; returns the page."""
     clear_cache()
     report_services.clear_caches()
@@ -43,23 +43,7 @@ def phone_as(browser, live_server, surveys):
         for email in ("direction@demo.invalid", "piscine@demo.invalid"):
             db.session.execute(select(User).where(User.email == email)).scalar_one().set_password(PASSWORD)
         db.session.commit()
-    contexts = []
-
-    def open_(email: str, landing: str):
-        context = browser.new_context(**PHONE, bypass_csp=True, locale="fr-FR")
-        contexts.append(context)
-        context.set_default_timeout(20_000)
-        page = context.new_page()
-        page.goto(f"{live_server}/connexion?next={landing}")
-        page.fill("#email", email)
-        page.fill("#password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(f"**{landing}")
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
+    yield lambda email, landing: signed_in(email, PASSWORD, landing, **PHONE)
     clear_cache()
     report_services.clear_caches()
 

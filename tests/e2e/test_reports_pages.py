@@ -49,24 +49,11 @@ def manager(surveys):
 
 
 @pytest.fixture
-def signed_in_page(browser, live_server, manager):
-    contexts = []
-
-    def open_(viewport: str):
-        context = browser.new_context(**VIEWPORTS[viewport], bypass_csp=True, locale="fr-FR", accept_downloads=True)
-        contexts.append(context)
-        context.set_default_timeout(60_000)
-        page = context.new_page()
-        page.goto(live_server + "/connexion")
-        page.fill("#email", "piscine@example.fr")
-        page.fill("#password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url("**/rapports/")
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
+def signed_in_page(signed_in, manager):
+    """The pool's manager signed in, on the reports' home, on a desktop or a phone."""
+    return lambda viewport: signed_in(
+        "piscine@example.fr", PASSWORD, "/rapports/", timeout=60_000, accept_downloads=True, **VIEWPORTS[viewport]
+    )
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)

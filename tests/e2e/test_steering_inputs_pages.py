@@ -23,7 +23,7 @@ VIEWPORTS = {"desktop": {"viewport": {"width": 1280, "height": 900}}, "phone": P
 
 
 @pytest.fixture
-def sign_in(browser, live_server, surveys):
+def sign_in(signed_in, surveys):
     """Open a browser signed in as the demo commune's director (two years of budgets,
     its framework, no responses), on a desktop or a phone."""
     clear_cache()
@@ -34,23 +34,9 @@ def sign_in(browser, live_server, surveys):
             PASSWORD
         )
         db.session.commit()
-    contexts = []
-
-    def open_(viewport: str = "desktop"):
-        context = browser.new_context(**VIEWPORTS[viewport], bypass_csp=True, locale="fr-FR")
-        contexts.append(context)
-        context.set_default_timeout(20_000)
-        page = context.new_page()
-        page.goto(live_server + "/connexion?next=/pilotage/budgets")
-        page.fill("#email", "direction@demo.invalid")
-        page.fill("#password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url("**/pilotage/budgets")
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
+    yield lambda viewport="desktop": signed_in(
+        "direction@demo.invalid", PASSWORD, "/pilotage/budgets", **VIEWPORTS[viewport]
+    )
     clear_cache()
 
 

@@ -32,27 +32,9 @@ def short_demo(surveys):
 
 
 @pytest.fixture
-def sign_in(browser, live_server):
+def sign_in(signed_in):
     """Open a desktop browser signed in as ``email`` on the overview."""
-    contexts = []
-
-    def open_(email: str):
-        context = browser.new_context(
-            viewport={"width": 1280, "height": 900}, bypass_csp=True, locale="fr-FR", accept_downloads=True
-        )
-        contexts.append(context)
-        context.set_default_timeout(20_000)
-        page = context.new_page()
-        page.goto(live_server + "/connexion?next=/pilotage/")
-        page.fill("#email", email)
-        page.fill("#password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url("**/pilotage/")
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
+    return lambda email: signed_in(email, PASSWORD, "/pilotage/", accept_downloads=True)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A small per-process cache of computed results (reports, summaries, steering)."""
+"""A small per-process cache of computed results (reports, summaries, charts, steering)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,7 @@ class Lru:
                 self._items.move_to_end(key)
                 return self._items[key]
         value = make()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+        self.put(key, value)
         return value
 
     def peek(self, key: Hashable, default=None):
@@ -46,3 +43,6 @@ class Lru:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import io
 import re
-import threading
 import xml.etree.ElementTree as ET
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 
 import matplotlib
 import numpy as np
@@ -31,7 +29,9 @@ from flask_babel import gettext as _
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["SvgCache", "plot_drivers", "plot_ipa", "plot_segments", "plot_trend", "render_svg", "svg_cache"]
+from .caching import Lru
+
+__all__ = ["plot_drivers", "plot_ipa", "plot_segments", "plot_trend", "render_svg", "svg_cache"]
 
 # Text stays text in the SVG (smaller, selectable, read by screen readers with the
 # page's zoom), and ids depend on the content only, so the same chart is the same bytes.
@@ -400,39 +400,6 @@ def render_svg(
     return _clean_svg(buffer.getvalue(), prefix=prefix, title=title, desc=desc)
 
 
-class SvgCache:
-    """A small in-process LRU of rendered charts.
-
-    Keys hold the chart, the scope (service, site), the parameters and the data version
-    of the read model, so a new response makes new keys rather than stale hits; a worker
-    that has not seen a chart draws it again, which is always correct.
-    """
-
-    def __init__(self, size: int = 256):
-        self.size = size
-        self._items: OrderedDict[Hashable, str] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_or_render(self, key: Hashable, render: Callable[[], str]) -> str:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        svg = render()
-        with self._lock:
-            self._items[key] = svg
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return svg
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-#: The worker's chart cache.
-svg_cache = SvgCache()
+#: The worker's chart cache, keyed by the chart, its scope (service, site), its parameters
+#: and the data version of the read model: a new response makes new keys, not stale hits.
+svg_cache = Lru(256)

@@ -28,7 +28,7 @@ def chart_svg(report: ServiceReport, name: str) -> str | None:
         return None
     draw, data, options, title, size = spec
     desc = _("Les mêmes données figurent dans le tableau qui suit le graphique.")
-    return svg_cache.get_or_render(
+    return svg_cache.get_or_make(
         key, lambda: render_svg(draw, data, title=title, desc=desc, prefix=f"chart-{name}-", size=size, **options)
     )
 

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from barometer.charts import SvgCache, plot_drivers, plot_ipa, plot_segments, plot_trend, render_svg
+from barometer.caching import Lru
+from barometer.charts import plot_drivers, plot_ipa, plot_segments, plot_trend, render_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -128,8 +129,8 @@ def test_charts_are_drawn_without_pyplot():
 
 def test_the_same_data_gives_the_same_svg_and_the_cache_keeps_a_bounded_number():
     assert render("drivers") == render("drivers")
-    cache = SvgCache(size=2)
+    cache = Lru(2)
     made = []
     for key in ("a", "b", "a", "c", "b"):
-        cache.get_or_render(key, lambda key=key: made.append(key) or key)
+        cache.get_or_make(key, lambda key=key: made.append(key) or key)
     assert made == ["a", "b", "c", "b"] and len(cache) == 2
